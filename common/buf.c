@@ -1,0 +1,112 @@
+/*
+ * buf.c - bounded byte buffer; see buf.h.
+ */
+#include "buf.h"
+
+#include <string.h>
+
+#include "err.h"
+#include "mem.h"
+
+void buf_init(struct buf *b, size_t cap)
+{
+    b->base = NULL;
+    b->pos = NULL;
+    b->last = NULL;
+    b->end = NULL;
+    b->cap = cap;
+}
+
+void buf_cleanup(struct buf *b)
+{
+    mem_free(b->base);
+    b->base = NULL;
+    b->pos = NULL;
+    b->last = NULL;
+    b->end = NULL;
+}
+
+void buf_compact(struct buf *b)
+{
+    size_t len = buf_len(b);
+
+    if (b->base == NULL || b->pos == b->base)
+        return;
+    if (len > 0)
+        memmove(b->base, b->pos, len);
+    b->pos = b->base;
+    b->last = b->base + len;
+}
+
+uint8_t *buf_reserve(struct buf *b, size_t n, int *err)
+{
+    size_t len = buf_len(b);
+    size_t size = (size_t)(b->end - b->base);
+    size_t want;
+    uint8_t *nb;
+
+    if (buf_tailroom(b) >= n)
+        return b->last;
+    if (n > b->cap - len) {
+        if (err != NULL)
+            *err = CV_EFULL;
+        return NULL;
+    }
+    if (size - len >= n) {
+        buf_compact(b);
+        return b->last;
+    }
+    want = size > 0 ? size : 4096;
+    while (want < len + n)
+        want *= 2;
+    if (want > b->cap)
+        want = b->cap;
+    if (b->base != NULL && b->pos != b->base)
+        buf_compact(b);
+    nb = mem_realloc(b->base, want);
+    if (nb == NULL) {
+        if (err != NULL)
+            *err = CV_ENOMEM;
+        return NULL;
+    }
+    b->pos = nb;
+    b->last = nb + len;
+    b->base = nb;
+    b->end = nb + want;
+    return b->last;
+}
+
+void buf_commit(struct buf *b, size_t n)
+{
+    b->last += n;
+}
+
+int buf_append(struct buf *b, const void *p, size_t n)
+{
+    int err = 0;
+    uint8_t *dst;
+
+    if (n == 0)
+        return 0;
+    dst = buf_reserve(b, n, &err);
+    if (dst == NULL)
+        return err;
+    memcpy(dst, p, n);
+    b->last += n;
+    return 0;
+}
+
+void buf_consume(struct buf *b, size_t n)
+{
+    b->pos += n;
+    if (b->pos == b->last) {
+        b->pos = b->base;
+        b->last = b->base;
+    }
+}
+
+void buf_release(struct buf *b)
+{
+    if (b->base != NULL && b->pos == b->last)
+        buf_cleanup(b);
+}

@@ -1,0 +1,92 @@
+/*
+ * tls.h - OpenSSL over memory BIOs, with no I/O of its own (sock.c moves the bytes).
+ *
+ * Ciphertext from the network goes in with tls_feed(); the handshake, tls_read() and tls_write()
+ * run on it; whatever OpenSSL wants to send (handshake records, application data, tickets, KeyUpdate,
+ * close_notify) is taken out with tls_pending_out()/tls_consume_out() after *every* call, since TLS 1.3
+ * writes even while reading. Runs on the loop thread; one struct tls per connection.
+ *
+ * Contexts: tls_ctx_server_new() for listeners (SNI selection is done by the caller's servername
+ * callback, see edge/certs.c); tls_ctx_client_new() for dialers, with the trust anchor from a CA
+ * file, a pinned CA digest, or the system store. Client-initiated renegotiation is never allowed and
+ * SSL_OP_IGNORE_UNEXPECTED_EOF is never set: a TCP end without close_notify is an error
+ * (RELIABILITY.md 2.6).
+ */
+#ifndef CV_TLS_H
+#define CV_TLS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <openssl/ssl.h>
+
+enum tls_min_version { TLS_MIN_1_2, TLS_MIN_1_3 };
+
+struct tls_client_opts {
+    const char *ca_file;         /* PEM bundle to trust, or NULL */
+    const uint8_t *pin_sha256;   /* 32 bytes: trust only a CA with this DER digest, or NULL */
+    int system_store;            /* 1: also trust the system store (when no ca_file and no pin) */
+    int no_verify;               /* 1: skip verification (originRequest.noTLSVerify only) */
+    const char *alpn;            /* protocol name (e.g. "culvert/1"), or NULL */
+    enum tls_min_version min_version;
+};
+
+/*
+ * Returns a new server context with |cert_file| (PEM chain) and |key_file|, or NULL with a reason
+ * written into |err| (|errlen| bytes) naming the file and OpenSSL's error. |alpn|, when not NULL, is the
+ * only ALPN protocol accepted (the handshake fails with no_application_protocol otherwise).
+ */
+SSL_CTX *tls_ctx_server_new(const char *cert_file, const char *key_file, enum tls_min_version min,
+                            const char *alpn, char *err, size_t errlen);
+/* Returns a new client context, or NULL with a reason in |err|. */
+SSL_CTX *tls_ctx_client_new(const struct tls_client_opts *o, char *err, size_t errlen);
+
+/* Appends OpenSSL's error queue to |out| ("; "-separated) and clears it. */
+void tls_drain_errors(char *out, size_t outlen);
+
+struct tls {
+    SSL *ssl;
+    BIO *rbio; /* ciphertext in (owned by ssl) */
+    BIO *wbio; /* ciphertext out (owned by ssl) */
+    int handshake_done;
+    int close_notify_sent;
+    int close_notify_received;
+    char last_error[256];
+};
+
+/* Server side over |ctx|. Returns 0 or CV_ENOMEM / CV_ETLS. */
+int tls_init_server(struct tls *t, SSL_CTX *ctx);
+/*
+ * Client side. |servername| is sent as SNI (not for IP literals) and checked against the
+ * certificate (name or IP), unless the context has no_verify. Returns 0 or a negative code.
+ */
+int tls_init_client(struct tls *t, SSL_CTX *ctx, const char *servername);
+void tls_cleanup(struct tls *t);
+
+/* Gives |n| ciphertext bytes to OpenSSL. Returns 0 or CV_ENOMEM. */
+int tls_feed(struct tls *t, const uint8_t *p, size_t n);
+/* Advances the handshake. Returns 1 when done, 0 when it needs more input, or CV_ETLS (reason in
+ * t->last_error: certificate verification, ALPN, protocol version...). */
+int tls_handshake(struct tls *t);
+/*
+ * Decrypts up to |cap| bytes into |out|. Returns the count (> 0), 0 when more ciphertext is needed,
+ * CV_ECLOSED once close_notify was received (orderly end), or CV_ETLS.
+ */
+int tls_read(struct tls *t, uint8_t *out, size_t cap);
+/* Encrypts |n| bytes (all of them: the write BIO grows). Returns 0 or CV_ETLS / CV_ECLOSED. */
+int tls_write(struct tls *t, const uint8_t *p, size_t n);
+/* Queues close_notify (once). Returns 0. */
+int tls_shutdown(struct tls *t);
+/* Ciphertext waiting to be sent: returns its length and points *|p| at it. */
+size_t tls_pending_out(struct tls *t, const uint8_t **p);
+/* Drops |n| bytes of pending ciphertext (the caller copied them). */
+void tls_consume_out(struct tls *t, size_t n);
+
+/* After the handshake: the SNI the client sent (server side), or NULL. */
+const char *tls_servername(const struct tls *t);
+/* After the handshake: the negotiated ALPN protocol into |out| (NUL-terminated), "" if none. */
+void tls_alpn(const struct tls *t, char *out, size_t outlen);
+/* "TLSv1.3" etc. */
+const char *tls_version(const struct tls *t);
+
+#endif
