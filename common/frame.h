@@ -142,15 +142,25 @@ void frame_hdr_encode(uint8_t *out, uint32_t length, uint8_t type, uint8_t flags
  *   CV_EFRAMESIZE  length > max, or wrong for a fixed-size type, or REGISTER/REGISTERED/GOAWAY
  *                  lengths inconsistent (PROTOCOL.md §3.2, §3.4, §4.2, §4.3, §11.1);
  *   CV_EPROTO      stream id 0 where forbidden or non-zero where required (§3.4), bad label bytes.
+ * Every check that needs only the header (length over |max|, stream id rule, fixed or bounded
+ * lengths) is made as soon as 9 octets are in, so such errors come before the payload has arrived;
+ * REGISTER/REGISTERED string lengths and labels are checked once the whole frame is in. Labels are
+ * at most 64 octets of 0x21-0x7e, and region labels (REGISTER region, REGISTERED edge region) only
+ * [A-Za-z0-9._-]. Flags are returned as received: callers test only the defined bits.
  * Unknown types decode successfully (type >= FRAME_TYPE_COUNT); the caller skips them.
  * Semantic rules (window increment 0, settings ranges, stream states) belong to the mux.
+ * |why| may be NULL.
  */
 ssize_t frame_decode(struct frame *f, const uint8_t *p, size_t n, size_t max, const char **why);
 
 /*
  * Encoders: each writes one whole frame (header + payload) at |out| with room |cap| and returns its
  * length, or CV_EFULL when |cap| is too small (nothing useful written). Stream ids and codes are taken
- * as given; callers pass valid values.
+ * as given; callers pass valid values. Reserved bits (stream id, WINDOW_UPDATE increment, GOAWAY last
+ * id, REGISTER/REGISTERED reserved fields) are sent as zero and no flags are set. Also CV_EINVAL,
+ * nothing written, for what the wire cannot carry: a REGISTER/REGISTERED label without a NUL within
+ * FRAME_LABEL_MAX + 1 bytes, a GOAWAY reason over FRAME_GOAWAY_MAX_REASON, a raw payload over
+ * FRAME_MAX_LENGTH.
  */
 ssize_t frame_encode_reset(uint8_t *out, size_t cap, uint32_t sid, uint32_t code);
 ssize_t frame_encode_window_update(uint8_t *out, size_t cap, uint32_t sid, uint32_t increment);
@@ -162,7 +172,8 @@ ssize_t frame_encode_dispatched(uint8_t *out, size_t cap, uint32_t sid);
 /* DATA, HEADERS, CONTINUATION and unknown types: header + copy of |len| bytes of |payload|. */
 ssize_t frame_encode_raw(uint8_t *out, size_t cap, uint8_t type, uint8_t flags, uint32_t sid,
                          const uint8_t *payload, size_t len);
-/* Re-encodes a decoded frame |f| (any type) so tests can check decode/encode round trips. */
+/* Re-encodes a decoded frame |f| (any type) so tests can check decode/encode round trips. The
+ * flags octet is written as decoded (f->hdr.flags); reserved bits are zero. */
 ssize_t frame_encode(uint8_t *out, size_t cap, const struct frame *f);
 
 /* Checks |s| against the ranges of PROTOCOL.md §4.4. Returns 0 or CV_EPROTO with *|why| set. */
