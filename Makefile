@@ -30,7 +30,7 @@ endif
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wpointer-arith \
         -Wcast-qual -Wwrite-strings -Wformat=2 -Wundef -Wvla -Werror
 BASE := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -D_GNU_SOURCE -g -MMD -MP \
-        -Icommon -I$(LLHTTP_INC)
+        -iquote common -I$(LLHTTP_INC)
 LIBS := -luv -lssl -lcrypto -lyaml -lpcre2-8 -lm
 
 # Debian packages that building and testing need; `make deps` installs the missing ones.
@@ -112,12 +112,12 @@ $(B)/tools/%: tests/tools/%.c $(LIBCOMMON) $(LIBLLHTTP)
 
 $(B)/obj/tests/unit/support.o: tests/unit/support.c
 	@mkdir -p $(dir $@)
-	$(Q)$(CC) $(BASE) $(OPT) $(SAN) $(WARN) -Itests/unit -Iedge -Iconnector -c -o $@ $<
+	$(Q)$(CC) $(BASE) $(OPT) $(SAN) $(WARN) -iquote tests/unit -iquote edge -iquote connector -c -o $@ $<
 
 $(B)/tests/%: tests/unit/%.c $(B)/obj/tests/unit/support.o $(LIBEDGE) $(LIBCONN) $(LIBCOMMON) $(LIBLLHTTP)
 	@mkdir -p $(dir $@)
 	@if [ "$(V)" != 1 ]; then echo "  CC      $<"; fi
-	$(Q)$(CC) $(BASE) $(OPT) $(SAN) $(WARN) -Wno-missing-prototypes -Itests/unit -Iedge -Iconnector \
+	$(Q)$(CC) $(BASE) $(OPT) $(SAN) $(WARN) -Wno-missing-prototypes -iquote tests/unit -iquote edge -iquote connector \
 		$(CFLAGS) -o $@ $< $(B)/obj/tests/unit/support.o $(LIBEDGE) $(LIBCONN) $(LIBCOMMON) \
 		$(LIBLLHTTP) -lcmocka $(LIBS)
 
@@ -139,7 +139,7 @@ fuzz-replay: $(FUZZ_REPLAY)
 $(B)/fuzz-replay/%: tests/fuzz/%.c tests/fuzz/replay.c $(LIBEDGE) $(LIBCONN) $(LIBCOMMON) $(LIBLLHTTP)
 	@mkdir -p $(dir $@)
 	@if [ "$(V)" != 1 ]; then echo "  CC      $< (replay)"; fi
-	$(Q)$(CC) $(BASE) $(OPT) $(SAN) $(WARN) -Wno-missing-prototypes -Iedge -Iconnector -o $@ $< \
+	$(Q)$(CC) $(BASE) $(OPT) $(SAN) $(WARN) -Wno-missing-prototypes -iquote edge -iquote connector -o $@ $< \
 		tests/fuzz/replay.c $(LIBEDGE) $(LIBCONN) $(LIBCOMMON) $(LIBLLHTTP) $(LIBS)
 
 FUZZ_CC ?= clang-14
@@ -152,7 +152,7 @@ fuzz:
 		name=$$(basename $$src .c); \
 		echo "  FUZZ    $$name"; \
 		$(FUZZ_CC) $(FUZZ_FLAGS) -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -D_GNU_SOURCE \
-			-Icommon -Iedge -Iconnector -I$(LLHTTP_INC) -o build/fuzz/$$name $$src \
+			-iquote common -iquote edge -iquote connector -I$(LLHTTP_INC) -o build/fuzz/$$name $$src \
 			$(COMMON_SRC) $(EDGE_SRC) $(CONN_SRC) $(LLHTTP_SRC)/api.c $(LLHTTP_SRC)/http.c \
 			$(LLHTTP_SRC)/llhttp.c $(LIBS) || exit 1; \
 	done
