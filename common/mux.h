@@ -17,8 +17,10 @@
  * (mux_stream_write, up to limits->stream_send_buffer) and framed at mux_pending() time, round-robin
  * across streams that have data and credit, after all control frames.
  *
- * Re-entrancy: hooks are called from mux_feed() and mux_fail() only. Functions the application calls
- * (write, reset, release, open) never call hooks synchronously.
+ * Re-entrancy: hooks are called from mux_feed() and mux_fail(), and on_writable also from
+ * mux_pending() (after framing, when a stream's queue has room again). Functions the application calls
+ * (write, reset, release, open) never call hooks synchronously, except want_write. Hooks must not call
+ * mux_free(); they may release, reset and write to any stream.
  */
 #ifndef CV_MUX_H
 #define CV_MUX_H
@@ -63,8 +65,8 @@ struct mux_hooks {
     void (*on_end)(struct mux_stream *s, void *sdata);
     /* The stream died: RESET from the peer (|code|), a stream error we detected, or the connection
      * failed (CODE_INTERNAL_ERROR) or refused it (CODE_REFUSED_STREAM, safe to retry). No further hooks
-     * for this stream; the application still releases it. |dispatched| tells whether the connector had
-     * sent DISPATCHED (PROTOCOL.md §7.7). */
+     * for this stream; the application still releases it. mux_stream_was_dispatched() tells whether
+     * the connector had sent DISPATCHED (PROTOCOL.md §7.7). */
     void (*on_reset)(struct mux_stream *s, uint32_t code, void *sdata);
     /* Room in the stream's send queue again (after mux_stream_write accepted less than asked). */
     void (*on_writable)(struct mux_stream *s, void *sdata);
@@ -122,7 +124,8 @@ ssize_t mux_feed(struct mux *m, const uint8_t *p, size_t n);
 /*
  * Output. mux_pending() returns the number of bytes ready at *|p| (control frames first, then DATA
  * framed from stream queues within credit, up to about |hint| bytes in all); mux_consume() drops |n|
- * of them once the transport has taken them. Pointers stay valid until the next mux call.
+ * of them once the transport has taken them. Pointers stay valid until the next mux call. Once
+ * mux_state() is MUX_S_CLOSED the transport flushes what is pending and closes the connection.
  */
 size_t mux_pending(struct mux *m, const uint8_t **p, size_t hint);
 void mux_consume(struct mux *m, size_t n);
@@ -134,8 +137,12 @@ int mux_accept(struct mux *m, const struct frame_registered *r);
 /* Edge: rejects the registration with GOAWAY(|code|, retry, reason); the transport closes after flush. */
 int mux_reject(struct mux *m, uint32_t code, uint32_t retry_after_ms, const char *reason);
 
-/* Queues a PING carrying the current time. Returns 0, or CV_ECALM if too many are outstanding. */
+/* Queues a PING (its send time is remembered for the RTT of the matching PONG). Returns 0, or
+ * CV_ETIMEDOUT when limits->heartbeat_misses PINGs are already unanswered: the link is dead and the
+ * caller closes it (PROTOCOL.md §10.2). */
 int mux_ping(struct mux *m);
+/* Microseconds since anything was last received (for the connector's silence-triggered PING). */
+uint64_t mux_idle_us(const struct mux *m);
 /* Queues GOAWAY (|code|, retry hint, reason) and stops accepting (connector) or opening (edge)
  * streams. With CODE_NO_ERROR existing streams continue. Returns 0. */
 int mux_goaway(struct mux *m, uint32_t code, uint32_t retry_after_ms, const char *reason);

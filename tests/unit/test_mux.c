@@ -1,0 +1,1299 @@
+/*
+ * test_mux.c - the multiplexer without sockets: an edge mux and a connector mux wired back to back in
+ * memory (pump), plus scripted peer bytes for the error cases and the `layer: mux` protocol vectors.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "err.h"
+#include "frame.h"
+#include "limits.h"
+#include "mem.h"
+#include "meta.h"
+#include "mux.h"
+#include "support.h"
+#include "wire.h"
+
+#define MAX_STREAMS 64
+#define SINK_CAP (4u * 1024 * 1024)
+
+/* What one side saw. */
+struct side {
+    struct mux *m;
+    int registered;
+    int register_calls;
+    struct frame_register reg;
+    struct frame_registered regd;
+    int goaways;
+    uint32_t goaway_code;
+    uint32_t goaway_last;
+    uint64_t rtt_us;
+    int pongs;
+    int opened;
+    int accept_code; /* what on_stream_open returns */
+    int auto_consume;
+    struct mux_stream *streams[MAX_STREAMS];
+    int nstreams;
+    /* Per-stream observations, indexed by the order streams were seen. */
+    int headers[MAX_STREAMS];
+    int status[MAX_STREAMS];
+    int ends[MAX_STREAMS];
+    int resets[MAX_STREAMS];
+    uint32_t reset_code[MAX_STREAMS];
+    int dispatched[MAX_STREAMS];
+    int writable[MAX_STREAMS];
+    size_t data_len[MAX_STREAMS];
+    uint8_t *data[MAX_STREAMS];
+    char first_header_value[MAX_STREAMS][64];
+    int release_on_reset;
+};
+
+static struct side edge_side;
+static struct side conn_side;
+static struct cv_limits limits;
+
+static void on_register(struct mux *m, const struct frame_register *r, void *arg)
+{
+    struct side *sd = arg;
+
+    (void)m;
+    sd->register_calls++;
+    sd->reg = *r;
+}
+
+static void on_registered(struct mux *m, const struct frame_registered *r, void *arg)
+{
+    struct side *sd = arg;
+
+    (void)m;
+    sd->registered = 1;
+    sd->regd = *r;
+}
+
+static int on_stream_open(struct mux *m, struct mux_stream *s, const struct meta *md, int end, void *arg)
+{
+    struct side *sd = arg;
+    int i = sd->nstreams;
+    const struct meta_field *f;
+
+    (void)m;
+    (void)end;
+    sd->opened++;
+    if (sd->accept_code != 0)
+        return sd->accept_code;
+    assert_true(i < MAX_STREAMS);
+    sd->streams[i] = s;
+    sd->nstreams++;
+    mux_stream_set_data(s, (void *)(intptr_t)i);
+    sd->headers[i]++;
+    f = meta_get(md, ":path");
+    if (f != NULL && f->value_len < 64) {
+        memcpy(sd->first_header_value[i], f->value, f->value_len);
+        sd->first_header_value[i][f->value_len] = '\0';
+    }
+    if (end)
+        sd->ends[i]++;
+    return 0;
+}
+
+static void on_headers(struct mux_stream *s, const struct meta *md, int end, void *sdata)
+{
+    struct side *sd = mux_stream_mux(s) == edge_side.m ? &edge_side : &conn_side;
+    int i = (int)(intptr_t)sdata;
+    const struct meta_field *f = meta_get(md, ":status");
+
+    (void)end;
+    sd->headers[i]++;
+    if (f != NULL && f->value_len == 3)
+        sd->status[i] = (f->value[0] - '0') * 100 + (f->value[1] - '0') * 10 + (f->value[2] - '0');
+}
+
+static void on_data(struct mux_stream *s, const uint8_t *p, size_t n, void *sdata)
+{
+    struct side *sd = mux_stream_mux(s) == edge_side.m ? &edge_side : &conn_side;
+    int i = (int)(intptr_t)sdata;
+
+    if (sd->data[i] == NULL)
+        sd->data[i] = malloc(SINK_CAP);
+    assert_true(sd->data_len[i] + n <= SINK_CAP);
+    memcpy(sd->data[i] + sd->data_len[i], p, n);
+    sd->data_len[i] += n;
+    if (sd->auto_consume)
+        mux_stream_consumed(s, n);
+}
+
+static void on_end(struct mux_stream *s, void *sdata)
+{
+    struct side *sd = mux_stream_mux(s) == edge_side.m ? &edge_side : &conn_side;
+
+    sd->ends[(int)(intptr_t)sdata]++;
+}
+
+static void on_reset(struct mux_stream *s, uint32_t code, void *sdata)
+{
+    struct side *sd = mux_stream_mux(s) == edge_side.m ? &edge_side : &conn_side;
+    int i = (int)(intptr_t)sdata;
+
+    sd->resets[i]++;
+    sd->reset_code[i] = code;
+    if (sd->release_on_reset) {
+        mux_stream_release(s);
+        sd->streams[i] = NULL;
+    }
+}
+
+static void on_writable(struct mux_stream *s, void *sdata)
+{
+    struct side *sd = mux_stream_mux(s) == edge_side.m ? &edge_side : &conn_side;
+
+    sd->writable[(int)(intptr_t)sdata]++;
+}
+
+static void on_dispatched(struct mux_stream *s, void *sdata)
+{
+    struct side *sd = mux_stream_mux(s) == edge_side.m ? &edge_side : &conn_side;
+
+    sd->dispatched[(int)(intptr_t)sdata]++;
+}
+
+static void on_pong(struct mux *m, uint64_t rtt, void *arg)
+{
+    struct side *sd = arg;
+
+    (void)m;
+    sd->pongs++;
+    sd->rtt_us = rtt;
+}
+
+static void on_goaway(struct mux *m, const struct frame_goaway *g, void *arg)
+{
+    struct side *sd = arg;
+
+    (void)m;
+    sd->goaways++;
+    sd->goaway_code = g->code;
+    sd->goaway_last = g->last_stream_id;
+}
+
+static const struct mux_hooks hooks = {
+    .on_register = on_register,
+    .on_registered = on_registered,
+    .on_stream_open = on_stream_open,
+    .on_headers = on_headers,
+    .on_data = on_data,
+    .on_end = on_end,
+    .on_reset = on_reset,
+    .on_writable = on_writable,
+    .on_dispatched = on_dispatched,
+    .on_pong = on_pong,
+    .on_goaway = on_goaway,
+    .now_us = support_now_us,
+};
+
+/* Bytes one side has sent and the other not yet consumed (the receiver keeps partial frames). */
+static uint8_t wire_e2c[1 << 21];
+static size_t wire_e2c_len;
+static uint8_t wire_c2e[1 << 21];
+static size_t wire_c2e_len;
+static int feed_err_edge;
+static int feed_err_conn;
+
+/* Moves |from|'s output to |wire| and feeds |to| from |wire|. Returns bytes moved. */
+static size_t move(struct mux *from, uint8_t *wire, size_t *wlen, struct mux *to, int *err)
+{
+    const uint8_t *p;
+    size_t n = mux_pending(from, &p, 256 * 1024);
+    size_t moved = n;
+    ssize_t used;
+
+    if (n > 0) {
+        if (n > (1u << 21) - *wlen)
+            n = (1u << 21) - *wlen;
+        memcpy(wire + *wlen, p, n);
+        *wlen += n;
+        mux_consume(from, n);
+        moved = n;
+    }
+    if (*wlen == 0 || *err < 0)
+        return moved;
+    used = mux_feed(to, wire, *wlen);
+    if (used < 0) {
+        *err = (int)used;
+        *wlen = 0;
+        return moved;
+    }
+    memmove(wire, wire + used, *wlen - (size_t)used);
+    *wlen -= (size_t)used;
+    return moved + (size_t)used;
+}
+
+/* Runs both directions until nothing moves. */
+static void pump(void)
+{
+    for (int i = 0; i < 100000; i++) {
+        size_t a = move(edge_side.m, wire_e2c, &wire_e2c_len, conn_side.m, &feed_err_conn);
+        size_t b = move(conn_side.m, wire_c2e, &wire_c2e_len, edge_side.m, &feed_err_edge);
+
+        if (a == 0 && b == 0)
+            return;
+    }
+    fail_msg("pump did not settle");
+}
+
+static void fill_register(struct frame_register *r)
+{
+    memset(r, 0, sizeof(*r));
+    r->min_version = 1;
+    r->max_version = 1;
+    memset(r->tunnel_id, 0x11, 16);
+    memset(r->secret, 0x22, 32);
+    memset(r->connector_id, 0x33, 16);
+    r->conn_index = 2;
+    strcpy(r->version, "culvert-test");
+    strcpy(r->region, "home-lab");
+}
+
+static void fill_registered(struct frame_registered *r)
+{
+    memset(r, 0, sizeof(*r));
+    r->connection_id = 77;
+    r->heartbeat_ms = 5000;
+    strcpy(r->region, "eu-1");
+    strcpy(r->name, "edge-a");
+}
+
+static long live_before;
+
+static int setup(void **state)
+{
+    (void)state;
+    live_before = mem_live_count();
+    memset(&edge_side, 0, sizeof(edge_side));
+    memset(&conn_side, 0, sizeof(conn_side));
+    wire_e2c_len = 0;
+    wire_c2e_len = 0;
+    feed_err_edge = 0;
+    feed_err_conn = 0;
+    support_clock_us = 1000000;
+    edge_side.auto_consume = 1;
+    conn_side.auto_consume = 1;
+    edge_side.m = mux_new(MUX_ROLE_EDGE, &limits, &hooks, &edge_side);
+    conn_side.m = mux_new(MUX_ROLE_CONNECTOR, &limits, &hooks, &conn_side);
+    assert_non_null(edge_side.m);
+    assert_non_null(conn_side.m);
+    return 0;
+}
+
+static void release_all(struct side *sd)
+{
+    for (int i = 0; i < sd->nstreams; i++) {
+        if (sd->streams[i] != NULL)
+            mux_stream_release(sd->streams[i]);
+        sd->streams[i] = NULL;
+        free(sd->data[i]);
+        sd->data[i] = NULL;
+    }
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    release_all(&edge_side);
+    release_all(&conn_side);
+    mux_free(edge_side.m);
+    mux_free(conn_side.m);
+    assert_int_equal(mem_live_count(), live_before);
+    return 0;
+}
+
+/* Registers the pair. */
+static void do_register(void)
+{
+    struct frame_register r;
+    struct frame_registered rd;
+
+    fill_register(&r);
+    assert_int_equal(mux_register(conn_side.m, &r), 0);
+    pump();
+    assert_int_equal(edge_side.register_calls, 1);
+    fill_registered(&rd);
+    assert_int_equal(mux_accept(edge_side.m, &rd), 0);
+    pump();
+    assert_true(conn_side.registered);
+}
+
+/* Builds a request block into |b|. */
+static void build_request(struct buf *b, const char *path, const char *clen)
+{
+    int start;
+
+    buf_init(b, 1 << 20);
+    start = meta_begin(b, META_REQUEST_HTTP);
+    assert_true(start >= 0);
+    assert_int_equal(meta_add_str(b, ":method", "POST"), 0);
+    assert_int_equal(meta_add_str(b, ":scheme", "https"), 0);
+    assert_int_equal(meta_add_str(b, ":authority", "app.example.com"), 0);
+    assert_int_equal(meta_add_str(b, ":path", path), 0);
+    if (clen != NULL)
+        assert_int_equal(meta_add_str(b, "content-length", clen), 0);
+    assert_int_equal(meta_end(b, (size_t)start), 0);
+}
+
+static void build_response(struct buf *b, const char *status, const char *clen)
+{
+    int start;
+
+    buf_init(b, 1 << 20);
+    start = meta_begin(b, META_RESPONSE);
+    assert_true(start >= 0);
+    assert_int_equal(meta_add_str(b, ":status", status), 0);
+    if (clen != NULL)
+        assert_int_equal(meta_add_str(b, "content-length", clen), 0);
+    assert_int_equal(meta_end(b, (size_t)start), 0);
+}
+
+/* Edge opens a stream (index i on the edge side). */
+static struct mux_stream *edge_open(const char *path, int end, int *err)
+{
+    struct buf b;
+    struct mux_stream *s;
+    int i = edge_side.nstreams;
+
+    build_request(&b, path, NULL);
+    s = mux_open(edge_side.m, b.pos, buf_len(&b), end, (void *)(intptr_t)i, err);
+    buf_cleanup(&b);
+    if (s != NULL) {
+        edge_side.streams[i] = s;
+        edge_side.nstreams++;
+    }
+    return s;
+}
+
+static void test_registration_carries_ids_settings_and_labels(void **state)
+{
+    (void)state;
+    do_register();
+    assert_int_equal(mux_state(edge_side.m), MUX_S_OPEN);
+    assert_int_equal(mux_state(conn_side.m), MUX_S_OPEN);
+    assert_int_equal(edge_side.reg.conn_index, 2);
+    assert_string_equal(edge_side.reg.region, "home-lab");
+    assert_string_equal(edge_side.reg.version, "culvert-test");
+    assert_int_equal(edge_side.reg.settings.initial_stream_window, limits.stream_window);
+    assert_int_equal(conn_side.regd.connection_id, 77);
+    assert_string_equal(conn_side.regd.region, "eu-1");
+    assert_int_equal(conn_side.regd.settings.max_frame_size, limits.max_frame_size);
+    assert_int_equal(mux_peer_settings(conn_side.m)->connection_window, limits.connection_window);
+}
+
+static void test_registration_rejected_reports_auth_failed(void **state)
+{
+    struct frame_register r;
+
+    (void)state;
+    fill_register(&r);
+    assert_int_equal(mux_register(conn_side.m, &r), 0);
+    pump();
+    assert_int_equal(mux_reject(edge_side.m, CODE_AUTH_FAILED, FRAME_RETRY_NEVER,
+                                "authentication failed"),
+                     0);
+    assert_int_equal(mux_state(edge_side.m), MUX_S_CLOSED);
+    pump();
+    assert_int_equal(feed_err_conn, CV_EAUTH);
+    assert_int_equal(conn_side.goaways, 1);
+    assert_int_equal(conn_side.goaway_code, CODE_AUTH_FAILED);
+    assert_false(conn_side.registered);
+}
+
+static void test_registration_without_common_version_is_refused(void **state)
+{
+    struct frame_register r;
+
+    (void)state;
+    fill_register(&r);
+    r.min_version = 2;
+    r.max_version = 3;
+    assert_int_equal(mux_register(conn_side.m, &r), 0);
+    pump();
+    assert_int_equal(edge_side.register_calls, 0);
+    assert_int_equal(feed_err_edge, CV_EVERSION);
+    assert_int_equal(feed_err_conn, CV_EVERSION);
+    assert_int_equal(conn_side.goaway_code, CODE_UNSUPPORTED_VERSION);
+}
+
+static void test_wrong_preface_closes_without_output(void **state)
+{
+    const uint8_t *p;
+
+    (void)state;
+    assert_int_equal(mux_feed(edge_side.m, (const uint8_t *)"GET / HTTP/1.1\r\n", 16), CV_EPROTO);
+    assert_int_equal(mux_pending(edge_side.m, &p, 65536), 0);
+    assert_int_equal(mux_state(edge_side.m), MUX_S_CLOSED);
+}
+
+static void test_frame_before_register_is_protocol_error(void **state)
+{
+    uint8_t in[FRAME_PREFACE_LEN + FRAME_HDR_LEN + 8];
+    uint8_t opaque[8] = {0};
+    const uint8_t *p;
+    struct frame f;
+    const char *why;
+
+    (void)state;
+    memcpy(in, FRAME_PREFACE, FRAME_PREFACE_LEN);
+    frame_encode_ping(in + FRAME_PREFACE_LEN, sizeof(in) - FRAME_PREFACE_LEN, FRAME_PING, opaque);
+    assert_int_equal(mux_feed(edge_side.m, in, sizeof(in)), CV_EPROTO);
+    assert_true(mux_pending(edge_side.m, &p, 65536) > 0);
+    assert_true(frame_decode(&f, p, FRAME_HDR_LEN + 268, 16384, &why) > 0);
+    assert_int_equal(f.hdr.type, FRAME_GOAWAY);
+    assert_int_equal(f.u.goaway.code, CODE_PROTOCOL_ERROR);
+}
+
+static void test_request_and_response_bodies_cross_both_ways(void **state)
+{
+    struct mux_stream *s;
+    struct buf resp;
+    int err = 0;
+    uint8_t body[100000];
+
+    (void)state;
+    do_register();
+    s = edge_open("/upload", 0, &err);
+    assert_non_null(s);
+    for (size_t i = 0; i < sizeof(body); i++)
+        body[i] = (uint8_t)(i * 7);
+    assert_int_equal(mux_stream_write(s, body, 60000, 0), 60000);
+    pump();
+    assert_int_equal(conn_side.opened, 1);
+    assert_string_equal(conn_side.first_header_value[0], "/upload");
+    assert_int_equal(mux_stream_write(s, body + 60000, 40000, 1), 40000);
+    pump();
+    assert_int_equal(conn_side.data_len[0], sizeof(body));
+    assert_memory_equal(conn_side.data[0], body, sizeof(body));
+    assert_int_equal(conn_side.ends[0], 1);
+
+    /* The connector answers, marks the stream dispatched, sends a body with END_STREAM. */
+    assert_int_equal(mux_stream_dispatched(conn_side.streams[0]), 0);
+    build_response(&resp, "200", "5");
+    assert_int_equal(mux_stream_headers(conn_side.streams[0], resp.pos, buf_len(&resp), 0), 0);
+    buf_cleanup(&resp);
+    assert_int_equal(mux_stream_write(conn_side.streams[0], (const uint8_t *)"hello", 5, 1), 5);
+    pump();
+    assert_int_equal(edge_side.dispatched[0], 1);
+    assert_int_equal(edge_side.status[0], 200);
+    assert_int_equal(edge_side.data_len[0], 5);
+    assert_memory_equal(edge_side.data[0], "hello", 5);
+    assert_int_equal(edge_side.ends[0], 1);
+    assert_true(mux_stream_was_dispatched(s));
+}
+
+static void test_zero_window_blocks_writer_until_window_update(void **state)
+{
+    struct mux_stream *s;
+    struct mux_stream *cs;
+    struct buf resp;
+    int err = 0;
+    static uint8_t big[1024 * 1024];
+    size_t sent = 0;
+
+    (void)state;
+    do_register();
+    edge_side.auto_consume = 0; /* a slow visitor: nothing is consumed */
+    s = edge_open("/download", 1, &err);
+    assert_non_null(s);
+    pump();
+    cs = conn_side.streams[0];
+    build_response(&resp, "200", NULL);
+    assert_int_equal(mux_stream_headers(cs, resp.pos, buf_len(&resp), 0), 0);
+    buf_cleanup(&resp);
+    memset(big, 'x', sizeof(big));
+    /* Keep writing as the queue allows; the stream window (256 KiB) bounds what crosses. */
+    for (int round = 0; round < 100; round++) {
+        ssize_t k = mux_stream_write(cs, big + sent, sizeof(big) - sent, 0);
+
+        assert_true(k >= 0);
+        sent += (size_t)k;
+        pump();
+    }
+    assert_int_equal(edge_side.data_len[0], limits.stream_window);
+    assert_true(sent < sizeof(big));
+    assert_true(mux_stream_queued(cs) > 0);
+    assert_true(conn_side.writable[0] >= 1 || sent == limits.stream_window + limits.stream_send_buffer);
+
+    /* The visitor reads: credit goes back, the writer resumes. */
+    mux_stream_consumed(s, edge_side.data_len[0]);
+    pump();
+    assert_true(edge_side.data_len[0] > limits.stream_window);
+    assert_true(edge_side.data_len[0] <= 2 * limits.stream_window);
+}
+
+static void test_connection_window_bounds_all_streams(void **state)
+{
+    struct cv_limits small = limits;
+    struct buf resp;
+    int err = 0;
+    static uint8_t chunk[64 * 1024];
+    size_t total = 0;
+
+    (void)state;
+    /* Rebuild the pair with a small connection window on the edge (receiver). */
+    mux_free(edge_side.m);
+    mux_free(conn_side.m);
+    small.connection_window = 100000;
+    edge_side.m = mux_new(MUX_ROLE_EDGE, &small, &hooks, &edge_side);
+    conn_side.m = mux_new(MUX_ROLE_CONNECTOR, &limits, &hooks, &conn_side);
+    do_register();
+    edge_side.auto_consume = 0;
+    memset(chunk, 'y', sizeof(chunk));
+    for (int i = 0; i < 4; i++) {
+        assert_non_null(edge_open("/x", 1, &err));
+    }
+    pump();
+    assert_int_equal(conn_side.nstreams, 4);
+    for (int i = 0; i < 4; i++) {
+        build_response(&resp, "200", NULL);
+        assert_int_equal(mux_stream_headers(conn_side.streams[i], resp.pos, buf_len(&resp), 0), 0);
+        buf_cleanup(&resp);
+        assert_int_equal(mux_stream_write(conn_side.streams[i], chunk, sizeof(chunk), 0),
+                         (ssize_t)sizeof(chunk));
+    }
+    pump();
+    for (int i = 0; i < 4; i++)
+        total += edge_side.data_len[i];
+    assert_int_equal(total, 100000);
+    /* Round-robin: every stream got some of the window. */
+    for (int i = 0; i < 4; i++)
+        assert_true(edge_side.data_len[i] > 0);
+}
+
+static void test_ping_measures_rtt_and_misses_are_counted(void **state)
+{
+    (void)state;
+    do_register();
+    support_clock_us = 5000000;
+    assert_int_equal(mux_ping(edge_side.m), 0);
+    {
+        const uint8_t *p;
+        size_t n = mux_pending(edge_side.m, &p, 65536);
+
+        memcpy(wire_e2c, p, n);
+        wire_e2c_len = n;
+        mux_consume(edge_side.m, n);
+    }
+    support_clock_us += 12345;
+    pump();
+    assert_int_equal(edge_side.pongs, 1);
+    assert_int_equal(edge_side.rtt_us, 12345);
+
+    /* Five unanswered pings: the sixth reports the link dead. */
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(mux_ping(edge_side.m), 0);
+    assert_int_equal(mux_ping(edge_side.m), CV_ETIMEDOUT);
+    pump();
+    assert_int_equal(mux_ping(edge_side.m), 0);
+}
+
+static void test_forged_pong_does_not_fake_rtt(void **state)
+{
+    uint8_t frame[FRAME_HDR_LEN + 8];
+    uint8_t opaque[8];
+
+    (void)state;
+    do_register();
+    assert_int_equal(mux_ping(edge_side.m), 0);
+    put_u64(opaque, 999);
+    frame_encode_ping(frame, sizeof(frame), FRAME_PONG, opaque);
+    assert_int_equal(mux_feed(edge_side.m, frame, sizeof(frame)), (ssize_t)sizeof(frame));
+    assert_int_equal(edge_side.pongs, 0);
+}
+
+static void test_pong_goes_ahead_of_queued_data(void **state)
+{
+    struct mux_stream *cs;
+    struct buf resp;
+    int err = 0;
+    static uint8_t chunk[64 * 1024];
+    uint8_t ping[FRAME_HDR_LEN + 8];
+    uint8_t opaque[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    const uint8_t *p;
+    struct frame f;
+    const char *why;
+    size_t n;
+
+    (void)state;
+    do_register();
+    assert_non_null(edge_open("/big", 1, &err));
+    pump();
+    cs = conn_side.streams[0];
+    build_response(&resp, "200", NULL);
+    assert_int_equal(mux_stream_headers(cs, resp.pos, buf_len(&resp), 0), 0);
+    buf_cleanup(&resp);
+    n = mux_pending(conn_side.m, &p, 1 << 20);
+    mux_consume(conn_side.m, n);
+    assert_int_equal(mux_stream_write(cs, chunk, sizeof(chunk), 0), (ssize_t)sizeof(chunk));
+    /* Data is queued; a PING arrives before the transport pulls. */
+    frame_encode_ping(ping, sizeof(ping), FRAME_PING, opaque);
+    assert_int_equal(mux_feed(conn_side.m, ping, sizeof(ping)), (ssize_t)sizeof(ping));
+    n = mux_pending(conn_side.m, &p, 1 << 20);
+    assert_true(n > sizeof(chunk));
+    assert_true(frame_decode(&f, p, n, 1 << 20, &why) > 0);
+    assert_int_equal(f.hdr.type, FRAME_PONG);
+    assert_memory_equal(f.u.opaque, opaque, 8);
+    mux_consume(conn_side.m, n);
+}
+
+static void test_goaway_refuses_streams_above_last_id(void **state)
+{
+    int err = 0;
+
+    (void)state;
+    do_register();
+    assert_non_null(edge_open("/a", 1, &err)); /* id 1, reaches the connector */
+    pump();
+    assert_int_equal(conn_side.opened, 1);
+    assert_non_null(edge_open("/b", 1, &err)); /* id 3, still in flight */
+    assert_int_equal(mux_goaway(conn_side.m, CODE_NO_ERROR, 0, "shutting down"), 0);
+    pump();
+    /* The connector refused id 3 on arrival, and the GOAWAY named 1 as the last stream. */
+    assert_int_equal(edge_side.goaways, 1);
+    assert_int_equal(edge_side.goaway_last, 1);
+    assert_int_equal(edge_side.resets[1], 1);
+    assert_int_equal(edge_side.reset_code[1], CODE_REFUSED_STREAM);
+    assert_false(mux_stream_was_dispatched(edge_side.streams[1]));
+    assert_int_equal(edge_side.resets[0], 0);
+    assert_null(edge_open("/c", 1, &err));
+    assert_int_equal(err, CV_EGOAWAY);
+    assert_true(mux_is_draining(edge_side.m));
+    assert_false(mux_is_idle(conn_side.m));
+}
+
+static void test_reset_from_edge_reaches_connector_and_frees(void **state)
+{
+    int err = 0;
+    struct mux_stream *s;
+
+    (void)state;
+    do_register();
+    s = edge_open("/r", 0, &err);
+    pump();
+    assert_int_equal(conn_side.opened, 1);
+    mux_stream_reset(s, CODE_CANCEL);
+    pump();
+    assert_int_equal(conn_side.resets[0], 1);
+    assert_int_equal(conn_side.reset_code[0], CODE_CANCEL);
+    {
+        struct mux_stats st;
+
+        mux_stats(conn_side.m, &st);
+        assert_int_equal(st.open_streams, 0);
+        mux_stats(edge_side.m, &st);
+        assert_int_equal(st.open_streams, 0);
+    }
+}
+
+static void test_release_before_end_sends_cancel(void **state)
+{
+    int err = 0;
+    struct mux_stream *s;
+
+    (void)state;
+    do_register();
+    s = edge_open("/r", 0, &err);
+    pump();
+    mux_stream_release(s);
+    edge_side.streams[0] = NULL;
+    pump();
+    assert_int_equal(conn_side.resets[0], 1);
+    assert_int_equal(conn_side.reset_code[0], CODE_CANCEL);
+}
+
+static void test_concurrency_limit_refuses_extra_stream(void **state)
+{
+    struct cv_limits two = limits;
+    int err = 0;
+
+    (void)state;
+    mux_free(conn_side.m);
+    two.max_concurrent_streams = 2;
+    conn_side.m = mux_new(MUX_ROLE_CONNECTOR, &two, &hooks, &conn_side);
+    do_register();
+    assert_non_null(edge_open("/1", 1, &err));
+    assert_non_null(edge_open("/2", 1, &err));
+    /* The edge honours the announced limit itself. */
+    assert_null(edge_open("/3", 1, &err));
+    assert_int_equal(err, CV_ELIMIT);
+    pump();
+    assert_int_equal(conn_side.opened, 2);
+}
+
+static void test_connector_enforces_concurrency_against_a_lying_edge(void **state)
+{
+    struct cv_limits two = limits;
+    struct buf b;
+    uint8_t frame[4096];
+    ssize_t n;
+
+    (void)state;
+    mux_free(conn_side.m);
+    two.max_concurrent_streams = 1;
+    conn_side.m = mux_new(MUX_ROLE_CONNECTOR, &two, &hooks, &conn_side);
+    do_register();
+    build_request(&b, "/x", NULL);
+    for (uint32_t id = 1; id <= 3; id += 2) {
+        const uint8_t *p;
+        size_t k;
+
+        n = frame_encode_raw(frame, sizeof(frame), FRAME_HEADERS, FRAME_F_END_HEADERS, id, b.pos,
+                             buf_len(&b));
+        assert_true(n > 0);
+        assert_int_equal(mux_feed(conn_side.m, frame, (size_t)n), n);
+        k = mux_pending(conn_side.m, &p, 65536);
+        mux_consume(conn_side.m, k);
+        if (id == 3) {
+            struct frame f;
+            const char *why;
+
+            assert_true(frame_decode(&f, p, k, 16384, &why) > 0);
+            assert_int_equal(f.hdr.type, FRAME_RESET);
+            assert_int_equal(f.hdr.stream_id, 3);
+            assert_int_equal(f.u.code, CODE_REFUSED_STREAM);
+        }
+    }
+    buf_cleanup(&b);
+    assert_int_equal(conn_side.opened, 1);
+}
+
+static void test_large_metadata_spans_continuations(void **state)
+{
+    struct buf b;
+    int start;
+    int err = 0;
+    char value[8000];
+    char name[32];
+
+    (void)state;
+    do_register();
+    memset(value, 'v', sizeof(value) - 1);
+    value[sizeof(value) - 1] = '\0';
+    buf_init(&b, 1 << 20);
+    start = meta_begin(&b, META_REQUEST_HTTP);
+    meta_add_str(&b, ":method", "GET");
+    meta_add_str(&b, ":scheme", "https");
+    meta_add_str(&b, ":authority", "a.example.com");
+    meta_add_str(&b, ":path", "/big-head");
+    for (int i = 0; i < 7; i++) {
+        snprintf(name, sizeof(name), "x-big-%d", i);
+        meta_add_str(&b, name, value);
+    }
+    assert_int_equal(meta_end(&b, (size_t)start), 0);
+    assert_true(buf_len(&b) > 3 * 16384 - 9);
+    assert_non_null(mux_open(edge_side.m, b.pos, buf_len(&b), 1, (void *)0, &err));
+    edge_side.nstreams = 1;
+    edge_side.streams[0] = NULL;
+    buf_cleanup(&b);
+    pump();
+    assert_int_equal(conn_side.opened, 1);
+    assert_string_equal(conn_side.first_header_value[0], "/big-head");
+    assert_int_equal(feed_err_conn, 0);
+    /* The edge side's stream is held with no record: release it through the connector's reset. */
+    mux_stream_reset(conn_side.streams[0], CODE_CANCEL);
+    pump();
+}
+
+static void test_too_many_continuations_is_calm_error(void **state)
+{
+    uint8_t frame[64];
+    ssize_t n;
+    uint8_t head[] = {META_REQUEST_HTTP, 0, 0};
+
+    (void)state;
+    do_register();
+    n = frame_encode_raw(frame, sizeof(frame), FRAME_HEADERS, 0, 1, head, 1);
+    assert_int_equal(mux_feed(conn_side.m, frame, (size_t)n), n);
+    for (int i = 0; i < 8; i++) {
+        n = frame_encode_raw(frame, sizeof(frame), FRAME_CONTINUATION, 0, 1, head, 1);
+        assert_int_equal(mux_feed(conn_side.m, frame, (size_t)n), n);
+    }
+    n = frame_encode_raw(frame, sizeof(frame), FRAME_CONTINUATION, 0, 1, head, 1);
+    assert_int_equal(mux_feed(conn_side.m, frame, (size_t)n), CV_ECALM);
+    assert_int_equal(mux_state(conn_side.m), MUX_S_CLOSED);
+}
+
+static void test_oversized_metadata_resets_only_that_stream(void **state)
+{
+    struct cv_limits small = limits;
+    struct buf b;
+    int err = 0;
+    int start;
+    char value[6000];
+
+    (void)state;
+    mux_free(conn_side.m);
+    small.max_metadata_size = 4096;
+    conn_side.m = mux_new(MUX_ROLE_CONNECTOR, &small, &hooks, &conn_side);
+    do_register();
+    memset(value, 'v', sizeof(value) - 1);
+    value[sizeof(value) - 1] = '\0';
+    buf_init(&b, 1 << 20);
+    start = meta_begin(&b, META_REQUEST_HTTP);
+    meta_add_str(&b, ":method", "GET");
+    meta_add_str(&b, ":scheme", "https");
+    meta_add_str(&b, ":authority", "a.example.com");
+    meta_add_str(&b, ":path", "/");
+    meta_add_str(&b, "x-big", value);
+    meta_end(&b, (size_t)start);
+    /* The edge believes the peer allows 64 KiB only until REGISTERED; now it knows 4 KiB. */
+    assert_null(mux_open(edge_side.m, b.pos, buf_len(&b), 1, NULL, &err));
+    assert_int_equal(err, CV_EINVAL);
+    buf_cleanup(&b);
+
+    /* A lying edge sends it anyway: the connector resets that stream and keeps going. */
+    {
+        uint8_t frames[16384];
+        ssize_t n;
+        struct buf big;
+        const uint8_t *p;
+        size_t k;
+        struct frame f;
+        const char *why;
+
+        buf_init(&big, 1 << 20);
+        start = meta_begin(&big, META_REQUEST_HTTP);
+        meta_add_str(&big, ":method", "GET");
+        meta_add_str(&big, ":scheme", "https");
+        meta_add_str(&big, ":authority", "a.example.com");
+        meta_add_str(&big, ":path", "/");
+        meta_add_str(&big, "x-big", value);
+        meta_end(&big, (size_t)start);
+        n = frame_encode_raw(frames, sizeof(frames), FRAME_HEADERS, FRAME_F_END_HEADERS | FRAME_F_END_STREAM,
+                             1, big.pos, buf_len(&big));
+        buf_cleanup(&big);
+        assert_true(n > 0);
+        assert_int_equal(mux_feed(conn_side.m, frames, (size_t)n), n);
+        k = mux_pending(conn_side.m, &p, 65536);
+        assert_true(frame_decode(&f, p, k, 16384, &why) > 0);
+        assert_int_equal(f.hdr.type, FRAME_RESET);
+        assert_int_equal(f.u.code, CODE_METADATA_TOO_LARGE);
+        mux_consume(conn_side.m, k);
+        assert_int_equal(mux_state(conn_side.m), MUX_S_OPEN);
+        assert_int_equal(conn_side.opened, 0);
+    }
+}
+
+static void test_data_beyond_content_length_is_stream_error(void **state)
+{
+    struct buf resp;
+    int err = 0;
+
+    (void)state;
+    do_register();
+    assert_non_null(edge_open("/cl", 0, &err)); /* request body still open: the stream stays */
+    pump();
+    build_response(&resp, "200", "3");
+    assert_int_equal(mux_stream_headers(conn_side.streams[0], resp.pos, buf_len(&resp), 0), 0);
+    buf_cleanup(&resp);
+    assert_int_equal(mux_stream_write(conn_side.streams[0], (const uint8_t *)"abcdef", 6, 1), 6);
+    pump();
+    assert_int_equal(edge_side.resets[0], 1);
+    assert_int_equal(edge_side.reset_code[0], CODE_PROTOCOL_ERROR);
+    assert_int_equal(edge_side.data_len[0], 0);
+    assert_int_equal(conn_side.resets[0], 1);
+}
+
+static void test_transport_failure_marks_undispatched_streams_retryable(void **state)
+{
+    int err = 0;
+
+    (void)state;
+    do_register();
+    assert_non_null(edge_open("/a", 1, &err));
+    assert_non_null(edge_open("/b", 1, &err));
+    pump();
+    assert_int_equal(mux_stream_dispatched(conn_side.streams[0]), 0);
+    pump();
+    mux_fail(edge_side.m, CODE_INTERNAL_ERROR);
+    assert_int_equal(edge_side.reset_code[0], CODE_INTERNAL_ERROR);
+    assert_int_equal(edge_side.reset_code[1], CODE_REFUSED_STREAM);
+    assert_int_equal(mux_state(edge_side.m), MUX_S_CLOSED);
+}
+
+static void test_reset_flood_trips_budget(void **state)
+{
+    uint8_t frame[FRAME_HDR_LEN + 4];
+    int err = 0;
+    ssize_t rv = 0;
+
+    (void)state;
+    do_register();
+    assert_non_null(edge_open("/a", 1, &err)); /* id 1 exists, so RESETs on it are not idle */
+    pump();
+    frame_encode_reset(frame, sizeof(frame), 1, CODE_CANCEL);
+    for (int i = 0; i < 1001 && rv >= 0; i++)
+        rv = mux_feed(edge_side.m, frame, sizeof(frame));
+    assert_int_equal(rv, CV_ECALM);
+}
+
+static void test_empty_data_flood_is_calm_error(void **state)
+{
+    uint8_t frame[FRAME_HDR_LEN];
+    int err = 0;
+    struct buf resp;
+
+    (void)state;
+    do_register();
+    assert_non_null(edge_open("/a", 1, &err));
+    pump();
+    build_response(&resp, "200", NULL);
+    mux_stream_headers(conn_side.streams[0], resp.pos, buf_len(&resp), 0);
+    buf_cleanup(&resp);
+    pump();
+    frame_hdr_encode(frame, 0, FRAME_DATA, 0, 1);
+    assert_int_equal(mux_feed(edge_side.m, frame, sizeof(frame)), (ssize_t)sizeof(frame));
+    assert_int_equal(mux_feed(edge_side.m, frame, sizeof(frame)), CV_ECALM);
+}
+
+static void test_ping_flood_not_read_trips_control_queue(void **state)
+{
+    uint8_t frame[FRAME_HDR_LEN + 8];
+    uint8_t opaque[8] = {0};
+    ssize_t rv = 0;
+    int i;
+
+    (void)state;
+    do_register();
+    frame_encode_ping(frame, sizeof(frame), FRAME_PING, opaque);
+    /* Nobody pulls the PONGs: the peer is not reading. */
+    for (i = 0; i < 2000 && rv >= 0; i++)
+        rv = mux_feed(conn_side.m, frame, sizeof(frame));
+    assert_int_equal(rv, CV_ECALM);
+    assert_int_equal(i, (int)limits.max_control_queued + 1);
+}
+
+static void test_byte_at_a_time_feeding_works(void **state)
+{
+    struct frame_register r;
+    const uint8_t *p;
+    size_t n;
+    static uint8_t copy[4096];
+    size_t have = 0;
+
+    (void)state;
+    fill_register(&r);
+    assert_int_equal(mux_register(conn_side.m, &r), 0);
+    n = mux_pending(conn_side.m, &p, 65536);
+    memcpy(copy, p, n);
+    mux_consume(conn_side.m, n);
+    for (size_t i = 0; i < n; i++) {
+        ssize_t used;
+
+        have++;
+        used = mux_feed(edge_side.m, copy + (i + 1 - have), have);
+        assert_true(used >= 0);
+        have -= (size_t)used;
+    }
+    assert_int_equal(have, 0);
+    assert_int_equal(edge_side.register_calls, 1);
+}
+
+static void test_allocation_failures_fail_cleanly(void **state)
+{
+    (void)state;
+    mux_free(edge_side.m);
+    mux_free(conn_side.m);
+    /* Run a whole exchange with the Nth allocation failing, for every N until one run passes. */
+    for (unsigned long nth = 1; nth < 200; nth++) {
+        struct mux *e;
+        struct mux *c;
+        struct frame_register r;
+        struct frame_registered rd;
+        struct buf b;
+        int err = 0;
+        long before = mem_live_count();
+        int ok = 0;
+
+        memset(&edge_side, 0, sizeof(edge_side));
+        memset(&conn_side, 0, sizeof(conn_side));
+        edge_side.auto_consume = conn_side.auto_consume = 1;
+        edge_side.release_on_reset = conn_side.release_on_reset = 1;
+        wire_e2c_len = wire_c2e_len = 0;
+        feed_err_edge = feed_err_conn = 0;
+        mem_fail_after(nth);
+        e = mux_new(MUX_ROLE_EDGE, &limits, &hooks, &edge_side);
+        c = mux_new(MUX_ROLE_CONNECTOR, &limits, &hooks, &conn_side);
+        edge_side.m = e;
+        conn_side.m = c;
+        if (e != NULL && c != NULL) {
+            fill_register(&r);
+            fill_registered(&rd);
+            if (mux_register(c, &r) == 0) {
+                pump();
+                if (edge_side.register_calls == 1 && mux_accept(e, &rd) == 0) {
+                    struct mux_stream *s;
+
+                    int start;
+
+                    pump();
+                    buf_init(&b, 4096);
+                    start = meta_begin(&b, META_REQUEST_HTTP);
+                    s = NULL;
+                    if (start >= 0 && meta_add_str(&b, ":method", "GET") == 0 &&
+                        meta_add_str(&b, ":scheme", "https") == 0 &&
+                        meta_add_str(&b, ":authority", "a.example.com") == 0 &&
+                        meta_add_str(&b, ":path", "/p") == 0 && meta_end(&b, (size_t)start) == 0)
+                        s = mux_open(e, b.pos, buf_len(&b), 0, (void *)0, &err);
+                    buf_cleanup(&b);
+                    if (s != NULL) {
+                        edge_side.streams[0] = s;
+                        edge_side.nstreams = 1;
+                        if (mux_stream_write(s, (const uint8_t *)"body", 4, 1) == 4) {
+                            pump();
+                            ok = conn_side.nstreams == 1 && conn_side.data_len[0] == 4;
+                        }
+                    }
+                }
+            }
+        }
+        mem_fail_after(0);
+        release_all(&edge_side);
+        release_all(&conn_side);
+        mux_free(e);
+        mux_free(c);
+        edge_side.m = conn_side.m = NULL;
+        if (mem_live_count() != before)
+            fail_msg("allocation %lu failing leaked %ld allocations", nth, mem_live_count() - before);
+        if (ok)
+            break;
+    }
+    edge_side.m = mux_new(MUX_ROLE_EDGE, &limits, &hooks, &edge_side);
+    conn_side.m = mux_new(MUX_ROLE_CONNECTOR, &limits, &hooks, &conn_side);
+}
+
+/* ---- the `layer: mux` vectors of proto/vectors ------------------------------------------------ */
+
+struct vector {
+    char name[128];
+    char layer[16];
+    char expect[128];
+    char context[32];
+    char role[16];
+    unsigned long stream_window;
+    unsigned long max_frame;
+    uint8_t *bytes;
+    size_t len;
+};
+
+static int load_vector(const char *path, struct vector *v)
+{
+    size_t n;
+    char *text = support_read_file(path, &n);
+    char *line;
+    char *save = NULL;
+    char *copy;
+
+    memset(v, 0, sizeof(*v));
+    if (text == NULL)
+        return -1;
+    copy = strdup(text);
+    for (line = strtok_r(copy, "\n", &save); line != NULL; line = strtok_r(NULL, "\n", &save)) {
+        if (sscanf(line, "# name: %127[^\n]", v->name) == 1)
+            continue;
+        if (sscanf(line, "# layer: %15s", v->layer) == 1)
+            continue;
+        if (sscanf(line, "# expect: %127[^\n]", v->expect) == 1)
+            continue;
+        if (sscanf(line, "# context: %31s", v->context) == 1)
+            continue;
+        if (sscanf(line, "# role: %15s", v->role) == 1)
+            continue;
+        if (sscanf(line, "# stream-window: %lu", &v->stream_window) == 1)
+            continue;
+        if (sscanf(line, "# max-frame: %lu", &v->max_frame) == 1)
+            continue;
+    }
+    free(copy);
+    v->bytes = support_hex_decode(text, &v->len);
+    free(text);
+    return v->bytes != NULL ? 0 : -1;
+}
+
+/* Maps "error FLOW_CONTROL_ERROR stream" to a code and a scope. */
+static uint32_t code_by_name(const char *name)
+{
+    for (uint32_t c = 0; c < 0x40; c++) {
+        if (strcmp(frame_code_name(c), name) == 0)
+            return c;
+    }
+    fail_msg("unknown code %s", name);
+    return 0;
+}
+
+static void run_mux_vector(const struct vector *v)
+{
+    ssize_t rv;
+    const uint8_t *p;
+    size_t n;
+    struct frame f;
+    const char *why;
+    char code[64] = "";
+    char scope[32] = "";
+    int err = 0;
+    struct side *target = &conn_side;
+
+    if (v->stream_window != 0 || v->max_frame != 0) {
+        /* The receiving side announces the vector's settings. */
+        struct cv_limits l = limits;
+
+        if (v->stream_window != 0)
+            l.stream_window = (uint32_t)v->stream_window;
+        if (v->max_frame != 0)
+            l.max_frame_size = (uint32_t)v->max_frame;
+        mux_free(conn_side.m);
+        conn_side.m = mux_new(MUX_ROLE_CONNECTOR, &l, &hooks, &conn_side);
+    }
+    if (strcmp(v->context, "preface") == 0) {
+        target = &edge_side;
+    } else {
+        do_register();
+        if (strcmp(v->context, "open-stream") == 0) {
+            struct buf resp;
+
+            assert_non_null(edge_open("/v", 0, &err));
+            pump();
+            assert_int_equal(conn_side.nstreams, 1);
+            build_response(&resp, "200", NULL);
+            assert_int_equal(mux_stream_headers(conn_side.streams[0], resp.pos, buf_len(&resp), 0), 0);
+            buf_cleanup(&resp);
+            pump();
+        }
+        if (strcmp(v->role, "edge") == 0)
+            target = &edge_side;
+    }
+    rv = mux_feed(target->m, v->bytes, v->len);
+    if (strcmp(v->expect, "ok") == 0 || strcmp(v->expect, "ignored") == 0) {
+        if (rv != (ssize_t)v->len)
+            fail_msg("vector %s: expected ok, mux_feed returned %zd", v->name, rv);
+        return;
+    }
+    if (strcmp(v->expect, "close") == 0) {
+        /* §4.1: not our protocol: closed without a GOAWAY. */
+        if (rv >= 0)
+            fail_msg("vector %s: expected a close, mux_feed returned %zd", v->name, rv);
+        assert_int_equal(mux_pending(target->m, &p, 1 << 20), 0);
+        assert_int_equal(mux_state(target->m), MUX_S_CLOSED);
+        return;
+    }
+    if (sscanf(v->expect, "error %63s %31s", code, scope) != 2)
+        fail_msg("vector %s: bad expect line '%s'", v->name, v->expect);
+    n = mux_pending(target->m, &p, 1 << 20);
+    if (strcmp(scope, "connection") == 0) {
+        if (rv >= 0)
+            fail_msg("vector %s: expected a connection error, mux_feed returned %zd", v->name, rv);
+        assert_int_equal(mux_state(target->m), MUX_S_CLOSED);
+        /* The last frame queued is the GOAWAY naming the code. */
+        while (n > 0) {
+            ssize_t k = frame_decode(&f, p, n, 1 << 20, &why);
+
+            assert_true(k > 0);
+            if (f.hdr.type == FRAME_GOAWAY)
+                break;
+            p += k;
+            n -= (size_t)k;
+        }
+        if (n == 0)
+            fail_msg("vector %s: no GOAWAY queued", v->name);
+        if (f.u.goaway.code != code_by_name(code))
+            fail_msg("vector %s: GOAWAY code %s, expected %s", v->name, frame_code_name(f.u.goaway.code),
+                     code);
+    } else {
+        int found = 0;
+
+        if (rv < 0)
+            fail_msg("vector %s: expected a stream error, got connection error %zd", v->name, rv);
+        while (n > 0) {
+            ssize_t k = frame_decode(&f, p, n, 1 << 20, &why);
+
+            assert_true(k > 0);
+            if (f.hdr.type == FRAME_RESET && f.u.code == code_by_name(code))
+                found = 1;
+            p += k;
+            n -= (size_t)k;
+        }
+        if (!found)
+            fail_msg("vector %s: no RESET %s queued", v->name, code);
+        assert_int_equal(mux_state(target->m), MUX_S_OPEN);
+    }
+}
+
+static void test_protocol_vectors_of_the_mux_layer(void **state)
+{
+    const char *dir = "../../proto/vectors";
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    int count = 0;
+
+    (void)state;
+    assert_non_null(d);
+    while ((e = readdir(d)) != NULL) {
+        char path[512];
+        struct vector v;
+        size_t len = strlen(e->d_name);
+
+        if (len < 5 || strcmp(e->d_name + len - 4, ".hex") != 0)
+            continue;
+        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+        assert_int_equal(load_vector(path, &v), 0);
+        if (strcmp(v.layer, "mux") == 0) {
+            /* Fresh pair for every vector. */
+            teardown(NULL);
+            setup(NULL);
+            run_mux_vector(&v);
+            count++;
+        }
+        free(v.bytes);
+    }
+    closedir(d);
+    assert_true(count >= 5);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_registration_carries_ids_settings_and_labels, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_registration_rejected_reports_auth_failed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_registration_without_common_version_is_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_wrong_preface_closes_without_output, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_frame_before_register_is_protocol_error, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_request_and_response_bodies_cross_both_ways, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_zero_window_blocks_writer_until_window_update, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_connection_window_bounds_all_streams, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ping_measures_rtt_and_misses_are_counted, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_forged_pong_does_not_fake_rtt, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pong_goes_ahead_of_queued_data, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_goaway_refuses_streams_above_last_id, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reset_from_edge_reaches_connector_and_frees, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_release_before_end_sends_cancel, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_concurrency_limit_refuses_extra_stream, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_connector_enforces_concurrency_against_a_lying_edge, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_large_metadata_spans_continuations, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_too_many_continuations_is_calm_error, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_oversized_metadata_resets_only_that_stream, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_data_beyond_content_length_is_stream_error, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_transport_failure_marks_undispatched_streams_retryable, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reset_flood_trips_budget, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_empty_data_flood_is_calm_error, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ping_flood_not_read_trips_control_queue, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_byte_at_a_time_feeding_works, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_allocation_failures_fail_cleanly, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_protocol_vectors_of_the_mux_layer, setup, teardown),
+    };
+
+    limits_init(&limits);
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
