@@ -22,10 +22,16 @@
 
 enum tls_min_version { TLS_MIN_1_2, TLS_MIN_1_3 };
 
+/*
+ * Exactly one trust anchor applies, checked in this order: no_verify, pin_sha256, ca_file,
+ * system_store. A pin and a CA file together, or none of the four, is a configuration error.
+ */
 struct tls_client_opts {
     const char *ca_file;         /* PEM bundle to trust, or NULL */
-    const uint8_t *pin_sha256;   /* 32 bytes: trust only a CA with this DER digest, or NULL */
-    int system_store;            /* 1: also trust the system store (when no ca_file and no pin) */
+    const uint8_t *pin_sha256;   /* 32 bytes: trust only a CA with this DER digest, or NULL. The peer
+                                    must send that CA in its chain; the leaf is verified against it
+                                    as the only anchor (it may be an intermediate). */
+    int system_store;            /* 1: trust the system store (when no ca_file and no pin) */
     int no_verify;               /* 1: skip verification (originRequest.noTLSVerify only) */
     const char *alpn;            /* protocol name (e.g. "culvert/1"), or NULL */
     enum tls_min_version min_version;
@@ -34,11 +40,16 @@ struct tls_client_opts {
 /*
  * Returns a new server context with |cert_file| (PEM chain) and |key_file|, or NULL with a reason
  * written into |err| (|errlen| bytes) naming the file and OpenSSL's error. |alpn|, when not NULL, is the
- * only ALPN protocol accepted (the handshake fails with no_application_protocol otherwise).
+ * only ALPN protocol accepted: a client offering ALPN without it fails the handshake with
+ * no_application_protocol. A client offering no ALPN at all is not refused here (OpenSSL does not
+ * call the selection callback); callers that require the protocol check tls_alpn() after the
+ * handshake. The caller frees the context with SSL_CTX_free() (contexts are reference counted,
+ * live SSL objects keep theirs).
  */
 SSL_CTX *tls_ctx_server_new(const char *cert_file, const char *key_file, enum tls_min_version min,
                             const char *alpn, char *err, size_t errlen);
-/* Returns a new client context, or NULL with a reason in |err|. */
+/* Returns a new client context, or NULL with a reason in |err| (unreadable CA file, conflicting or
+ * missing trust anchor, bad ALPN name, out of memory). */
 SSL_CTX *tls_ctx_client_new(const struct tls_client_opts *o, char *err, size_t errlen);
 
 /* Appends OpenSSL's error queue to |out| ("; "-separated) and clears it. */
@@ -51,14 +62,17 @@ struct tls {
     int handshake_done;
     int close_notify_sent;
     int close_notify_received;
-    char last_error[256];
+    char last_error[256]; /* reason of the last failure, e.g. "certificate verify failed: hostname
+                             mismatch" or OpenSSL's reasons ("; "-separated) */
 };
 
 /* Server side over |ctx|. Returns 0 or CV_ENOMEM / CV_ETLS. */
 int tls_init_server(struct tls *t, SSL_CTX *ctx);
 /*
- * Client side. |servername| is sent as SNI (not for IP literals) and checked against the
- * certificate (name or IP), unless the context has no_verify. Returns 0 or a negative code.
+ * Client side. |servername| is sent as SNI (not for IP literals, which may be bracketed) and checked
+ * against the certificate (DNS name, or IP address for IP literals), unless the context has
+ * no_verify. Returns 0, CV_EINVAL (no |servername| while verifying: a chain without a name check
+ * would accept any certificate of the CA; or a name OpenSSL refuses) or CV_ENOMEM.
  */
 int tls_init_client(struct tls *t, SSL_CTX *ctx, const char *servername);
 void tls_cleanup(struct tls *t);
@@ -75,12 +89,16 @@ int tls_handshake(struct tls *t);
 int tls_read(struct tls *t, uint8_t *out, size_t cap);
 /* Encrypts |n| bytes (all of them: the write BIO grows). Returns 0 or CV_ETLS / CV_ECLOSED. */
 int tls_write(struct tls *t, const uint8_t *p, size_t n);
-/* Queues close_notify (once). Returns 0. */
+/* Queues close_notify (once; before the handshake finished there is no session and nothing is
+ * queued). Returns 0, or CV_ETLS if OpenSSL refuses (after a fatal error). */
 int tls_shutdown(struct tls *t);
 /* Ciphertext waiting to be sent: returns its length and points *|p| at it. */
 size_t tls_pending_out(struct tls *t, const uint8_t **p);
 /* Drops |n| bytes of pending ciphertext (the caller copied them). */
 void tls_consume_out(struct tls *t, size_t n);
+/* Idle connections: replaces an empty memory BIO whose storage grew large with a fresh one, so an
+ * idle connection holds little memory. Call only when tls_pending_out() is empty. */
+void tls_release_buffers(struct tls *t);
 
 /* After the handshake: the SNI the client sent (server side), or NULL. */
 const char *tls_servername(const struct tls *t);
