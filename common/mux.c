@@ -65,6 +65,7 @@ struct mux_stream {
     struct list_node all_node;
     struct list_node ready_node;  /* on m->ready: queued data (or END_STREAM) and credit */
     struct list_node notify_node; /* on m->notify: owes on_writable */
+    const struct mux_stream_hooks *sh;
     void *data;
 };
 
@@ -547,8 +548,8 @@ static int stream_error(struct mux *m, struct mux_stream *s, uint32_t sid, uint3
     rv = stream_mark_reset(s);
     if (rv < 0)
         return conn_error(m, CODE_INTERNAL_ERROR, "out of memory");
-    if ((s->flags & S_F_HELD) && m->hooks->on_reset != NULL)
-        m->hooks->on_reset(s, code, s->data);
+    if ((s->flags & S_F_HELD) && s->sh != NULL && s->sh->on_reset != NULL)
+        s->sh->on_reset(s, code, s->data);
     stream_maybe_free(s);
     return 0;
 }
@@ -671,8 +672,8 @@ static int on_data_frame(struct mux *m, const struct frame *f)
     }
     if (s->flags & S_F_HELD) {
         s->recv_unconsumed += len;
-        if (len > 0 && m->hooks->on_data != NULL)
-            m->hooks->on_data(s, f->payload, len, s->data);
+        if (len > 0 && s->sh != NULL && s->sh->on_data != NULL)
+            s->sh->on_data(s, f->payload, len, s->data);
     } else {
         /* Released: nobody reads; return the credit at once. */
         if (conn_credit(m, len) < 0)
@@ -680,8 +681,8 @@ static int on_data_frame(struct mux *m, const struct frame *f)
     }
     if (end && !(s->flags & S_F_RESET)) {
         s->flags |= S_F_REMOTE_CLOSED;
-        if ((s->flags & S_F_HELD) && m->hooks->on_end != NULL)
-            m->hooks->on_end(s, s->data);
+        if ((s->flags & S_F_HELD) && s->sh != NULL && s->sh->on_end != NULL)
+            s->sh->on_end(s, s->data);
         stream_check_closed(s);
     }
     return 0;
@@ -792,13 +793,13 @@ static int finish_block(struct mux *m)
         rv = stream_error(m, s, sid, CODE_PROTOCOL_ERROR, "unexpected metadata block");
         goto done;
     }
-    if ((s->flags & S_F_HELD) && m->hooks->on_headers != NULL)
-        m->hooks->on_headers(s, md, end, s->data);
+    if ((s->flags & S_F_HELD) && s->sh != NULL && s->sh->on_headers != NULL)
+        s->sh->on_headers(s, md, end, s->data);
     rv = 0;
     if (end && !(s->flags & S_F_RESET)) {
         s->flags |= S_F_REMOTE_CLOSED;
-        if ((s->flags & S_F_HELD) && m->hooks->on_end != NULL)
-            m->hooks->on_end(s, s->data);
+        if ((s->flags & S_F_HELD) && s->sh != NULL && s->sh->on_end != NULL)
+            s->sh->on_end(s, s->data);
         stream_check_closed(s);
     }
 done:
@@ -904,8 +905,8 @@ static int on_reset_frame(struct mux *m, const struct frame *f)
     }
     if (stream_mark_reset(s) < 0)
         return conn_error(m, CODE_INTERNAL_ERROR, "out of memory");
-    if ((s->flags & S_F_HELD) && m->hooks->on_reset != NULL)
-        m->hooks->on_reset(s, f->u.code, s->data);
+    if ((s->flags & S_F_HELD) && s->sh != NULL && s->sh->on_reset != NULL)
+        s->sh->on_reset(s, f->u.code, s->data);
     stream_maybe_free(s);
     return 0;
 }
@@ -1007,8 +1008,8 @@ static int on_goaway_frame(struct mux *m, const struct frame *f)
             if (s->id > g->last_stream_id && (s->flags & S_F_OPEN)) {
                 if (stream_mark_reset(s) < 0)
                     return conn_error(m, CODE_INTERNAL_ERROR, "out of memory");
-                if ((s->flags & S_F_HELD) && m->hooks->on_reset != NULL)
-                    m->hooks->on_reset(s, CODE_REFUSED_STREAM, s->data);
+                if ((s->flags & S_F_HELD) && s->sh != NULL && s->sh->on_reset != NULL)
+                    s->sh->on_reset(s, CODE_REFUSED_STREAM, s->data);
                 stream_maybe_free(s);
             }
         }
@@ -1071,8 +1072,8 @@ static int on_dispatched_frame(struct mux *m, const struct frame *f)
     if (s == NULL || (s->flags & S_F_DISPATCHED))
         return 0; /* §7.7: a second one is ignored */
     s->flags |= S_F_DISPATCHED;
-    if ((s->flags & S_F_HELD) && m->hooks->on_dispatched != NULL)
-        m->hooks->on_dispatched(s, s->data);
+    if ((s->flags & S_F_HELD) && s->sh != NULL && s->sh->on_dispatched != NULL)
+        s->sh->on_dispatched(s, s->data);
     return 0;
 }
 
@@ -1268,8 +1269,8 @@ size_t mux_pending(struct mux *m, const uint8_t **p, size_t hint)
 
         list_remove(pos);
         s->flags &= ~S_F_WRITE_WAIT;
-        if ((s->flags & S_F_HELD) && !(s->flags & S_F_RESET) && m->hooks->on_writable != NULL)
-            m->hooks->on_writable(s, s->data);
+        if ((s->flags & S_F_HELD) && !(s->flags & S_F_RESET) && s->sh != NULL && s->sh->on_writable != NULL)
+            s->sh->on_writable(s, s->data);
     }
     m->depth--;
     sweep_zombies(m);
@@ -1425,12 +1426,12 @@ void mux_fail(struct mux *m, uint32_t code)
         list_remove(&s->ready_node);
         stream_unopen(s);
         /* §7.6: streams still open end as if reset; finished ones need no news. */
-        if (!was_reset && !done && (s->flags & S_F_HELD) && m->hooks->on_reset != NULL) {
+        if (!was_reset && !done && (s->flags & S_F_HELD) && s->sh != NULL && s->sh->on_reset != NULL) {
             uint32_t c = code;
 
             if (m->role == MUX_ROLE_EDGE && !(s->flags & S_F_DISPATCHED) && code == CODE_INTERNAL_ERROR)
                 c = CODE_REFUSED_STREAM; /* never reached an origin: retryable (§7.7) */
-            m->hooks->on_reset(s, c, s->data);
+            s->sh->on_reset(s, c, s->data);
         }
         stream_maybe_free(s);
     }
@@ -1475,7 +1476,7 @@ static int queue_block(struct mux *m, uint32_t sid, const uint8_t *block, size_t
 }
 
 struct mux_stream *mux_open(struct mux *m, const uint8_t *block, size_t len, int end_stream,
-                            void *sdata, int *err)
+                            const struct mux_stream_hooks *sh, void *sdata, int *err)
 {
     struct mux_stream *s;
     int rv;
@@ -1510,6 +1511,7 @@ struct mux_stream *mux_open(struct mux *m, const uint8_t *block, size_t len, int
         return NULL;
     }
     m->next_stream_id += 2;
+    s->sh = sh;
     s->data = sdata;
     if (end_stream)
         s->flags |= S_F_LOCAL_END | S_F_LOCAL_CLOSED;
@@ -1665,6 +1667,7 @@ void mux_stream_release(struct mux_stream *s)
     if (!(s->flags & S_F_HELD))
         return;
     s->flags &= ~S_F_HELD;
+    s->sh = NULL;
     s->data = NULL;
     list_remove(&s->notify_node);
     if (!(s->flags & S_F_RESET)) {
@@ -1692,9 +1695,15 @@ void *mux_stream_data(const struct mux_stream *s)
     return s->data;
 }
 
-void mux_stream_set_data(struct mux_stream *s, void *sdata)
+void mux_stream_set_hooks(struct mux_stream *s, const struct mux_stream_hooks *sh, void *sdata)
 {
+    s->sh = sh;
     s->data = sdata;
+}
+
+void *mux_arg(const struct mux *m)
+{
+    return m->arg;
 }
 
 int mux_stream_was_dispatched(const struct mux_stream *s)

@@ -46,18 +46,9 @@ enum mux_state {
     MUX_S_COUNT
 };
 
-struct mux_hooks {
-    /* Edge: a REGISTER arrived. The hook answers with mux_accept() or mux_reject() (at once, or later
-     * from the loop). Borrowed |r| is valid during the call only. */
-    void (*on_register)(struct mux *m, const struct frame_register *r, void *arg);
-    /* Connector: the edge accepted the registration. */
-    void (*on_registered)(struct mux *m, const struct frame_registered *r, void *arg);
-    /* Connector: the edge opened stream |s| with request block |md|; |end_stream| when it has no body.
-     * Return 0 to hold the stream (the application now owns a reference and sets its data with
-     * mux_stream_set_data), or a frame_code to refuse it with RESET (the mux frees it). */
-    int (*on_stream_open)(struct mux *m, struct mux_stream *s, const struct meta *md, int end_stream,
-                          void *arg);
-    /* A metadata block arrived on a held stream: a response (interim 1xx or final) or trailers. */
+/* Events of one stream, delivered to the object that owns it (|sdata|). */
+struct mux_stream_hooks {
+    /* A metadata block arrived: a response (interim 1xx or final) or trailers. */
     void (*on_headers)(struct mux_stream *s, const struct meta *md, int end_stream, void *sdata);
     /* Body bytes, borrowed for the call. Give credit back later with mux_stream_consumed(). */
     void (*on_data)(struct mux_stream *s, const uint8_t *p, size_t n, void *sdata);
@@ -72,6 +63,20 @@ struct mux_hooks {
     void (*on_writable)(struct mux_stream *s, void *sdata);
     /* Edge: the connector handed this stream's request to its origin. */
     void (*on_dispatched)(struct mux_stream *s, void *sdata);
+};
+
+/* Events of the connection, delivered with the |arg| given to mux_new(). */
+struct mux_hooks {
+    /* Edge: a REGISTER arrived. The hook answers with mux_accept() or mux_reject() (at once, or later
+     * from the loop). Borrowed |r| is valid during the call only. */
+    void (*on_register)(struct mux *m, const struct frame_register *r, void *arg);
+    /* Connector: the edge accepted the registration. */
+    void (*on_registered)(struct mux *m, const struct frame_registered *r, void *arg);
+    /* Connector: the edge opened stream |s| with request block |md|; |end_stream| when it has no body.
+     * Return 0 to hold the stream (the application now owns a reference and attaches its handler with
+     * mux_stream_set_hooks), or a frame_code to refuse it with RESET (the mux frees it). */
+    int (*on_stream_open)(struct mux *m, struct mux_stream *s, const struct meta *md, int end_stream,
+                          void *arg);
     /* A PONG answered our PING after |rtt_us| microseconds. */
     void (*on_pong)(struct mux *m, uint64_t rtt_us, void *arg);
     /* The peer sent GOAWAY. Streams above |last_id| were already reset with REFUSED_STREAM. */
@@ -166,7 +171,7 @@ void mux_fail(struct mux *m, uint32_t code);
  * max_metadata_size), CV_ENOMEM.
  */
 struct mux_stream *mux_open(struct mux *m, const uint8_t *block, size_t len, int end_stream,
-                            void *sdata, int *err);
+                            const struct mux_stream_hooks *sh, void *sdata, int *err);
 /* Queues a metadata block (response, interim or final; trailers) on a held stream. Returns 0,
  * CV_ECLOSED if the stream is closed for sending, CV_EINVAL if too large, CV_ENOMEM. */
 int mux_stream_headers(struct mux_stream *s, const uint8_t *block, size_t len, int end_stream);
@@ -202,7 +207,10 @@ void mux_stream_release(struct mux_stream *s);
 uint32_t mux_stream_id(const struct mux_stream *s);
 struct mux *mux_stream_mux(const struct mux_stream *s);
 void *mux_stream_data(const struct mux_stream *s);
-void mux_stream_set_data(struct mux_stream *s, void *sdata);
+/* Attaches the stream's event handler (hooks may be NULL individually). */
+void mux_stream_set_hooks(struct mux_stream *s, const struct mux_stream_hooks *sh, void *sdata);
+/* The connection's |arg| (given to mux_new). */
+void *mux_arg(const struct mux *m);
 /* 1 once the connector sent (or, at the edge, we received) DISPATCHED or a response. */
 int mux_stream_was_dispatched(const struct mux_stream *s);
 /* 1 when our direction is ended; 1 when the peer's is. */

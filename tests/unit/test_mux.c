@@ -56,6 +56,7 @@ struct side {
     int release_on_reset;
 };
 
+static const struct mux_stream_hooks stream_hooks;
 static struct side edge_side;
 static struct side conn_side;
 static struct cv_limits limits;
@@ -92,7 +93,7 @@ static int on_stream_open(struct mux *m, struct mux_stream *s, const struct meta
     assert_true(i < MAX_STREAMS);
     sd->streams[i] = s;
     sd->nstreams++;
-    mux_stream_set_data(s, (void *)(intptr_t)i);
+    mux_stream_set_hooks(s, &stream_hooks, (void *)(intptr_t)i);
     sd->headers[i]++;
     f = meta_get(md, ":path");
     if (f != NULL && f->value_len < 64) {
@@ -183,16 +184,19 @@ static void on_goaway(struct mux *m, const struct frame_goaway *g, void *arg)
     sd->goaway_last = g->last_stream_id;
 }
 
-static const struct mux_hooks hooks = {
-    .on_register = on_register,
-    .on_registered = on_registered,
-    .on_stream_open = on_stream_open,
+static const struct mux_stream_hooks stream_hooks = {
     .on_headers = on_headers,
     .on_data = on_data,
     .on_end = on_end,
     .on_reset = on_reset,
     .on_writable = on_writable,
     .on_dispatched = on_dispatched,
+};
+
+static const struct mux_hooks hooks = {
+    .on_register = on_register,
+    .on_registered = on_registered,
+    .on_stream_open = on_stream_open,
     .on_pong = on_pong,
     .on_goaway = on_goaway,
     .now_us = support_now_us,
@@ -368,7 +372,7 @@ static struct mux_stream *edge_open(const char *path, int end, int *err)
     int i = edge_side.nstreams;
 
     build_request(&b, path, NULL);
-    s = mux_open(edge_side.m, b.pos, buf_len(&b), end, (void *)(intptr_t)i, err);
+    s = mux_open(edge_side.m, b.pos, buf_len(&b), end, &stream_hooks, (void *)(intptr_t)i, err);
     buf_cleanup(&b);
     if (s != NULL) {
         edge_side.streams[i] = s;
@@ -794,7 +798,7 @@ static void test_large_metadata_spans_continuations(void **state)
     }
     assert_int_equal(meta_end(&b, (size_t)start), 0);
     assert_true(buf_len(&b) > 3 * 16384 - 9);
-    assert_non_null(mux_open(edge_side.m, b.pos, buf_len(&b), 1, (void *)0, &err));
+    assert_non_null(mux_open(edge_side.m, b.pos, buf_len(&b), 1, &stream_hooks, (void *)0, &err));
     edge_side.nstreams = 1;
     edge_side.streams[0] = NULL;
     buf_cleanup(&b);
@@ -850,7 +854,7 @@ static void test_oversized_metadata_resets_only_that_stream(void **state)
     meta_add_str(&b, "x-big", value);
     meta_end(&b, (size_t)start);
     /* The edge believes the peer allows 64 KiB only until REGISTERED; now it knows 4 KiB. */
-    assert_null(mux_open(edge_side.m, b.pos, buf_len(&b), 1, NULL, &err));
+    assert_null(mux_open(edge_side.m, b.pos, buf_len(&b), 1, &stream_hooks, NULL, &err));
     assert_int_equal(err, CV_EINVAL);
     buf_cleanup(&b);
 
@@ -1047,7 +1051,7 @@ static void test_allocation_failures_fail_cleanly(void **state)
                         meta_add_str(&b, ":scheme", "https") == 0 &&
                         meta_add_str(&b, ":authority", "a.example.com") == 0 &&
                         meta_add_str(&b, ":path", "/p") == 0 && meta_end(&b, (size_t)start) == 0)
-                        s = mux_open(e, b.pos, buf_len(&b), 0, (void *)0, &err);
+                        s = mux_open(e, b.pos, buf_len(&b), 0, &stream_hooks, (void *)0, &err);
                     buf_cleanup(&b);
                     if (s != NULL) {
                         edge_side.streams[0] = s;
