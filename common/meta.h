@@ -53,7 +53,7 @@ int meta_add(struct buf *b, const char *name, size_t name_len, const char *value
 /* As meta_add for NUL-terminated strings. */
 int meta_add_str(struct buf *b, const char *name, const char *value);
 /* Patches the field count of the block that starts at offset |start|, counting the fields appended
- * since meta_begin. Returns 0, CV_ELIMIT (more than META_MAX_FIELDS fields; the count is left 0) or
+ * since meta_begin. Returns 0, CV_ELIMIT (more than META_MAX_FIELDS fields; the count is not patched) or
  * CV_EINVAL (the bytes from |start| on are not a block built by meta_begin/meta_add). */
 int meta_end(struct buf *b, size_t start);
 
