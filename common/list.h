@@ -6,8 +6,9 @@
 #define CV_LIST_H
 
 #include <stddef.h>
+#include <stdint.h>
 
-#define container_of(ptr, type, member) ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+#define container_of(ptr, type, member) ((type *)(uintptr_t)((uintptr_t)(ptr) - offsetof(type, member)))
 
 struct list_node {
     struct list_node *prev;

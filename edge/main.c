@@ -1,0 +1,314 @@
+/*
+ * main.c - culvert-edge: command line, `serve` (the loop, signals: HUP reloads, TERM drains), and the
+ * tunnel/route commands (cli.c, a client of the admin API).
+ *
+ * Exit codes (PRODUCT.md section 2): 0 success, 2 usage or configuration error, 1 anything else.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <uv.h>
+
+#include "admin.h"
+#include "certs.h"
+#include "cli.h"
+#include "edge.h"
+#include "edge_config.h"
+#include "err.h"
+#include "log.h"
+#include "mem.h"
+#include "public.h"
+#include "sock.h"
+#include "store.h"
+#include "tunnel.h"
+#include "tunnel_listener.h"
+#include "version.h"
+
+#define DEFAULT_CONFIG "/etc/culvert/edge.yml"
+
+static struct edge edge;
+static uv_signal_t sig_term;
+static uv_signal_t sig_int;
+static uv_signal_t sig_hup;
+static uv_timer_t drain_timer;
+static uint64_t drain_deadline;
+static int exit_code;
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: culvert-edge serve [--config FILE] [--check]\n"
+            "       culvert-edge tunnel create NAME | list | info NAME | delete NAME | rotate-token NAME\n"
+            "       culvert-edge route add HOSTNAME TUNNEL | delete HOSTNAME | list\n"
+            "       culvert-edge --version | --help\n"
+            "\n"
+            "serve runs the edge: public HTTPS/HTTP listeners, the tunnel listener for connectors and\n"
+            "the admin API. The tunnel and route commands talk to a running edge's admin API\n"
+            "(--admin URL, --admin-token-file F, or --config F); see `culvert-edge tunnel --help`.\n"
+            "Default config: " DEFAULT_CONFIG "\n");
+}
+
+static void serve_usage(FILE *f)
+{
+    fprintf(f, "usage: culvert-edge serve [--config FILE] [--check]\n"
+               "  --config FILE  edge configuration (default " DEFAULT_CONFIG ")\n"
+               "  --check        validate the configuration and certificates, print \"configuration OK\"\n");
+}
+
+/* ---- shutdown ------------------------------------------------------------------------------- */
+
+static void close_walk(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+static void stop_loop(int code)
+{
+    exit_code = code;
+    admin_stop(edge.admin);
+    edge.admin = NULL;
+    public_stop_accepting(&edge);
+    public_close_all(&edge);
+    tunnel_listener_stop(&edge);
+    tunnel_registry_close_idle(edge.reg, 1);
+    uv_signal_stop(&sig_term);
+    uv_signal_stop(&sig_int);
+    uv_signal_stop(&sig_hup);
+    uv_close((uv_handle_t *)&sig_term, NULL);
+    uv_close((uv_handle_t *)&sig_int, NULL);
+    uv_close((uv_handle_t *)&sig_hup, NULL);
+    if (!uv_is_closing((uv_handle_t *)&drain_timer))
+        uv_close((uv_handle_t *)&drain_timer, NULL);
+}
+
+static void on_drain_tick(uv_timer_t *t)
+{
+    size_t conns = 0;
+    size_t streams = 0;
+
+    tunnel_registry_close_idle(edge.reg, 0);
+    tunnel_registry_counts(edge.reg, &conns, &streams);
+    if (public_connection_count(&edge) == 0 && streams == 0) {
+        LOG_I("edge drained: exiting");
+        uv_timer_stop(t);
+        stop_loop(0);
+        return;
+    }
+    if (uv_now(edge.loop) >= drain_deadline) {
+        LOG_W("edge grace period over: closing %zu public connections and %zu streams",
+              public_connection_count(&edge), streams);
+        uv_timer_stop(t);
+        stop_loop(0);
+    }
+}
+
+static void start_drain(void)
+{
+    LOG_I("edge received SIGTERM: draining for up to %ums (send it again to exit at once)",
+          edge.limits.grace_period_ms);
+    edge.draining = 1;
+    admin_stop(edge.admin);
+    edge.admin = NULL;
+    public_stop_accepting(&edge);
+    tunnel_listener_stop(&edge);
+    tunnel_registry_drain(edge.reg);
+    drain_deadline = uv_now(edge.loop) + edge.limits.grace_period_ms;
+    uv_timer_start(&drain_timer, on_drain_tick, 0, 100);
+}
+
+static void on_term(uv_signal_t *s, int signum)
+{
+    (void)s;
+    if (edge.draining || signum == SIGINT) {
+        LOG_I("edge exiting now");
+        stop_loop(0);
+        return;
+    }
+    start_drain();
+}
+
+/* ---- reload --------------------------------------------------------------------------------- */
+
+static void on_hup(uv_signal_t *s, int signum)
+{
+    struct edge_config *cfg = NULL;
+    struct certs *certs;
+    char err[1024];
+
+    (void)s;
+    (void)signum;
+    if (edge_config_load(edge.config_path, &cfg, err, sizeof(err)) < 0) {
+        LOG_E("reload refused, keeping the running configuration: %s", err);
+        return;
+    }
+    certs = certs_load(cfg, err, sizeof(err));
+    if (certs == NULL) {
+        LOG_E("reload refused, keeping the running configuration: %s", err);
+        edge_config_free(cfg);
+        return;
+    }
+    /* Everything loaded: swap. Listening addresses and data_dir need a restart. */
+    if (strcmp(cfg->data_dir, edge.cfg->data_dir) != 0)
+        LOG_W("reload: data_dir changed; it applies after a restart");
+    {
+        struct edge_config *old = edge.cfg;
+        struct certs *old_certs = edge.certs;
+
+        edge.cfg = cfg;
+        edge.limits = cfg->limits;
+        edge.certs = certs;
+        if (tunnel_listener_reload(&edge, err, sizeof(err)) < 0)
+            LOG_W("reload: tunnel certificate not changed: %s", err);
+        certs_free(old_certs);
+        edge_config_free(old);
+    }
+    LOG_I("configuration reloaded from %s (%zu certificate names)", edge.config_path,
+          certs_name_count(edge.certs));
+}
+
+/* ---- serve ---------------------------------------------------------------------------------- */
+
+static int open_access_log(void)
+{
+    const char *path = edge.cfg->access_log_path;
+
+    if (path == NULL)
+        return 0;
+    if (strcmp(path, "-") == 0) {
+        edge.access_log = stderr;
+        return 0;
+    }
+    edge.access_log = fopen(path, "a");
+    if (edge.access_log == NULL) {
+        fprintf(stderr, "culvert-edge: access log %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    setvbuf(edge.access_log, NULL, _IOLBF, 0);
+    return 0;
+}
+
+static int serve(int argc, char **argv)
+{
+    const char *config = DEFAULT_CONFIG;
+    int check = 0;
+    char err[1024];
+    uv_loop_t loop;
+    int rv;
+
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
+            config = argv[++i];
+        } else if (strncmp(argv[i], "--config=", 9) == 0) {
+            config = argv[i] + 9;
+        } else if (strcmp(argv[i], "--check") == 0) {
+            check = 1;
+        } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            serve_usage(stdout);
+            return 0;
+        } else {
+            fprintf(stderr, "culvert-edge serve: unknown argument %s\n", argv[i]);
+            serve_usage(stderr);
+            return 2;
+        }
+    }
+    log_set_program("edge");
+    memset(&edge, 0, sizeof(edge));
+    edge.config_path = config;
+    if (edge_config_load(config, &edge.cfg, err, sizeof(err)) < 0) {
+        fprintf(stderr, "culvert-edge: %s\n", err);
+        return 2;
+    }
+    edge.limits = edge.cfg->limits;
+    edge.certs = certs_load(edge.cfg, err, sizeof(err));
+    if (edge.certs == NULL) {
+        fprintf(stderr, "culvert-edge: %s\n", err);
+        edge_config_free(edge.cfg);
+        return 2;
+    }
+    if (check) {
+        printf("configuration OK\n");
+        certs_free(edge.certs);
+        edge_config_free(edge.cfg);
+        return 0;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    if (open_access_log() < 0)
+        return 1;
+    rv = store_open(edge.cfg->data_dir, &edge.store, err, sizeof(err));
+    if (rv < 0) {
+        fprintf(stderr, "culvert-edge: %s\n", err);
+        return 1;
+    }
+    uv_loop_init(&loop);
+    edge.loop = &loop;
+    edge.started_ms = (uint64_t)edge_wall_ms();
+    if (sock_loop_init(&edge.sl, &loop) < 0) {
+        fprintf(stderr, "culvert-edge: cannot initialise the event loop\n");
+        return 1;
+    }
+    edge.reg = tunnel_registry_new(&edge);
+    if (edge.reg == NULL) {
+        fprintf(stderr, "culvert-edge: out of memory\n");
+        return 1;
+    }
+    uv_signal_init(&loop, &sig_term);
+    uv_signal_init(&loop, &sig_int);
+    uv_signal_init(&loop, &sig_hup);
+    uv_timer_init(&loop, &drain_timer);
+    uv_signal_start(&sig_term, on_term, SIGTERM);
+    uv_signal_start(&sig_int, on_term, SIGINT);
+    uv_signal_start(&sig_hup, on_hup, SIGHUP);
+    if (tunnel_listener_start(&edge, err, sizeof(err)) < 0 || public_start(&edge, err, sizeof(err)) < 0 ||
+        admin_start(&edge, err, sizeof(err)) < 0) {
+        fprintf(stderr, "culvert-edge: %s\n", err);
+        stop_loop(1);
+    } else {
+        LOG_I("culvert-edge %s serving (region %s, data %s, %zu tunnels, %zu certificate names)",
+              CULVERT_VERSION, edge.cfg->region, edge.cfg->data_dir, store_tunnel_count(edge.store),
+              certs_name_count(edge.certs));
+    }
+    uv_run(&loop, UV_RUN_DEFAULT);
+    /* Everything was asked to close; let the close callbacks run, then tear down. */
+    uv_walk(&loop, close_walk, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    sock_loop_cleanup(edge.sl);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    if (uv_loop_close(&loop) != 0)
+        LOG_W("event loop closed with handles still open");
+    tunnel_registry_free(edge.reg);
+    store_free(edge.store);
+    certs_free(edge.certs);
+    edge_config_free(edge.cfg);
+    if (edge.access_log != NULL && edge.access_log != stderr)
+        fclose(edge.access_log);
+    return exit_code;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0) {
+        printf("culvert-edge %s (protocol culvert/1)\n", CULVERT_VERSION);
+        return 0;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    if (strcmp(argv[1], "serve") == 0)
+        return serve(argc - 2, argv + 2);
+    if (strcmp(argv[1], "tunnel") == 0 || strcmp(argv[1], "route") == 0)
+        return cli_main(argc - 1, argv + 1);
+    fprintf(stderr, "culvert-edge: unknown command \"%s\"\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

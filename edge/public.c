@@ -1,0 +1,1384 @@
+/*
+ * public.c - visitors' HTTP(S); see public.h.
+ *
+ * Layers: above, nothing (this is where visitors arrive); below, sock.c (TLS with the SNI store of
+ * certs.c), http1.c (strict request parsing), store.c (routes), tunnel.c (which connection), mux.c
+ * (the stream). One loop thread.
+ *
+ * One connection (struct pconn) serves one request (struct preq) at a time. Pipelined bytes wait in
+ * the input buffer (the parser is paused after each message) until the response before them is
+ * complete, so responses always go back in request order and every request is routed and checked on
+ * its own (RELIABILITY.md 1.5). A request body is fed to the parser only as far as the stream's send
+ * queue has room (back-pressure reaches the visitor's TCP window); response bytes are returned to the
+ * tunnel's flow control only once the visitor's socket has taken them (sock output below
+ * limits.client_output_buffer), so a slow reader stops the origin instead of growing memory.
+ *
+ * The edge writes the framing towards the visitor itself (Content-Length when the connector gave
+ * one, chunked for HTTP/1.1 otherwise, close-delimited for HTTP/1.0); it never copies the origin's.
+ * A response that dies after its head was sent ends with an aborted connection, never with a clean
+ * end (RELIABILITY.md §6, haproxy truncated_response.vtc).
+ */
+#include "public.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <openssl/rand.h>
+
+#include "certs.h"
+#include "edge.h"
+#include "edge_config.h"
+#include "err.h"
+#include "errpage.h"
+#include "frame.h"
+#include "hostname.h"
+#include "http1.h"
+#include "list.h"
+#include "listener.h"
+#include "log.h"
+#include "mem.h"
+#include "meta.h"
+#include "mux.h"
+#include "sock.h"
+#include "store.h"
+#include "token.h"
+#include "tunnel.h"
+
+#define MAX_LISTENERS 16
+#define IP_BUCKETS 1024
+#define PATH_LOG_MAX 1024
+
+struct ip_count {
+    struct ip_count *next;
+    unsigned n;
+    char ip[64];
+};
+
+struct public_side {
+    struct edge *e;
+    struct listener *https[MAX_LISTENERS];
+    size_t nhttps;
+    struct listener *http[MAX_LISTENERS];
+    size_t nhttp;
+    struct list_node conns;
+    size_t nconns;
+    struct ip_count *ips[IP_BUCKETS];
+    struct buf scratch; /* heads and metadata blocks, reused */
+    uint64_t rid_prefix;
+    uint64_t rid_counter;
+    int accepting;
+};
+
+enum pconn_state {
+    PC_S_HANDSHAKE, /* TLS handshake */
+    PC_S_IDLE,      /* keep-alive: waiting for the first byte of a request */
+    PC_S_HEAD,      /* reading a request head */
+    PC_S_REQUEST,   /* a request is in progress */
+    PC_S_CLOSING,   /* closing: nothing more is read or answered */
+    PC_S_COUNT
+};
+
+static const char *const pconn_state_names[PC_S_COUNT] = {"handshake", "idle", "head", "request",
+                                                          "closing"};
+
+#define PC_F_TLS 0x01          /* an HTTPS listener's connection */
+#define PC_F_CLOSE_AFTER 0x02  /* close once the current response is written */
+#define PC_F_READ_STOPPED 0x04 /* reading paused: the stream's send queue is full */
+
+struct preq;
+
+struct pconn {
+    struct public_side *ps;
+    struct sock *sock;
+    struct http1_parser *parser;
+    struct preq *req;
+    enum pconn_state state;
+    unsigned flags;
+    int listen_port;
+    unsigned nrequests;
+    struct list_node node;
+    char peer_ip[64];
+    char peer[80];
+    char sni[HOSTNAME_MAX + 1]; /* normalised SNI, "" if none */
+};
+
+/* Request flags. */
+#define RQ_F_HEAD 0x0001          /* method HEAD: the response has no body */
+#define RQ_F_IN_DONE 0x0002       /* the request message is complete (body included) */
+#define RQ_F_RESP_HEAD 0x0004     /* the response head was written */
+#define RQ_F_RESP_DONE 0x0008     /* the response is complete */
+#define RQ_F_RESP_CHUNKED 0x0010  /* we frame the response body as chunked */
+#define RQ_F_RESP_EOF 0x0020      /* close-delimited response (HTTP/1.0 visitor, unknown length) */
+#define RQ_F_LOCAL 0x0040         /* the edge answers itself (error page, redirect) */
+#define RQ_F_DISPATCHED 0x0080    /* the connector handed it to its origin: no retry */
+#define RQ_F_RETRIED 0x0100       /* already retried once */
+#define RQ_F_HAS_BODY 0x0200      /* the request has a body */
+#define RQ_F_JSON 0x0400          /* the visitor prefers JSON error pages */
+#define RQ_F_KEEPALIVE 0x0800     /* the visitor's message allows keep-alive */
+#define RQ_F_NO_RESP_BODY 0x1000  /* the response has no body (HEAD, 204, 304) */
+
+struct preq {
+    struct pconn *pc;
+    struct mux_stream *stream;
+    struct mux *mux;          /* the connection the stream is on (avoided on retry) */
+    unsigned flags;
+    int version_minor;
+    int status;
+    uint8_t tunnel_id[16];
+    char tunnel_name[STORE_NAME_MAX + 1];
+    char id[17];
+    char method[HTTP1_MAX_METHOD + 1];
+    char *path;               /* for the access log, truncated */
+    char *referer;
+    char *ua;
+    char host[HOSTNAME_MAX + 1];
+    struct buf meta;          /* the request block, kept for one retry until DISPATCHED */
+    uint64_t body_sent;       /* request body bytes given to the stream */
+    int64_t resp_clen;
+    uint64_t resp_bytes;
+    uint64_t pending_consume; /* response bytes received but not yet returned to flow control */
+    uint64_t start_ms;
+};
+
+static uint64_t now_ms(const struct public_side *ps)
+{
+    return uv_now(ps->e->loop);
+}
+
+/* ---- per-IP connection counts --------------------------------------------------------------- */
+
+static size_t ip_hash(const char *ip)
+{
+    uint64_t h = 1469598103934665603ull;
+
+    for (; *ip != '\0'; ip++)
+        h = (h ^ (uint8_t)*ip) * 1099511628211ull;
+    return (size_t)(h % IP_BUCKETS);
+}
+
+/* Counts a new connection from |ip|. Returns 0, or CV_ELIMIT over the per-IP cap. */
+static int ip_acquire(struct public_side *ps, const char *ip)
+{
+    struct ip_count **pp = &ps->ips[ip_hash(ip)];
+    struct ip_count *c;
+
+    for (c = *pp; c != NULL; c = c->next) {
+        if (strcmp(c->ip, ip) == 0) {
+            if (c->n >= ps->e->limits.per_ip_connections)
+                return CV_ELIMIT;
+            c->n++;
+            return 0;
+        }
+    }
+    c = mem_calloc(sizeof(*c));
+    if (c == NULL)
+        return CV_ENOMEM;
+    snprintf(c->ip, sizeof(c->ip), "%s", ip);
+    c->n = 1;
+    c->next = *pp;
+    *pp = c;
+    return 0;
+}
+
+static void ip_release(struct public_side *ps, const char *ip)
+{
+    struct ip_count **pp = &ps->ips[ip_hash(ip)];
+
+    for (; *pp != NULL; pp = &(*pp)->next) {
+        struct ip_count *c = *pp;
+
+        if (strcmp(c->ip, ip) == 0) {
+            if (--c->n == 0) {
+                *pp = c->next;
+                mem_free(c);
+            }
+            return;
+        }
+    }
+}
+
+/* ---- small helpers -------------------------------------------------------------------------- */
+
+static void pconn_process(struct pconn *pc);
+static void preq_finish_check(struct preq *rq);
+
+static void pconn_close(struct pconn *pc)
+{
+    if (pc->state == PC_S_CLOSING)
+        return;
+    pc->state = PC_S_CLOSING;
+    sock_close(pc->sock);
+}
+
+static void pconn_abort(struct pconn *pc)
+{
+    pc->state = PC_S_CLOSING;
+    sock_abort(pc->sock);
+}
+
+static void new_request_id(struct public_side *ps, char out[17])
+{
+    uint64_t v = ps->rid_prefix ^ (++ps->rid_counter * 0x9e3779b97f4a7c15ull);
+
+    snprintf(out, 17, "%016" PRIx64, v);
+}
+
+static char *dup_bounded(const char *s, size_t n, size_t max)
+{
+    if (s == NULL)
+        return NULL;
+    return mem_strndup(s, n > max ? max : n);
+}
+
+static void preq_free(struct preq *rq)
+{
+    if (rq == NULL)
+        return;
+    if (rq->stream != NULL) {
+        mux_stream_release(rq->stream);
+        rq->stream = NULL;
+    }
+    buf_cleanup(&rq->meta);
+    mem_free(rq->path);
+    mem_free(rq->referer);
+    mem_free(rq->ua);
+    mem_free(rq);
+}
+
+/* Writes to the visitor; a failure closes the connection. */
+static void pc_write(struct pconn *pc, const void *p, size_t n)
+{
+    if (pc->state == PC_S_CLOSING)
+        return;
+    if (sock_write(pc->sock, p, n) < 0)
+        pconn_abort(pc);
+}
+
+/* ---- access log ----------------------------------------------------------------------------- */
+
+static void json_str(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (; s != NULL && *s != '\0'; s++) {
+        unsigned char c = (unsigned char)*s;
+
+        if (c == '"' || c == '\\')
+            fprintf(f, "\\%c", c);
+        else if (c < 0x20 || c == 0x7f)
+            fprintf(f, "\\u%04x", c);
+        else
+            fputc(c, f);
+    }
+    fputc('"', f);
+}
+
+/* Escapes quotes and control characters like nginx does in its access log. */
+static void log_str(FILE *f, const char *s)
+{
+    if (s == NULL || *s == '\0') {
+        fputc('-', f);
+        return;
+    }
+    for (; *s != '\0'; s++) {
+        unsigned char c = (unsigned char)*s;
+
+        if (c == '"' || c == '\\' || c < 0x20 || c >= 0x7f)
+            fprintf(f, "\\x%02X", c);
+        else
+            fputc(c, f);
+    }
+}
+
+static void access_log(struct preq *rq)
+{
+    struct edge *e = rq->pc->ps->e;
+    FILE *f = e->access_log;
+    char when[64];
+    time_t t = time(NULL);
+    struct tm tm;
+    double dur = (double)(now_ms(rq->pc->ps) - rq->start_ms) / 1000.0;
+
+    if (f == NULL)
+        return;
+    gmtime_r(&t, &tm);
+    if (e->cfg->access_log_format == ACCESS_LOG_JSON) {
+        strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+        fprintf(f, "{\"time\":\"%s\",\"remote_addr\":", when);
+        json_str(f, rq->pc->peer_ip);
+        fprintf(f, ",\"method\":");
+        json_str(f, rq->method);
+        fprintf(f, ",\"host\":");
+        json_str(f, rq->host);
+        fprintf(f, ",\"path\":");
+        json_str(f, rq->path);
+        fprintf(f, ",\"protocol\":\"HTTP/1.%d\",\"status\":%d,\"bytes_sent\":%" PRIu64 ",\"referer\":",
+                rq->version_minor, rq->status, rq->resp_bytes);
+        json_str(f, rq->referer);
+        fprintf(f, ",\"user_agent\":");
+        json_str(f, rq->ua);
+        fprintf(f, ",\"request_id\":\"%s\",\"tunnel\":", rq->id);
+        json_str(f, rq->tunnel_name);
+        fprintf(f, ",\"duration\":%.3f}\n", dur);
+    } else {
+        strftime(when, sizeof(when), "%d/%b/%Y:%H:%M:%S +0000", &tm);
+        fprintf(f, "%s - - [%s] \"%s ", rq->pc->peer_ip, when, rq->method);
+        log_str(f, rq->path);
+        fprintf(f, " HTTP/1.%d\" %d %" PRIu64 " \"", rq->version_minor, rq->status, rq->resp_bytes);
+        log_str(f, rq->referer);
+        fputs("\" \"", f);
+        log_str(f, rq->ua);
+        fprintf(f, "\" host=%s rid=%s tunnel=%s time=%.3f\n", rq->host[0] != '\0' ? rq->host : "-",
+                rq->id, rq->tunnel_name[0] != '\0' ? rq->tunnel_name : "-", dur);
+    }
+    fflush(f);
+}
+
+/* ---- local answers -------------------------------------------------------------------------- */
+
+/*
+ * The edge answers |rq| itself with |status|. A request whose body was not read ends the
+ * connection after the answer (its bytes cannot be told apart from a next request).
+ */
+static void answer_local(struct preq *rq, int status, const char *detail, const char *extra)
+{
+    struct pconn *pc = rq->pc;
+    struct buf *b = &pc->ps->scratch;
+    int close;
+
+    if (rq->flags & RQ_F_RESP_HEAD) {
+        /* Too late for a page: the visitor must see the response was cut. */
+        pconn_abort(pc);
+        return;
+    }
+    if ((rq->flags & RQ_F_HAS_BODY) && !(rq->flags & RQ_F_IN_DONE))
+        pc->flags |= PC_F_CLOSE_AFTER;
+    if (!(rq->flags & RQ_F_KEEPALIVE) || status == 400 || status == 408)
+        pc->flags |= PC_F_CLOSE_AFTER;
+    close = (pc->flags & PC_F_CLOSE_AFTER) != 0;
+    rq->flags |= RQ_F_LOCAL | RQ_F_RESP_HEAD | RQ_F_RESP_DONE;
+    rq->status = status;
+    buf_consume(b, buf_len(b));
+    if (errpage_write(b, status, detail, rq->id, (rq->flags & RQ_F_JSON) != 0, close,
+                      (rq->flags & RQ_F_HEAD) != 0, extra) == 0) {
+        rq->resp_bytes = buf_len(b);
+        pc_write(pc, b->pos, buf_len(b));
+    } else {
+        pc->flags |= PC_F_CLOSE_AFTER;
+    }
+    buf_consume(b, buf_len(b));
+    if (rq->stream != NULL) {
+        mux_stream_reset(rq->stream, CODE_CANCEL);
+        mux_stream_release(rq->stream);
+        rq->stream = NULL;
+    }
+    preq_finish_check(rq);
+}
+
+/* An error found while parsing the head: there is no request to speak of, answer and close. */
+static void answer_parse_error(struct pconn *pc, int status)
+{
+    struct buf *b = &pc->ps->scratch;
+    char id[17];
+
+    new_request_id(pc->ps, id);
+    LOG_D("public peer=%s rid=%s bad request: %d %s", pc->peer, id, status,
+          http1_error_reason(pc->parser));
+    buf_consume(b, buf_len(b));
+    if (status > 0 && errpage_write(b, status, NULL, id, 0, 1, 0, NULL) == 0)
+        pc_write(pc, b->pos, buf_len(b));
+    buf_consume(b, buf_len(b));
+    if (pc->req != NULL) {
+        preq_free(pc->req);
+        pc->req = NULL;
+    }
+    pconn_close(pc);
+}
+
+/* ---- the response, from the stream ---------------------------------------------------------- */
+
+static int is_hop_by_hop_response(const char *name, size_t n)
+{
+    static const char *const names[] = {"connection", "keep-alive", "proxy-connection", "te",
+                                        "transfer-encoding", "upgrade", "trailer", "content-length",
+                                        "culvert-request-id", NULL};
+
+    for (int i = 0; names[i] != NULL; i++) {
+        if (strlen(names[i]) == n && strncasecmp(names[i], name, n) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* A field from a connector is forwarded only if it could not split the response (§8.3 checked names
+ * and values already; this keeps the edge's own framing authoritative). */
+static void write_response_head(struct preq *rq, const struct meta *md, int end)
+{
+    struct pconn *pc = rq->pc;
+    struct buf *b = &pc->ps->scratch;
+    const struct meta_field *cl = meta_get(md, "content-length");
+    unsigned i;
+    int rv = 0;
+    char line[128];
+
+    rq->resp_clen = -1;
+    if (cl != NULL) {
+        int64_t v = 0;
+
+        for (uint16_t k = 0; k < cl->value_len; k++)
+            v = v * 10 + (cl->value[k] - '0');
+        rq->resp_clen = v;
+    }
+    if ((rq->flags & RQ_F_HEAD) || rq->status == 204 || rq->status == 304)
+        rq->flags |= RQ_F_NO_RESP_BODY;
+    if (!(rq->flags & RQ_F_NO_RESP_BODY) && rq->resp_clen < 0) {
+        if (rq->version_minor >= 1)
+            rq->flags |= RQ_F_RESP_CHUNKED;
+        else
+            rq->flags |= RQ_F_RESP_EOF;
+    }
+    if ((rq->flags & RQ_F_RESP_EOF) || !(rq->flags & RQ_F_KEEPALIVE))
+        pc->flags |= PC_F_CLOSE_AFTER;
+    if (pc->ps->e->draining)
+        pc->flags |= PC_F_CLOSE_AFTER;
+    buf_consume(b, buf_len(b));
+    rv |= http1_write_status_line(b, rq->status, NULL);
+    for (i = meta_first_regular(md); i < md->count && rv == 0; i++) {
+        const struct meta_field *f = &md->fields[i];
+
+        if (is_hop_by_hop_response(f->name, f->name_len))
+            continue;
+        rv |= http1_write_field(b, f->name, f->name_len, f->value, f->value_len);
+    }
+    if (rq->resp_clen >= 0 && rq->status != 204 && !(rq->status >= 100 && rq->status < 200)) {
+        int n = snprintf(line, sizeof(line), "%" PRId64, rq->resp_clen);
+
+        rv |= http1_write_field(b, "Content-Length", 14, line, (size_t)n);
+    }
+    if (rq->flags & RQ_F_RESP_CHUNKED)
+        rv |= http1_write_field(b, "Transfer-Encoding", 17, "chunked", 7);
+    rv |= http1_write_field(b, "Culvert-Request-Id", 18, rq->id, strlen(rq->id));
+    if (pc->flags & PC_F_CLOSE_AFTER)
+        rv |= http1_write_field(b, "Connection", 10, "close", 5);
+    else if (rq->version_minor == 0)
+        rv |= http1_write_field(b, "Connection", 10, "keep-alive", 10);
+    rv |= http1_write_head_end(b);
+    if (rv != 0) {
+        buf_consume(b, buf_len(b));
+        LOG_W("public rid=%s response head from the connector cannot be written", rq->id);
+        answer_local(rq, 502, "The origin's response could not be relayed.", NULL);
+        return;
+    }
+    rq->flags |= RQ_F_RESP_HEAD;
+    pc_write(pc, b->pos, buf_len(b));
+    buf_consume(b, buf_len(b));
+    (void)end;
+}
+
+static void st_on_headers(struct mux_stream *s, const struct meta *md, int end, void *sdata)
+{
+    struct preq *rq = sdata;
+    const struct meta_field *st = meta_get(md, ":status");
+    int status;
+
+    (void)s;
+    if (md->type == META_TRAILERS)
+        return; /* dropped (PROTOCOL.md §8.1); the body's end comes with on_end */
+    rq->flags |= RQ_F_DISPATCHED;
+    buf_cleanup(&rq->meta);
+    status = (st->value[0] - '0') * 100 + (st->value[1] - '0') * 10 + (st->value[2] - '0');
+    if (status < 200 && status != 101) {
+        /* Interim: relayed to HTTP/1.1 visitors as they come (100 Continue, 103 Early Hints). */
+        if (rq->version_minor >= 1 && !(rq->flags & RQ_F_RESP_HEAD)) {
+            char line[64];
+            int n = snprintf(line, sizeof(line), "HTTP/1.1 %d %s\r\n\r\n", status,
+                             http1_status_reason(status));
+
+            pc_write(rq->pc, line, (size_t)n);
+        }
+        return;
+    }
+    if (status == 101) {
+        /* Upgrades are not requested yet (see on_request_head); a 101 here is a broken connector. */
+        answer_local(rq, 502, "The origin switched protocols unexpectedly.", NULL);
+        return;
+    }
+    rq->status = status;
+    sock_set_timeout(rq->pc->sock, rq->pc->ps->e->limits.send_idle_ms);
+    write_response_head(rq, md, end);
+}
+
+/* Returns credit for response bytes once the visitor's socket has room (RELIABILITY.md §6 slow
+ * reader: buffered bytes stay within the stream window plus client_output_buffer). */
+static void give_credit(struct preq *rq)
+{
+    struct pconn *pc = rq->pc;
+
+    if (rq->stream == NULL || rq->pending_consume == 0)
+        return;
+    if (sock_write_queued(pc->sock) >= pc->ps->e->limits.client_output_buffer)
+        return;
+    mux_stream_consumed(rq->stream, (size_t)rq->pending_consume);
+    rq->pending_consume = 0;
+}
+
+static void st_on_data(struct mux_stream *s, const uint8_t *p, size_t n, void *sdata)
+{
+    struct preq *rq = sdata;
+    struct pconn *pc = rq->pc;
+    char hdr[24];
+
+    (void)s;
+    if (!(rq->flags & RQ_F_RESP_HEAD) || (rq->flags & RQ_F_LOCAL)) {
+        mux_stream_consumed(rq->stream, n);
+        return;
+    }
+    if (rq->flags & RQ_F_NO_RESP_BODY) {
+        mux_stream_consumed(rq->stream, n);
+        return;
+    }
+    if (rq->flags & RQ_F_RESP_CHUNKED) {
+        int k = snprintf(hdr, sizeof(hdr), "%zx\r\n", n);
+
+        pc_write(pc, hdr, (size_t)k);
+        pc_write(pc, p, n);
+        pc_write(pc, "\r\n", 2);
+    } else {
+        pc_write(pc, p, n);
+    }
+    rq->resp_bytes += n;
+    rq->pending_consume += n;
+    sock_set_timeout(pc->sock, pc->ps->e->limits.send_idle_ms);
+    give_credit(rq);
+}
+
+static void st_on_end(struct mux_stream *s, void *sdata)
+{
+    struct preq *rq = sdata;
+    struct pconn *pc = rq->pc;
+
+    (void)s;
+    if (rq->flags & RQ_F_LOCAL)
+        return;
+    if (!(rq->flags & RQ_F_RESP_HEAD)) {
+        answer_local(rq, 502, "The tunnel ended the response before it began.", NULL);
+        return;
+    }
+    if (!(rq->flags & RQ_F_NO_RESP_BODY) && rq->resp_clen >= 0 &&
+        rq->resp_bytes != (uint64_t)rq->resp_clen) {
+        /* Fewer bytes than announced: the visitor must see a truncated response, not a clean one. */
+        LOG_W("public rid=%s response truncated: %" PRIu64 " of %" PRId64 " bytes", rq->id,
+              rq->resp_bytes, rq->resp_clen);
+        pconn_abort(pc);
+        return;
+    }
+    if (rq->flags & RQ_F_RESP_CHUNKED)
+        pc_write(pc, "0\r\n\r\n", 5);
+    rq->flags |= RQ_F_RESP_DONE;
+    preq_finish_check(rq);
+}
+
+static int open_stream(struct preq *rq, const struct mux *avoid);
+
+static void st_on_reset(struct mux_stream *s, uint32_t code, void *sdata)
+{
+    struct preq *rq = sdata;
+    int dispatched = mux_stream_was_dispatched(s) || (rq->flags & RQ_F_DISPATCHED);
+    struct mux *failed = rq->mux;
+
+    mux_stream_release(s);
+    rq->stream = NULL;
+    if (rq->flags & RQ_F_LOCAL)
+        return;
+    if (rq->flags & RQ_F_RESP_HEAD) {
+        LOG_I("public rid=%s response aborted by the tunnel: %s", rq->id, frame_code_name(code));
+        pconn_abort(rq->pc);
+        return;
+    }
+    /* PROTOCOL.md §7.7: never reached an origin, nothing of the body lost: retry once elsewhere. */
+    if (code == CODE_REFUSED_STREAM && !dispatched && !(rq->flags & RQ_F_RETRIED) &&
+        rq->body_sent == 0 && buf_len(&rq->meta) > 0) {
+        rq->flags |= RQ_F_RETRIED;
+        LOG_I("public rid=%s retrying on another connection (stream refused)", rq->id);
+        if (open_stream(rq, failed) == 0) {
+            pconn_process(rq->pc);
+            return;
+        }
+        return; /* open_stream answered */
+    }
+    switch (code) {
+    case CODE_ORIGIN_TIMEOUT:
+        answer_local(rq, 504, NULL, NULL);
+        break;
+    case CODE_ORIGIN_UNREACHABLE:
+        answer_local(rq, 502, "The connector could not reach the origin service.", NULL);
+        break;
+    case CODE_NO_SERVICE:
+        answer_local(rq, 502, "The tunnel has no service for this hostname.", NULL);
+        break;
+    default:
+        answer_local(rq, 502, NULL, NULL);
+        break;
+    }
+}
+
+static void st_on_writable(struct mux_stream *s, void *sdata)
+{
+    struct preq *rq = sdata;
+    struct pconn *pc = rq->pc;
+
+    (void)s;
+    if (pc->flags & PC_F_READ_STOPPED) {
+        pc->flags &= ~PC_F_READ_STOPPED;
+        sock_read_start(pc->sock);
+    }
+    pconn_process(pc);
+}
+
+static void st_on_dispatched(struct mux_stream *s, void *sdata)
+{
+    struct preq *rq = sdata;
+
+    (void)s;
+    rq->flags |= RQ_F_DISPATCHED;
+    buf_cleanup(&rq->meta); /* no retry after this: the block is not needed any more */
+}
+
+static const struct mux_stream_hooks stream_hooks = {
+    .on_headers = st_on_headers,
+    .on_data = st_on_data,
+    .on_end = st_on_end,
+    .on_reset = st_on_reset,
+    .on_writable = st_on_writable,
+    .on_dispatched = st_on_dispatched,
+};
+
+/* ---- the request ---------------------------------------------------------------------------- */
+
+/* Picks a connection and opens the stream with the kept request block. Answers the visitor itself
+ * when no connector can take it. Returns 0 when a stream is open. */
+static int open_stream(struct preq *rq, const struct mux *avoid)
+{
+    struct edge *e = rq->pc->ps->e;
+    int why = 0;
+    int err = 0;
+    struct mux *m;
+    int end = !(rq->flags & RQ_F_HAS_BODY);
+
+    for (int attempt = 0; attempt < 4; attempt++) {
+        m = tunnel_registry_pick(e->reg, rq->tunnel_id, avoid, &why);
+        if (m == NULL)
+            break;
+        rq->stream = mux_open(m, rq->meta.pos, buf_len(&rq->meta), end, &stream_hooks, rq, &err);
+        if (rq->stream != NULL) {
+            rq->mux = m;
+            if (end)
+                rq->flags |= RQ_F_IN_DONE;
+            return 0;
+        }
+        LOG_D("public rid=%s cannot open a stream: %s", rq->id, cv_strerror(err));
+        avoid = m;
+    }
+    if (why == CV_ELIMIT) {
+        answer_local(rq, 503, "Every connector of this tunnel is busy; try again shortly.", NULL);
+    } else {
+        LOG_I("public rid=%s host=%s tunnel=%s has no connector online", rq->id, rq->host,
+              rq->tunnel_name);
+        answer_local(rq, 502, "The tunnel for this site has no connector online.", NULL);
+    }
+    return -1;
+}
+
+/* Appends one field to the block, recording failure in |*rv|. */
+static void add(struct buf *b, const char *n, size_t nl, const char *v, size_t vl, int *rv)
+{
+    if (*rv == 0)
+        *rv = meta_add(b, n, nl, v, vl);
+}
+
+static int starts_with_ci(const char *s, size_t n, const char *prefix)
+{
+    size_t k = strlen(prefix);
+
+    return n >= k && strncasecmp(s, prefix, k) == 0;
+}
+
+static int name_is(const char *s, size_t n, const char *name)
+{
+    return strlen(name) == n && strncasecmp(s, name, n) == 0;
+}
+
+/*
+ * Builds the request block (PROTOCOL.md §8.3, §8.4): pseudo-fields, the visitor's fields minus
+ * hop-by-hop and internal ones, then the edge's own forwarding fields (RELIABILITY.md 5.5: appended
+ * last, so nothing the visitor sent can remove or forge them).
+ */
+static int build_request_block(struct preq *rq, const struct http1_head *h, uint8_t type)
+{
+    struct pconn *pc = rq->pc;
+    struct edge *e = pc->ps->e;
+    struct buf *b = &rq->meta;
+    char xff[2048];
+    char loop[512];
+    size_t xff_len = 0;
+    size_t loop_len = 0;
+    int start;
+    int rv = 0;
+    int n;
+
+    buf_init(b, (size_t)e->limits.max_metadata_size);
+    start = meta_begin(b, type);
+    if (start < 0)
+        return start;
+    add(b, ":method", 7, h->method, h->method_len, &rv);
+    add(b, ":scheme", 7, (pc->flags & PC_F_TLS) ? "https" : "http", (pc->flags & PC_F_TLS) ? 5 : 4,
+        &rv);
+    add(b, ":authority", 10, rq->host, strlen(rq->host), &rv);
+    add(b, ":path", 5, h->path, h->path_len, &rv);
+    add(b, ":client", 7, pc->peer, strlen(pc->peer), &rv);
+    xff[0] = '\0';
+    loop[0] = '\0';
+    for (size_t i = 0; i < h->nfields && rv == 0; i++) {
+        const struct http1_field *f = &h->fields[i];
+
+        if (http1_is_hop_by_hop(h, f->name, f->name_len) || name_is(f->name, f->name_len, "host"))
+            continue;
+        /* Internal and edge-owned fields: the visitor's copies are dropped (5.5). */
+        if (starts_with_ci(f->name, f->name_len, "culvert-") ||
+            name_is(f->name, f->name_len, "x-forwarded-proto") ||
+            name_is(f->name, f->name_len, "x-forwarded-host"))
+            continue;
+        if (name_is(f->name, f->name_len, "x-forwarded-for")) {
+            n = snprintf(xff + xff_len, sizeof(xff) - xff_len, "%s%.*s", xff_len > 0 ? ", " : "",
+                         (int)f->value_len, f->value);
+            if (n > 0 && (size_t)n < sizeof(xff) - xff_len)
+                xff_len += (size_t)n;
+            continue;
+        }
+        if (name_is(f->name, f->name_len, "cdn-loop")) {
+            n = snprintf(loop + loop_len, sizeof(loop) - loop_len, "%s%.*s", loop_len > 0 ? ", " : "",
+                         (int)f->value_len, f->value);
+            if (n > 0 && (size_t)n < sizeof(loop) - loop_len)
+                loop_len += (size_t)n;
+            continue;
+        }
+        add(b, f->name, f->name_len, f->value, f->value_len, &rv);
+    }
+    n = snprintf(xff + xff_len, sizeof(xff) - xff_len, "%s%s", xff_len > 0 ? ", " : "", pc->peer_ip);
+    if (n < 0 || (size_t)n >= sizeof(xff) - xff_len)
+        snprintf(xff, sizeof(xff), "%s", pc->peer_ip); /* an absurd chain: keep only the truth */
+    add(b, "X-Forwarded-For", 15, xff, strlen(xff), &rv);
+    add(b, "X-Forwarded-Proto", 17, (pc->flags & PC_F_TLS) ? "https" : "http",
+        (pc->flags & PC_F_TLS) ? 5 : 4, &rv);
+    add(b, "X-Forwarded-Host", 16, rq->host, strlen(rq->host), &rv);
+    add(b, "Culvert-Connecting-IP", 21, pc->peer_ip, strlen(pc->peer_ip), &rv);
+    add(b, "Culvert-Request-Id", 18, rq->id, strlen(rq->id), &rv);
+    /* RFC 8586: append our marker. */
+    n = snprintf(loop + loop_len, sizeof(loop) - loop_len, "%sculvert-%s", loop_len > 0 ? ", " : "",
+                 e->cfg->region);
+    if (n < 0 || (size_t)n >= sizeof(loop) - loop_len)
+        return CV_ELIMIT;
+    add(b, "CDN-Loop", 8, loop, strlen(loop), &rv);
+    if (rv == 0)
+        rv = meta_end(b, (size_t)start);
+    return rv;
+}
+
+/* Returns 1 when a CDN-Loop field of |h| carries this edge's marker (RFC 8586). */
+static int has_loop_marker(const struct http1_head *h, const char *region)
+{
+    char marker[96];
+    size_t mlen = (size_t)snprintf(marker, sizeof(marker), "culvert-%s", region);
+
+    for (size_t i = 0; i < h->nfields; i++) {
+        const struct http1_field *f = &h->fields[i];
+        const char *p;
+        const char *end;
+
+        if (!name_is(f->name, f->name_len, "cdn-loop"))
+            continue;
+        p = f->value;
+        end = f->value + f->value_len;
+        while (p < end) {
+            const char *q = p;
+
+            while (q < end && *q != ',')
+                q++;
+            /* A member is "culvert-<region>" optionally followed by parameters. */
+            while (p < q && (*p == ' ' || *p == '\t'))
+                p++;
+            if ((size_t)(q - p) >= mlen && strncasecmp(p, marker, mlen) == 0 &&
+                (p + mlen == q || p[mlen] == ';' || p[mlen] == ' ' || p[mlen] == '\t'))
+                return 1;
+            p = q + 1;
+        }
+    }
+    return 0;
+}
+
+static void redirect_to_https(struct preq *rq, const struct http1_head *h)
+{
+    struct edge *e = rq->pc->ps->e;
+    char location[HOSTNAME_MAX + 64 + 8192];
+    int port = public_https_port(e);
+    int n;
+
+    if (port == 443 || port == 0)
+        n = snprintf(location, sizeof(location), "Location: https://%s%.*s", rq->host,
+                     (int)h->path_len, h->path);
+    else
+        n = snprintf(location, sizeof(location), "Location: https://%s:%d%.*s", rq->host, port,
+                     (int)h->path_len, h->path);
+    if (n < 0 || (size_t)n >= sizeof(location)) {
+        answer_local(rq, 414, NULL, NULL);
+        return;
+    }
+    answer_local(rq, (strcmp(rq->method, "GET") == 0 || strcmp(rq->method, "HEAD") == 0) ? 301 : 308,
+                 NULL, location);
+}
+
+static int on_request_head(struct http1_parser *p, const struct http1_head *h, void *arg)
+{
+    struct pconn *pc = arg;
+    struct public_side *ps = pc->ps;
+    struct edge *e = ps->e;
+    struct preq *rq;
+    struct hostname_host hh;
+    const struct store_tunnel *t;
+    const struct http1_field *accept;
+    const struct edge_host *hc;
+    const char *why = NULL;
+
+    (void)p;
+    rq = mem_calloc(sizeof(*rq));
+    if (rq == NULL)
+        return CV_ENOMEM;
+    rq->pc = pc;
+    pc->req = rq;
+    pc->state = PC_S_REQUEST;
+    pc->nrequests++;
+    rq->start_ms = now_ms(ps);
+    rq->version_minor = h->version_minor;
+    rq->resp_clen = -1;
+    new_request_id(ps, rq->id);
+    snprintf(rq->method, sizeof(rq->method), "%.*s", (int)h->method_len, h->method);
+    rq->path = dup_bounded(h->target, h->target_len, PATH_LOG_MAX);
+    {
+        const struct http1_field *f = http1_head_find(h, "referer");
+
+        if (f != NULL)
+            rq->referer = dup_bounded(f->value, f->value_len, 512);
+        f = http1_head_find(h, "user-agent");
+        if (f != NULL)
+            rq->ua = dup_bounded(f->value, f->value_len, 512);
+    }
+    accept = http1_head_find(h, "accept");
+    if (accept != NULL && errpage_wants_json(accept->value))
+        rq->flags |= RQ_F_JSON;
+    if (strcmp(rq->method, "HEAD") == 0)
+        rq->flags |= RQ_F_HEAD;
+    if (h->flags & HTTP1_F_KEEP_ALIVE)
+        rq->flags |= RQ_F_KEEPALIVE;
+    if (!(h->flags & HTTP1_F_NO_BODY) && (h->content_length > 0 || (h->flags & HTTP1_F_CHUNKED)))
+        rq->flags |= RQ_F_HAS_BODY;
+    if (pc->nrequests >= e->limits.keepalive_requests)
+        pc->flags |= PC_F_CLOSE_AFTER;
+    sock_set_timeout(pc->sock, 0);
+
+    /* Host: one normaliser for routing and every check (RELIABILITY.md 2.2). */
+    if (h->host == NULL) {
+        if (pc->sni[0] == '\0') {
+            answer_local(rq, 400, "The request has no Host.", NULL);
+            return HTTP1_PAUSE;
+        }
+        snprintf(rq->host, sizeof(rq->host), "%s", pc->sni); /* HTTP/1.0 without Host */
+    } else {
+        if (hostname_split(h->host, h->host_len, &hh, &why) < 0) {
+            answer_local(rq, 400, "The Host header is not a valid host name.", NULL);
+            return HTTP1_PAUSE;
+        }
+        if (hh.port != -1 && hh.port != pc->listen_port) {
+            answer_local(rq, 421, "The Host names a port this edge does not serve here.", NULL);
+            return HTTP1_PAUSE;
+        }
+        snprintf(rq->host, sizeof(rq->host), "%s", hh.name);
+        if (hh.kind != HOSTNAME_NAME) {
+            answer_local(rq, 404, NULL, NULL);
+            return HTTP1_PAUSE;
+        }
+    }
+    /* RELIABILITY.md 2.3: SNI and Host must name the same host, on every request. */
+    if ((pc->flags & PC_F_TLS) && strcmp(pc->sni, rq->host) != 0) {
+        answer_local(rq, 421, "The TLS server name and the Host header name different hosts.", NULL);
+        return HTTP1_PAUSE;
+    }
+    if (has_loop_marker(h, e->cfg->region)) {
+        answer_local(rq, 508, NULL, NULL);
+        return HTTP1_PAUSE;
+    }
+    t = store_route_lookup(e->store, rq->host, NULL);
+    if (t == NULL) {
+        answer_local(rq, 404, NULL, NULL);
+        return HTTP1_PAUSE;
+    }
+    memcpy(rq->tunnel_id, t->id, 16);
+    snprintf(rq->tunnel_name, sizeof(rq->tunnel_name), "%s", t->name);
+    if (!(pc->flags & PC_F_TLS) && e->cfg->http_redirect) {
+        redirect_to_https(rq, h);
+        return HTTP1_PAUSE;
+    }
+    if (e->draining) {
+        pc->flags |= PC_F_CLOSE_AFTER;
+        answer_local(rq, 503, "The edge is restarting; try again.", NULL);
+        return HTTP1_PAUSE;
+    }
+    if (h->flags & HTTP1_F_UPGRADE) {
+        /* WebSocket and culvert-tcp streams (PROTOCOL.md §8.5, §8.6) are served by a later
+         * release; refuse cleanly rather than pass an upgrade through. */
+        answer_local(rq, 501, "Protocol upgrades are not served by this edge yet.", NULL);
+        return HTTP1_PAUSE;
+    }
+    if (build_request_block(rq, h, META_REQUEST_HTTP) < 0) {
+        answer_local(rq, 431, NULL, NULL);
+        return HTTP1_PAUSE;
+    }
+    if (open_stream(rq, NULL) < 0)
+        return HTTP1_PAUSE;
+    hc = edge_config_host(e->cfg, rq->host);
+    sock_set_timeout(pc->sock, hc != NULL && hc->response_header_ms != 0 ? hc->response_header_ms
+                                                                          : e->limits.response_header_ms);
+    return HTTP1_PAUSE;
+}
+
+static int on_request_body(struct http1_parser *p, const uint8_t *data, size_t n, void *arg)
+{
+    struct pconn *pc = arg;
+    struct preq *rq = pc->req;
+    ssize_t k;
+
+    (void)p;
+    if (rq == NULL || rq->stream == NULL || (rq->flags & RQ_F_LOCAL))
+        return 0; /* the answer is already given: the body is dropped */
+    k = mux_stream_write(rq->stream, data, n, 0);
+    if (k < 0 || (size_t)k != n) {
+        /* pconn_process() never feeds more than the queue takes; a short write means the stream
+         * died under us. */
+        answer_local(rq, 502, NULL, NULL);
+        return 0;
+    }
+    rq->body_sent += n;
+    if (rq->body_sent > 0 && !(rq->flags & RQ_F_DISPATCHED))
+        buf_cleanup(&rq->meta); /* body bytes are gone: this request can no longer be retried */
+    return 0;
+}
+
+static int on_request_complete(struct http1_parser *p, void *arg)
+{
+    struct pconn *pc = arg;
+    struct preq *rq = pc->req;
+
+    (void)p;
+    if (rq == NULL)
+        return HTTP1_PAUSE;
+    if (!(rq->flags & RQ_F_IN_DONE)) {
+        rq->flags |= RQ_F_IN_DONE;
+        if (rq->stream != NULL && !(rq->flags & RQ_F_LOCAL))
+            mux_stream_end(rq->stream);
+    }
+    preq_finish_check(rq);
+    return HTTP1_PAUSE; /* pipelined requests wait until this one's response is done */
+}
+
+static const struct http1_hooks parser_hooks = {
+    .on_head = on_request_head,
+    .on_body = on_request_body,
+    .on_message_complete = on_request_complete,
+};
+
+/* Ends the request when both directions are done; starts the next one on keep-alive. */
+static void preq_finish_check(struct preq *rq)
+{
+    struct pconn *pc = rq->pc;
+
+    if (!(rq->flags & RQ_F_RESP_DONE))
+        return;
+    if (!(rq->flags & RQ_F_IN_DONE) && !(pc->flags & PC_F_CLOSE_AFTER))
+        return;
+    access_log(rq);
+    if (pc->req == rq)
+        pc->req = NULL;
+    preq_free(rq);
+    if ((pc->flags & PC_F_CLOSE_AFTER) || pc->ps->e->draining || pc->state == PC_S_CLOSING) {
+        pconn_close(pc);
+        return;
+    }
+    pc->state = PC_S_IDLE;
+    http1_parser_trim(pc->parser);
+    sock_set_timeout(pc->sock, pc->ps->e->limits.keepalive_idle_ms);
+    http1_resume(pc->parser);
+    /* Pipelined bytes may already wait; run them from a fresh stack on the next flush pass. */
+    sock_want_flush(pc->sock);
+}
+
+/* Feeds buffered input to the parser as far as the current request allows. */
+static void pconn_process(struct pconn *pc)
+{
+    struct buf *in = sock_in(pc->sock);
+    ssize_t used;
+
+    while (pc->state != PC_S_CLOSING) {
+        struct preq *rq = pc->req;
+        size_t n = buf_len(in);
+
+        if (rq == NULL) {
+            /* Between requests: a completion held back by a pause may be pending even with no
+             * input (http1.h), so feed even when empty once. */
+            if (n == 0 && !http1_paused(pc->parser))
+                break;
+            if (n > 0 && pc->state == PC_S_IDLE) {
+                pc->state = PC_S_HEAD;
+                sock_set_timeout(pc->sock, pc->ps->e->limits.header_read_ms);
+            }
+        } else if (rq->flags & RQ_F_IN_DONE) {
+            break; /* pipelined: wait for this response */
+        } else if (rq->stream != NULL && !(rq->flags & RQ_F_LOCAL)) {
+            size_t space = mux_stream_write_space(rq->stream);
+
+            if (space == 0) {
+                if (!(pc->flags & PC_F_READ_STOPPED)) {
+                    pc->flags |= PC_F_READ_STOPPED;
+                    sock_read_stop(pc->sock);
+                }
+                break;
+            }
+            if (n > space)
+                n = space;
+        } else if (rq->flags & RQ_F_LOCAL) {
+            /* Answered already; its body (if any) is not read: the connection closes. */
+            break;
+        }
+        if (http1_paused(pc->parser))
+            http1_resume(pc->parser);
+        used = http1_feed(pc->parser, in->pos, n);
+        if (used < 0) {
+            int status = http1_error_status(pc->parser);
+
+            if (pc->req != NULL && (pc->req->flags & RQ_F_RESP_HEAD)) {
+                pconn_abort(pc); /* a bad body after the response started */
+                return;
+            }
+            if (pc->req != NULL && pc->req->stream != NULL) {
+                mux_stream_reset(pc->req->stream, CODE_CANCEL);
+            }
+            answer_parse_error(pc, status);
+            return;
+        }
+        buf_consume(in, (size_t)used);
+        if (http1_state(pc->parser) == HTTP1_S_DONE && pc->req == NULL) {
+            pconn_close(pc);
+            return;
+        }
+        if (used == 0 && !http1_paused(pc->parser))
+            break;
+        if (used == 0 && pc->req == NULL && buf_len(in) == 0)
+            break;
+    }
+    if (pc->state != PC_S_CLOSING && !(pc->flags & PC_F_READ_STOPPED))
+        sock_read_start(pc->sock);
+}
+
+/* ---- connection ----------------------------------------------------------------------------- */
+
+static void pc_on_handshake(struct sock *s, void *arg)
+{
+    struct pconn *pc = arg;
+    const char *sni = tls_servername(sock_tls(s));
+
+    pc->sni[0] = '\0';
+    if (sni != NULL && hostname_normalize(sni, strlen(sni), pc->sni, NULL) < 0)
+        pc->sni[0] = '\0';
+    pc->state = PC_S_IDLE;
+    sock_set_timeout(s, pc->ps->e->limits.header_read_ms);
+}
+
+static void pc_on_data(struct sock *s, void *arg)
+{
+    struct pconn *pc = arg;
+
+    (void)s;
+    if (pc->state == PC_S_HANDSHAKE)
+        pc->state = PC_S_IDLE;
+    pconn_process(pc);
+}
+
+static void pc_on_eof(struct sock *s, void *arg)
+{
+    struct pconn *pc = arg;
+    struct preq *rq = pc->req;
+
+    (void)s;
+    /* The visitor finished sending. A request whose body is incomplete is aborted (RELIABILITY.md
+     * T-25); a complete one still gets its response (half-close is allowed). */
+    if (rq != NULL && !(rq->flags & RQ_F_IN_DONE)) {
+        if (rq->stream != NULL) {
+            mux_stream_reset(rq->stream, CODE_CANCEL);
+            mux_stream_release(rq->stream);
+            rq->stream = NULL;
+        }
+        pconn_abort(pc);
+        return;
+    }
+    pc->flags |= PC_F_CLOSE_AFTER;
+    if (rq == NULL)
+        pconn_close(pc);
+}
+
+static void pc_on_error(struct sock *s, int err, void *arg)
+{
+    struct pconn *pc = arg;
+
+    LOG_D("public peer=%s state=%s error: %s %s", pc->peer, pconn_state_names[pc->state],
+          cv_strerror(err), sock_error_text(s));
+    pc->state = PC_S_CLOSING;
+    if (pc->req != NULL && pc->req->stream != NULL) {
+        mux_stream_reset(pc->req->stream, CODE_CANCEL);
+    }
+}
+
+static void pc_on_flush(struct sock *s, void *arg)
+{
+    struct pconn *pc = arg;
+
+    (void)s;
+    /* A keep-alive turn asked to run pipelined input from a fresh stack. */
+    if (pc->req == NULL && pc->state == PC_S_IDLE)
+        pconn_process(pc);
+}
+
+static void pc_on_drain(struct sock *s, void *arg)
+{
+    struct pconn *pc = arg;
+
+    (void)s;
+    if (pc->req != NULL)
+        give_credit(pc->req);
+}
+
+static void pc_on_timeout(struct sock *s, void *arg)
+{
+    struct pconn *pc = arg;
+    struct preq *rq = pc->req;
+
+    switch (pc->state) {
+    case PC_S_HANDSHAKE:
+    case PC_S_IDLE:
+        pconn_close(pc);
+        break;
+    case PC_S_HEAD:
+        /* RELIABILITY.md 1.4: the head deadline is total, not per byte. */
+        answer_parse_error(pc, 408);
+        break;
+    case PC_S_REQUEST:
+        if (rq != NULL && !(rq->flags & RQ_F_RESP_HEAD)) {
+            LOG_I("public rid=%s host=%s no response from the origin in time", rq->id, rq->host);
+            if (rq->stream != NULL) {
+                mux_stream_reset(rq->stream, CODE_CANCEL);
+                mux_stream_release(rq->stream);
+                rq->stream = NULL;
+            }
+            pc->flags |= PC_F_CLOSE_AFTER;
+            answer_local(rq, 504, NULL, NULL);
+        } else {
+            LOG_I("public peer=%s send idle timeout", pc->peer);
+            pconn_abort(pc);
+        }
+        break;
+    default:
+        sock_abort(s);
+        break;
+    }
+}
+
+static void pc_on_close(struct sock *s, void *arg)
+{
+    struct pconn *pc = arg;
+
+    (void)s;
+    if (pc->req != NULL) {
+        if (pc->req->status == 0)
+            pc->req->status = 499; /* nginx's "client closed request" for the log */
+        if (pc->req->flags & RQ_F_RESP_HEAD)
+            access_log(pc->req);
+        preq_free(pc->req);
+        pc->req = NULL;
+    }
+    http1_parser_free(pc->parser);
+    ip_release(pc->ps, pc->peer_ip);
+    list_remove(&pc->node);
+    pc->ps->nconns--;
+    mem_free(pc);
+}
+
+static const struct sock_hooks pconn_hooks = {
+    .on_handshake = pc_on_handshake,
+    .on_data = pc_on_data,
+    .on_eof = pc_on_eof,
+    .on_error = pc_on_error,
+    .on_flush = pc_on_flush,
+    .on_drain = pc_on_drain,
+    .on_timeout = pc_on_timeout,
+    .on_close = pc_on_close,
+};
+
+static void accept_conn(struct public_side *ps, uv_stream_t *server, int tls, int port)
+{
+    struct edge *e = ps->e;
+    struct sock_opts o;
+    struct pconn *pc;
+    struct sock *s;
+    int err = 0;
+
+    memset(&o, 0, sizeof(o));
+    o.tls_ctx = tls ? certs_ctx(e->certs) : NULL;
+    o.in_cap = (size_t)e->limits.max_header_bytes + e->limits.max_url + 16 * 1024;
+    o.out_high = e->limits.client_output_buffer;
+    o.nodelay = 1;
+    pc = mem_calloc(sizeof(*pc));
+    if (pc == NULL)
+        return;
+    s = sock_accept(e->sl, server, &o, &pconn_hooks, pc, &err);
+    if (s == NULL) {
+        mem_free(pc);
+        LOG_W_RL("public accept failed: %s", cv_strerror(err));
+        return;
+    }
+    pc->ps = ps;
+    pc->sock = s;
+    pc->listen_port = port;
+    pc->state = tls ? PC_S_HANDSHAKE : PC_S_IDLE;
+    if (tls)
+        pc->flags |= PC_F_TLS;
+    snprintf(pc->peer, sizeof(pc->peer), "%s", sock_peer(s));
+    snprintf(pc->peer_ip, sizeof(pc->peer_ip), "%s", sock_peer_ip(s));
+    list_push_back(&ps->conns, &pc->node);
+    ps->nconns++;
+    if (ps->nconns > e->limits.max_connections || ip_acquire(ps, pc->peer_ip) < 0) {
+        /* Over a cap: close before reading anything (ip_release below matches no acquire). */
+        LOG_W_RL("public peer=%s refused: connection limit reached", pc->peer);
+        snprintf(pc->peer_ip, sizeof(pc->peer_ip), "%s", "");
+        pc->state = PC_S_CLOSING;
+        sock_abort(s);
+        return;
+    }
+    pc->parser = http1_parser_new(HTTP1_REQUEST, &e->limits, &parser_hooks, pc);
+    if (pc->parser == NULL) {
+        pconn_abort(pc);
+        return;
+    }
+    sock_set_timeout(s, tls ? e->limits.tls_handshake_ms : e->limits.header_read_ms);
+}
+
+static void on_https(struct listener *l, uv_stream_t *server, void *arg)
+{
+    accept_conn(arg, server, 1, listener_port(l));
+}
+
+static void on_http(struct listener *l, uv_stream_t *server, void *arg)
+{
+    accept_conn(arg, server, 0, listener_port(l));
+}
+
+int public_start(struct edge *e, char *err, size_t errlen)
+{
+    struct public_side *ps = mem_calloc(sizeof(*ps));
+
+    if (ps == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    ps->e = e;
+    list_init(&ps->conns);
+    buf_init(&ps->scratch, (size_t)e->limits.max_metadata_size + 64 * 1024);
+    if (RAND_bytes((unsigned char *)&ps->rid_prefix, sizeof(ps->rid_prefix)) != 1)
+        ps->rid_prefix = (uint64_t)time(NULL) * 2654435761u;
+    e->pub = ps;
+    for (size_t i = 0; i < e->cfg->n_https && i < MAX_LISTENERS; i++) {
+        struct listener *l = listener_start(e->loop, &e->cfg->https[i], 0, on_https, ps, err, errlen);
+
+        if (l == NULL)
+            return -1;
+        ps->https[ps->nhttps++] = l;
+        LOG_I("public https listening on %s", listener_name(l));
+    }
+    for (size_t i = 0; i < e->cfg->n_http && i < MAX_LISTENERS; i++) {
+        struct listener *l = listener_start(e->loop, &e->cfg->http[i], 0, on_http, ps, err, errlen);
+
+        if (l == NULL)
+            return -1;
+        ps->http[ps->nhttp++] = l;
+        LOG_I("public http listening on %s%s", listener_name(l),
+              e->cfg->http_redirect ? " (redirects to https)" : "");
+    }
+    ps->accepting = 1;
+    return 0;
+}
+
+void public_stop_accepting(struct edge *e)
+{
+    struct public_side *ps = e->pub;
+    struct list_node *p;
+    struct list_node *tmp;
+
+    if (ps == NULL || !ps->accepting)
+        return;
+    ps->accepting = 0;
+    for (size_t i = 0; i < ps->nhttps; i++)
+        listener_stop(ps->https[i]);
+    for (size_t i = 0; i < ps->nhttp; i++)
+        listener_stop(ps->http[i]);
+    ps->nhttps = 0;
+    ps->nhttp = 0;
+    list_for_each_safe(p, tmp, &ps->conns)
+    {
+        struct pconn *pc = container_of(p, struct pconn, node);
+
+        if (pc->req == NULL && pc->state != PC_S_CLOSING)
+            pconn_close(pc);
+        else
+            pc->flags |= PC_F_CLOSE_AFTER;
+    }
+}
+
+void public_close_all(struct edge *e)
+{
+    struct public_side *ps = e->pub;
+    struct list_node *p;
+    struct list_node *tmp;
+
+    if (ps == NULL)
+        return;
+    list_for_each_safe(p, tmp, &ps->conns)
+    {
+        struct pconn *pc = container_of(p, struct pconn, node);
+
+        if (pc->state != PC_S_CLOSING)
+            pconn_abort(pc);
+    }
+}
+
+size_t public_connection_count(const struct edge *e)
+{
+    return e->pub != NULL ? e->pub->nconns : 0;
+}
+
+int public_https_port(const struct edge *e)
+{
+    return e->pub != NULL && e->pub->nhttps > 0 ? listener_port(e->pub->https[0]) : 0;
+}
+
+int public_http_port(const struct edge *e)
+{
+    return e->pub != NULL && e->pub->nhttp > 0 ? listener_port(e->pub->http[0]) : 0;
+}
