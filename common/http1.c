@@ -109,7 +109,6 @@ struct http1_parser {
     enum scan sc;
     uint32_t sc_len;       /* bytes of the element being scanned */
     uint32_t sc_idx;       /* bytes of "HTTP/x.y" matched, or status digits seen */
-    unsigned ver_major;
     unsigned ver_minor;
     unsigned status;
     uint32_t header_bytes; /* field-section bytes of this message, head and trailers */
@@ -1063,23 +1062,21 @@ static int scan(struct http1_parser *p, const uint8_t *d, size_t n, size_t *used
                 if (p->sc_idx < 5 ? c != (uint8_t)http[p->sc_idx]
                     : p->sc_idx == 6 ? c != '.' : (c < '0' || c > '9'))
                     return bad(p, "bad HTTP version");
-                if (p->sc_idx == 5)
-                    p->ver_major = c - '0';
-                else if (p->sc_idx == 7)
+                /* §5.4: 1.0 and 1.1 only (llhttp 8.1.0 parses HTTP/0.9 and HTTP/2.0 lines).
+                 * Judged at the digit itself, before llhttp sees it, so that the answer does
+                 * not depend on how the input was split. */
+                if ((p->sc_idx == 5 && c != '1') || (p->sc_idx == 7 && c > '1'))
+                    return fail(p, CV_EPARSE, 505, "HTTP version not supported");
+                if (p->sc_idx == 7)
                     p->ver_minor = c - '0';
                 p->sc_idx++;
             } else if (p->sc == SC_VERSION) {
                 if (c != '\r')
                     return bad(p, "bad HTTP version");
-                /* §5.4: 1.0 and 1.1 only (llhttp 8.1.0 parses HTTP/0.9 and HTTP/2.0 lines). */
-                if (p->ver_major != 1 || p->ver_minor > 1)
-                    return fail(p, CV_EPARSE, 505, "HTTP version not supported");
                 p->sc = SC_START_LF;
             } else {
                 if (c != ' ')
                     return bad(p, "bad HTTP version");
-                if (p->ver_major != 1 || p->ver_minor > 1)
-                    return bad(p, "HTTP version not supported");
                 p->sc = SC_CODE;
                 p->sc_idx = 0;
                 p->status = 0;
@@ -1146,6 +1143,8 @@ static int scan(struct http1_parser *p, const uint8_t *d, size_t n, size_t *used
                 p->sc = SC_VALUE_LF;
             else if (!is_value_byte(c))
                 return bad(p, c == '\n' ? "bare LF" : "control character in field value");
+            else if (p->sc_len == 0 && (c == ' ' || c == '\t'))
+                break; /* leading OWS is not part of the value */
             else if (++p->sc_len > HTTP1_MAX_VALUE)
                 return fail(p, CV_ELIMIT, 431, "field value too long");
             break;
@@ -1209,7 +1208,6 @@ static void begin_message(struct http1_parser *p)
     p->sc = p->kind == HTTP1_REQUEST ? SC_LEAD : SC_RVERSION;
     p->sc_len = 0;
     p->sc_idx = 0;
-    p->ver_major = 0;
     p->ver_minor = 0;
     p->status = 0;
     p->header_bytes = 0;
