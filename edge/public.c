@@ -577,6 +577,10 @@ static void st_on_end(struct mux_stream *s, void *sdata)
     if (rq->flags & RQ_F_RESP_CHUNKED)
         pc_write(pc, "0\r\n\r\n", 5);
     rq->flags |= RQ_F_RESP_DONE;
+    /* The origin answered before the request body was read: the rest cannot be told apart from a
+     * next request, so the connection closes after this response. */
+    if (!(rq->flags & RQ_F_IN_DONE))
+        pc->flags |= PC_F_CLOSE_AFTER;
     preq_finish_check(rq);
 }
 
@@ -592,6 +596,13 @@ static void st_on_reset(struct mux_stream *s, uint32_t code, void *sdata)
     rq->stream = NULL;
     if (rq->flags & RQ_F_LOCAL)
         return;
+    if (rq->flags & RQ_F_RESP_DONE) {
+        /* The connector ended its response and wants no more of the request (NO_ERROR). */
+        if (!(rq->flags & RQ_F_IN_DONE))
+            rq->pc->flags |= PC_F_CLOSE_AFTER;
+        preq_finish_check(rq);
+        return;
+    }
     if (rq->flags & RQ_F_RESP_HEAD) {
         LOG_I("public rid=%s response aborted by the tunnel: %s", rq->id, frame_code_name(code));
         pconn_abort(rq->pc);
