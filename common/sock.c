@@ -719,7 +719,8 @@ static void sock_progress(struct sock *s)
     int ready;
     int rv;
 
-    if (s->state == SOCK_S_CLOSED || s->state == SOCK_S_CONNECTING)
+    if (s->state == SOCK_S_CLOSED || s->state == SOCK_S_CONNECTING ||
+        (s->flags & SOCK_F_ABORT_SCHED))
         return;
     start_write(s);
     if (s->state == SOCK_S_CLOSED)

@@ -164,7 +164,9 @@ static int alpn_encode(struct tls_ctx_data *d, const char *name)
 
 static int set_min_version(SSL_CTX *ctx, enum tls_min_version min)
 {
-    return SSL_CTX_set_min_proto_version(ctx, min == TLS_MIN_1_3 ? TLS1_3_VERSION : TLS1_2_VERSION);
+    int v = min == TLS_MIN_1_3 ? TLS1_3_VERSION : TLS1_2_VERSION;
+
+    return SSL_CTX_set_min_proto_version(ctx, v) == 1 ? 1 : 0;
 }
 
 /*
@@ -468,11 +470,14 @@ static int ip_literal(const char *name, char *out, size_t outlen)
 int tls_init_client(struct tls *t, SSL_CTX *ctx, const char *servername)
 {
     int verify = SSL_CTX_get_verify_mode(ctx) != SSL_VERIFY_NONE;
+    char name[256]; /* SSL_set_tlsext_host_name takes a non-const pointer */
     char ip[64];
     int is_ip;
     int rv;
 
     if (verify && (servername == NULL || servername[0] == '\0'))
+        return CV_EINVAL;
+    if (servername != NULL && strlen(servername) >= sizeof(name))
         return CV_EINVAL;
     rv = tls_init_common(t, ctx);
     if (rv < 0)
@@ -481,8 +486,9 @@ int tls_init_client(struct tls *t, SSL_CTX *ctx, const char *servername)
     if (servername == NULL || servername[0] == '\0')
         return 0;
     is_ip = ip_literal(servername, ip, sizeof(ip));
+    snprintf(name, sizeof(name), "%s", servername);
     ERR_clear_error();
-    if (!is_ip && SSL_set_tlsext_host_name(t->ssl, servername) != 1)
+    if (!is_ip && SSL_set_tlsext_host_name(t->ssl, name) != 1)
         goto fail;
     if (verify) {
         ERR_clear_error();

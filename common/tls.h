@@ -72,7 +72,8 @@ int tls_init_server(struct tls *t, SSL_CTX *ctx);
  * Client side. |servername| is sent as SNI (not for IP literals, which may be bracketed) and checked
  * against the certificate (DNS name, or IP address for IP literals), unless the context has
  * no_verify. Returns 0, CV_EINVAL (no |servername| while verifying: a chain without a name check
- * would accept any certificate of the CA; or a name OpenSSL refuses) or CV_ENOMEM.
+ * would accept any certificate of the CA; a name of 256 bytes or more, or one OpenSSL refuses)
+ * or CV_ENOMEM.
  */
 int tls_init_client(struct tls *t, SSL_CTX *ctx, const char *servername);
 void tls_cleanup(struct tls *t);

@@ -63,6 +63,7 @@ struct peer {
     int close_on_eof;
     size_t reply_on_eof;   /* bytes sent after the peer's end, then close */
     size_t close_after_rx; /* graceful close once this many bytes arrived */
+    size_t idle_after_rx;  /* once this many bytes arrived, check memory a little later */
     /* output */
     size_t to_send;
     size_t sent;
@@ -97,6 +98,7 @@ struct env {
     struct peer client;
     int seq;
     long live0;
+    long idle_live; /* mem_live_count() on an idle connection */
 };
 
 static uint8_t pattern(size_t i)
@@ -190,6 +192,14 @@ static void h_handshake(struct sock *s, void *arg)
     peer_start(p);
 }
 
+static void on_idle_check(uv_timer_t *t)
+{
+    struct env *e = t->data;
+
+    e->idle_live = mem_live_count();
+    sock_close(e->client.s);
+}
+
 static void h_data(struct sock *s, void *arg)
 {
     struct peer *p = arg;
@@ -211,6 +221,8 @@ static void h_data(struct sock *s, void *arg)
     take(p);
     if (p->close_after_rx > 0 && p->rx >= p->close_after_rx)
         sock_close(s);
+    if (p->idle_after_rx > 0 && p->rx >= p->idle_after_rx)
+        uv_timer_start(&p->e->aux, on_idle_check, 50, 0);
 }
 
 static void h_eof(struct sock *s, void *arg)
@@ -494,6 +506,38 @@ static void test_tls_echo_with_sni_and_alpn(void **state)
     assert_string_equal(e->server.alpn, "culvert/1");
     assert_string_equal(e->client.alpn, "culvert/1");
     assert_string_equal(e->server.servername, "localhost");
+    finish(e);
+}
+
+static void idle_case(struct env *e)
+{
+    e->server.echo = 1;
+    e->server.close_on_eof = 1;
+    e->client.to_send = 200000;
+    e->client.idle_after_rx = 200000;
+    e->client.close_on_eof = 1;
+    connect_client(e);
+    run(e);
+    assert_int_equal(e->client.rx, 200000);
+    /* The loop state (2) and the two socks, and no buffer: in, pending, inflight all released. */
+    assert_int_equal(e->idle_live, e->live0 + 4);
+    assert_closed_once(e);
+}
+
+static void test_plain_idle_connection_holds_no_buffers(void **state)
+{
+    struct env *e = *state;
+
+    idle_case(e);
+    finish(e);
+}
+
+static void test_tls_idle_connection_holds_no_buffers(void **state)
+{
+    struct env *e = *state;
+
+    tls_on(e);
+    idle_case(e);
     finish(e);
 }
 
@@ -1172,6 +1216,8 @@ int main(void)
         T(test_plain_echo),
         T(test_tls_echo_with_sni_and_alpn),
         T(test_peer_addresses_are_formatted),
+        T(test_plain_idle_connection_holds_no_buffers),
+        T(test_tls_idle_connection_holds_no_buffers),
         T(test_plain_backpressure_8mib),
         T(test_tls_backpressure_8mib),
         T(test_plain_half_close_peer_can_still_answer),
