@@ -440,7 +440,8 @@ struct file_cfg {
     uint64_t grace_ms;
     const struct yaml_node *url_node;
     const char *url;
-    const struct yaml_node *ingress_node;
+    const struct yaml_node *ingress_key;  /* for messages: where "ingress:" is written */
+    const struct yaml_node *ingress_node; /* its value, NULL when absent or null */
     struct origin_request origin;
 };
 
@@ -512,14 +513,14 @@ static int file_edges(const struct yaml_node *v, struct file_cfg *fc, struct yam
         if (rv < 0)
             return rv;
         if (config_parse_addr(s, 0, &fc->edges[i], &why) < 0)
-            return yaml_errorf(ye, item, p, "%s (expected HOST:PORT)", why);
+            return yaml_errorf(ye, item, p, "%s", why);
     }
     fc->n_edges = count;
     return 0;
 }
 
-static int file_key(const char *key, const struct yaml_node *v, struct file_cfg *fc,
-                    struct warnings *w, struct yaml_error *ye)
+static int file_key(const char *key, const struct yaml_node *k, const struct yaml_node *v,
+                    struct file_cfg *fc, struct warnings *w, struct yaml_error *ye)
 {
     const char *s;
     const char *why;
@@ -585,7 +586,7 @@ static int file_key(const char *key, const struct yaml_node *v, struct file_cfg 
             return 0;
         }
         if (config_parse_addr(s, CONFIG_ADDR_ALLOW_PORT0, &fc->metrics, &why) < 0)
-            return yaml_errorf(ye, v, key, "%s (expected HOST:PORT or off)", why);
+            return yaml_errorf(ye, v, key, "%s; or off to disable metrics", why);
         fc->metrics_mode = CONNECTOR_METRICS_ADDR;
         return 0;
     }
@@ -608,6 +609,7 @@ static int file_key(const char *key, const struct yaml_node *v, struct file_cfg 
         return origin_request_parse(v, key, &fc->origin, on_warn, w, ye);
     if (strcmp(key, "ingress") == 0) {
         fc->ingress_node = yaml_is_null(v) ? NULL : v;
+        fc->ingress_key = k;
         return 0;
     }
     if (strcmp(key, "url") == 0) {
@@ -650,7 +652,7 @@ static int file_load(const char *path, struct file_cfg *fc, struct warnings *w, 
         const char *key = yaml_scalar(k, NULL);
         char shown[64];
 
-        rv = file_key(key, v, fc, w, &ye);
+        rv = file_key(key, k, v, fc, w, &ye);
         if (rv == CV_ENOTFOUND)
             continue; /* null: the default stays */
         if (rv == CV_ENOMEM)
@@ -676,7 +678,7 @@ static int file_load(const char *path, struct file_cfg *fc, struct warnings *w, 
     if (fc->url_node != NULL && fc->ingress_node != NULL) {
         (void)yaml_errorf(&ye, fc->url_node, "url",
                           "can't be used together with the ingress rules (line %u): remove one "
-                          "of them", yaml_node_line(fc->ingress_node));
+                          "of them", yaml_node_line(fc->ingress_key));
         return failf(CV_ECONFIG, err, errlen, "%s", ye.msg);
     }
     return 0;
@@ -695,7 +697,7 @@ static int build_ingress(struct connector_config *c, const struct file_cfg *fc, 
     if (flag_url != NULL && fc->ingress_node != NULL)
         return failf(CV_ECONFIG, err, errlen,
                      "--url: can't be used with the ingress rules of %s (line %u): remove one "
-                     "of them", fc->path, yaml_node_line(fc->ingress_node));
+                     "of them", fc->path, yaml_node_line(fc->ingress_key));
     origin_request_init(&defaults);
     if (url != NULL) {
         if (flag_url != NULL)
@@ -1010,8 +1012,11 @@ static int apply_settings(struct connector_config *c, struct file_cfg *fc, const
         return 0;
 
     if (f->ha != NULL) {
-        if (config_parse_int(f->ha, 1, CONNECTOR_HA_MAX, &iv, &why) < 0)
+        if (config_parse_int(f->ha, INT32_MIN, INT32_MAX, &iv, &why) < 0)
             return failf(CV_ECONFIG, err, errlen, "--ha-connections: %s", why);
+        if (iv < 1 || iv > CONNECTOR_HA_MAX)
+            return failf(CV_ECONFIG, err, errlen, "--ha-connections: must be between 1 and %d",
+                         CONNECTOR_HA_MAX);
         c->ha_connections = (unsigned)iv;
     }
     if (f->loglevel != NULL && log_parse_level(f->loglevel, &c->loglevel) < 0)
@@ -1039,7 +1044,7 @@ static int apply_settings(struct connector_config *c, struct file_cfg *fc, const
         if (strcmp(f->metrics, "off") == 0) {
             c->metrics_mode = CONNECTOR_METRICS_OFF;
         } else if (config_parse_addr(f->metrics, CONFIG_ADDR_ALLOW_PORT0, &c->metrics, &why) < 0) {
-            return failf(CV_ECONFIG, err, errlen, "--metrics: %s (expected HOST:PORT or off)",
+            return failf(CV_ECONFIG, err, errlen, "--metrics: %s; or off to disable metrics",
                          why);
         } else {
             c->metrics_mode = CONNECTOR_METRICS_ADDR;
@@ -1077,7 +1082,7 @@ static int apply_edges(struct connector_config *c, struct file_cfg *fc, const st
             return failf(CV_ENOMEM, err, errlen, "out of memory");
         for (i = 0; i < f->n_edges; i++) {
             if (config_parse_addr(f->edges[i], 0, &c->edges[i], &why) < 0)
-                return failf(CV_ECONFIG, err, errlen, "--edge: %s (expected HOST:PORT)", why);
+                return failf(CV_ECONFIG, err, errlen, "--edge: %s", why);
         }
         c->n_edges = f->n_edges;
         return 0;
