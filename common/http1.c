@@ -311,8 +311,10 @@ static int close_span(struct http1_parser *p)
         return 0;
     if (p->span == SP_VALUE) {
         /* OWS around a value is not part of it (RFC 9110 §5.5). */
-        while (len > 0 && is_ows(p->arena[off]))
-            off++, len--;
+        while (len > 0 && is_ows(p->arena[off])) {
+            off++;
+            len--;
+        }
         while (len > 0 && is_ows(p->arena[off + len - 1]))
             len--;
         p->alen = off + len;
@@ -546,7 +548,7 @@ static const char *arena_str(const struct http1_parser *p, uint32_t off)
 static int split_target(struct http1_parser *p)
 {
     const char *t = arena_str(p, p->target_off);
-    size_t n = p->target_len;
+    size_t n = p->target_off == NO_OFF ? 0 : p->target_len;
     size_t i;
     size_t scheme;
     size_t a0;
@@ -1679,8 +1681,10 @@ static int text_ok(const char *s, size_t n)
 /* Trims OWS from |*v|/|*n| and validates what is left. */
 static int value_ok(const char **v, size_t *n)
 {
-    while (*n > 0 && is_ows((*v)[0]))
-        (*v)++, (*n)--;
+    while (*n > 0 && is_ows((*v)[0])) {
+        (*v)++;
+        (*n)--;
+    }
     while (*n > 0 && is_ows((*v)[*n - 1]))
         (*n)--;
     return text_ok(*v, *n);

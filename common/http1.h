@@ -65,6 +65,17 @@
  *    -> 426.
  *  - More than HTTP1_MAX_CONN_TOKENS Connection tokens, or a token that is not a tchar run -> 400.
  *
+ * Limits (struct cv_limits): max_url bytes of request target (414); max_header_bytes bytes of field
+ * section, i.e. every byte after the start line's CRLF up to and including the blank line (431);
+ * max_header_fields field lines (431); trailers count against the same two budgets as the head of
+ * their message; max_chunk_ext bytes of chunk extensions per message, counted from each ';' (or
+ * whitespace) after a chunk size to its CR (400). Leading empty lines before a request line are
+ * skipped (RFC 9112 §2.2) and count against max_header_bytes.
+ *
+ * Known limitation of llhttp 8.1.0 (measured): a chunk-size line with a second extension after one
+ * that has a value (`1;a=b;c=d`) is refused ("Invalid character in chunk size"), so such a request
+ * gets 400. Clients practically never send chunk extensions.
+ *
  * Response checks: HTTP/1.0 or 1.1; status 100..599; the same Content-Length and Transfer-Encoding
  * rules (Transfer-Encoding other than exactly `chunked` is refused, not read until close); no body
  * for 1xx, 204, 304 and answers to HEAD (http1_expect_head_response()), whatever the framing headers

@@ -3,10 +3,9 @@
  * (the edge's request head: pre-check, llhttp, §5.4 checks, limits) and F7 (the connector's
  * response parser).
  *
- * The first input byte chooses the mode: bit 0 request (0) or response (1); bit 1 the response
+ * The first input byte chooses the mode: bit 0 request (0) or response (1); bit 1 every response
  * answers a HEAD request; bit 2 hooks pause after every event (and the target resumes); bits 3-7
- * the feeding piece size (0: everything at once, else 1..31 bytes). With bit 1 every response on the
- * connection answers a HEAD request. The rest is one connection's
+ * the feeding piece size (0: everything at once, else 1..31 bytes). The rest is one connection's
  * input, followed by EOF (http1_finish).
  *
  * Invariants (abort on violation): consumed counts never exceed what was offered and are short
