@@ -55,7 +55,7 @@ enum sock_state {
 #define SOCK_F_READING (1u << 3)      /* uv_read_start is active */
 #define SOCK_F_PAUSED (1u << 4)       /* owner's sock_read_stop(): blocks reading */
 #define SOCK_F_IN_FULL (1u << 5)      /* |in| is full: blocks reading until the owner consumes */
-#define SOCK_F_EOF (1u << 6)          /* the peer's direction ended: blocks reading */
+#define SOCK_F_EOF (1u << 6)          /* no more input from the peer (FIN, close_notify): blocks reading */
 #define SOCK_F_SHUT_WANTED (1u << 7)  /* our direction ends after queued output: blocks sock_write */
 #define SOCK_F_SHUT_SENT (1u << 8)    /* uv_shutdown issued: blocks further writes */
 #define SOCK_F_FIN_DONE (1u << 9)     /* uv_shutdown completed */
@@ -70,6 +70,7 @@ enum sock_state {
 #define SOCK_F_ABORT_SCHED (1u << 18) /* abort asked inside a callback: runs on unwind */
 #define SOCK_F_NO_NOTIFY (1u << 19)   /* closing after a TLS failure: flush the alert, no close_notify */
 #define SOCK_F_SILENT (1u << 20)      /* creation failed: no hook is ever called */
+#define SOCK_F_EOF_DONE (1u << 21)    /* on_eof ran: blocks delivering input and a second on_eof */
 
 struct sock_loop {
     uv_loop_t *loop;
@@ -351,7 +352,8 @@ static void update_reading(struct sock *s)
     if (s->state == SOCK_S_CLOSING)
         want = !(s->flags & SOCK_F_EOF); /* discard until the peer's end */
     else
-        want = sock_live(s) && !(s->flags & (SOCK_F_EOF | SOCK_F_PAUSED | SOCK_F_IN_FULL));
+        want = sock_live(s) && !(s->flags & (SOCK_F_EOF | SOCK_F_PAUSED | SOCK_F_IN_FULL)) &&
+               !(s->use_tls && (s->flags & SOCK_F_DECRYPT)); /* TLS: drain OpenSSL first */
     if (want && !(s->flags & SOCK_F_READING)) {
         rv = uv_read_start(&s->h.stream, on_alloc, on_read);
         if (rv < 0) {
@@ -467,13 +469,17 @@ static void on_read_end(struct sock *s, ssize_t n)
     if (!sock_live(s))
         return;
     if (s->use_tls) {
-        if (s->tls.close_notify_received)
-            return; /* on_eof already ran for close_notify */
+        if (s->tls.close_notify_received || (s->flags & SOCK_F_DECRYPT)) {
+            /* Input still inside OpenSSL (a pause or a full buffer): tls_decrypt() reports the end,
+             * or the truncation, once it has delivered it. */
+            return;
+        }
         /* RELIABILITY.md 2.6: a TCP end without close_notify is truncation, never a clean end. */
         sock_fail_text(s, CV_ETLS, s->tls.handshake_done ? "unexpected EOF (no close_notify)"
                                                          : "connection closed during the TLS handshake");
         return;
     }
+    s->flags |= SOCK_F_EOF_DONE;
     if (s->hooks->on_eof != NULL)
         s->hooks->on_eof(s, s->arg);
 }
@@ -609,7 +615,7 @@ static void tls_decrypt(struct sock *s)
         int rv = 0;
         int err = 0;
 
-        if (!sock_live(s) || s->state != SOCK_S_OPEN || (s->flags & SOCK_F_EOF))
+        if (!sock_live(s) || s->state != SOCK_S_OPEN || (s->flags & SOCK_F_EOF_DONE))
             return;
         if (s->flags & SOCK_F_PAUSED) {
             s->flags |= SOCK_F_DECRYPT;
@@ -646,16 +652,22 @@ static void tls_decrypt(struct sock *s)
             return;
         if (buf_len(&s->in) == 0)
             buf_release(&s->in);
+        if (rv < 0 && rv != CV_ECLOSED) {
+            sock_fail_text(s, CV_ETLS, s->tls.last_error);
+            return;
+        }
+        if (s->flags & SOCK_F_PAUSED) {
+            /* Paused inside on_data: even the end waits (tls_read reports it again). */
+            s->flags |= SOCK_F_DECRYPT;
+            update_reading(s);
+            return;
+        }
         if (rv == CV_ECLOSED) {
             /* close_notify: the peer's orderly end. We may still write (half-close). */
-            s->flags |= SOCK_F_EOF;
+            s->flags |= SOCK_F_EOF | SOCK_F_EOF_DONE;
             update_reading(s);
             if (s->hooks->on_eof != NULL)
                 s->hooks->on_eof(s, s->arg);
-            return;
-        }
-        if (rv < 0) {
-            sock_fail_text(s, CV_ETLS, s->tls.last_error);
             return;
         }
         if (buf_space(&s->in) == 0) {
@@ -666,6 +678,11 @@ static void tls_decrypt(struct sock *s)
         if (got == 0) {
             /* OpenSSL wants more ciphertext. */
             s->flags &= ~(SOCK_F_IN_FULL | SOCK_F_DECRYPT);
+            if (s->flags & SOCK_F_EOF) {
+                /* The TCP end came while input waited here, and no close_notify followed. */
+                sock_fail_text(s, CV_ETLS, "unexpected EOF (no close_notify)");
+                return;
+            }
             if (buf_len(&s->pending) == 0)
                 tls_release_buffers(&s->tls);
             update_reading(s);
@@ -1297,7 +1314,7 @@ void sock_read_start(struct sock *s)
     s->flags &= ~SOCK_F_PAUSED;
     if (buf_space(&s->in) > 0)
         s->flags &= ~SOCK_F_IN_FULL;
-    if (s->use_tls && s->state == SOCK_S_OPEN && sock_live(s) && !(s->flags & SOCK_F_EOF)) {
+    if (s->use_tls && s->state == SOCK_S_OPEN && sock_live(s) && !(s->flags & SOCK_F_EOF_DONE)) {
         s->flags |= SOCK_F_DECRYPT; /* plaintext may be waiting inside OpenSSL */
         sock_schedule(s);
     }

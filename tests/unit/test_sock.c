@@ -64,6 +64,10 @@ struct peer {
     size_t reply_on_eof;   /* bytes sent after the peer's end, then close */
     size_t close_after_rx; /* graceful close once this many bytes arrived */
     size_t idle_after_rx;  /* once this many bytes arrived, check memory a little later */
+    int pause_each_data;   /* sock_read_stop() in every on_data, sock_read_start() 5 ms later */
+    int pauses;
+    int paused;
+    int eof_while_paused;
     /* output */
     size_t to_send;
     size_t sent;
@@ -200,6 +204,15 @@ static void on_idle_check(uv_timer_t *t)
     sock_close(e->client.s);
 }
 
+static void on_unpause(uv_timer_t *t)
+{
+    struct env *e = t->data;
+
+    e->server.paused = 0;
+    if (e->server.s != NULL)
+        sock_read_start(e->server.s);
+}
+
 static void h_data(struct sock *s, void *arg)
 {
     struct peer *p = arg;
@@ -223,6 +236,12 @@ static void h_data(struct sock *s, void *arg)
         sock_close(s);
     if (p->idle_after_rx > 0 && p->rx >= p->idle_after_rx)
         uv_timer_start(&p->e->aux, on_idle_check, 50, 0);
+    if (p->pause_each_data) {
+        p->pauses++;
+        p->paused = 1;
+        sock_read_stop(s);
+        uv_timer_start(&p->e->aux, on_unpause, 5, 0);
+    }
 }
 
 static void h_eof(struct sock *s, void *arg)
@@ -230,6 +249,8 @@ static void h_eof(struct sock *s, void *arg)
     struct peer *p = arg;
 
     p->eofs++;
+    if (p->paused)
+        p->eof_while_paused++;
     if (p->reply_on_eof > 0) {
         p->to_send = p->reply_on_eof;
         p->close_after_send = 1;
@@ -623,6 +644,62 @@ static void test_tls_backpressure_8mib(void **state)
     finish(e);
 }
 
+static void pause_case(struct env *e)
+{
+    e->server.pause_each_data = 1;
+    e->server.close_on_eof = 1;
+    e->client.to_send = MIB;
+    e->client.close_after_send = 1;
+    connect_client(e);
+    run(e);
+    assert_int_equal(e->server.rx, MIB);
+    assert_false(e->server.rx_bad);
+    assert_true(e->server.pauses > 1);
+    assert_int_equal(e->server.eof_while_paused, 0);
+    assert_int_equal(e->server.eofs, 1);
+    assert_int_equal(e->server.errors + e->client.errors, 0);
+    assert_closed_once(e);
+}
+
+static void test_plain_read_stop_and_start_lose_nothing(void **state)
+{
+    struct env *e = *state;
+
+    pause_case(e);
+    finish(e);
+}
+
+/* Records left inside OpenSSL at the pause must be delivered on resume, with no new input. */
+static void test_tls_read_stop_and_start_lose_nothing(void **state)
+{
+    struct env *e = *state;
+
+    tls_on(e);
+    pause_case(e);
+    finish(e);
+}
+
+static void test_tls_handshake_deadline_is_reported_to_on_connect(void **state)
+{
+    struct env *e = *state;
+
+    /* A plain server that never answers the ClientHello. */
+    e->copts.tls_ctx = e->cctx;
+    e->copts.servername = "localhost";
+    e->client.timeout_ms = 0;
+    e->server.hold = 1;
+    connect_client(e);
+    sock_set_timeout(e->client.s, 80);
+    run(e);
+    assert_int_equal(e->client.connects, 1);
+    assert_int_equal(e->client.status, CV_ETIMEDOUT);
+    assert_string_equal(e->client.err_text, "TLS handshake timed out");
+    assert_int_equal(e->client.timeouts, 0);
+    assert_int_equal(e->server.errors, 1); /* reset */
+    assert_closed_once(e);
+    finish(e);
+}
+
 static void half_close_case(struct env *e)
 {
     e->client.to_send = 5000;
@@ -657,7 +734,10 @@ static void test_tls_half_close_peer_can_still_answer(void **state)
     finish(e);
 }
 
-/* A TLS client driven by hand over a raw uv_tcp_t: it ends with a TCP FIN and no close_notify. */
+/*
+ * A TLS client driven by hand over a raw uv_tcp_t: after the handshake it sends |payload| pattern
+ * bytes, optionally close_notify, then a TCP FIN; it reads until the server's end.
+ */
 struct raw {
     struct env *e;
     uv_tcp_t tcp;
@@ -665,22 +745,38 @@ struct raw {
     uv_shutdown_t sreq;
     struct tls tls;
     uint8_t rbuf[65536];
+    size_t payload;
+    int close_notify;
     int done;
     int closed;
-    int end_status;
 };
+
+struct raw_write {
+    uv_write_t req;
+    uint8_t data[];
+};
+
+static void raw_write_done(uv_write_t *req, int status)
+{
+    (void)status;
+    free(req);
+}
 
 static void raw_flush(struct raw *r)
 {
     const uint8_t *p;
     size_t n = tls_pending_out(&r->tls, &p);
+    struct raw_write *w;
     uv_buf_t b;
 
     if (n == 0)
         return;
-    b = uv_buf_init((char *)(uintptr_t)p, (unsigned)n);
-    assert_int_equal(uv_try_write((uv_stream_t *)&r->tcp, &b, 1), (int)n);
+    w = malloc(sizeof(*w) + n);
+    assert_non_null(w);
+    memcpy(w->data, p, n);
     tls_consume_out(&r->tls, n);
+    b = uv_buf_init((char *)w->data, (unsigned)n);
+    assert_int_equal(uv_write(&w->req, (uv_stream_t *)&r->tcp, &b, 1, raw_write_done), 0);
 }
 
 static void raw_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
@@ -704,6 +800,30 @@ static void raw_shutdown_done(uv_shutdown_t *req, int status)
     (void)status;
 }
 
+static void raw_send_all(struct raw *r)
+{
+    uint8_t chunk[16384];
+    size_t sent = 0;
+
+    while (sent < r->payload) {
+        size_t n = r->payload - sent;
+        size_t i;
+
+        if (n > sizeof(chunk))
+            n = sizeof(chunk);
+        for (i = 0; i < n; i++)
+            chunk[i] = pattern(sent + i);
+        assert_int_equal(tls_write(&r->tls, chunk, n), 0);
+        raw_flush(r);
+        sent += n;
+    }
+    if (r->close_notify) {
+        assert_int_equal(tls_shutdown(&r->tls), 0);
+        raw_flush(r);
+    }
+    assert_int_equal(uv_shutdown(&r->sreq, (uv_stream_t *)&r->tcp, raw_shutdown_done), 0);
+}
+
 static void raw_read(uv_stream_t *h, ssize_t n, const uv_buf_t *b)
 {
     struct raw *r = h->data;
@@ -711,7 +831,6 @@ static void raw_read(uv_stream_t *h, ssize_t n, const uv_buf_t *b)
 
     (void)b;
     if (n < 0) {
-        r->end_status = (int)n;
         uv_close((uv_handle_t *)&r->tcp, raw_closed);
         return;
     }
@@ -724,10 +843,7 @@ static void raw_read(uv_stream_t *h, ssize_t n, const uv_buf_t *b)
         if (rv == 0)
             return;
         r->done = 1;
-        assert_int_equal(tls_write(&r->tls, (const uint8_t *)"partial", 7), 0);
-        raw_flush(r);
-        /* FIN without close_notify. */
-        assert_int_equal(uv_shutdown(&r->sreq, (uv_stream_t *)&r->tcp, raw_shutdown_done), 0);
+        raw_send_all(r);
     }
     while (tls_read(&r->tls, plain, sizeof(plain)) > 0)
         ;
@@ -744,15 +860,17 @@ static void raw_connected(uv_connect_t *req, int status)
     assert_int_equal(uv_read_start((uv_stream_t *)&r->tcp, raw_alloc, raw_read), 0);
 }
 
-static void test_tls_truncation_is_an_error_not_eof(void **state)
+/* Runs a raw TLS client against a TLS server sock. */
+static void raw_case(struct env *e, size_t payload, int close_notify)
 {
-    struct env *e = *state;
     struct sockaddr_in addr;
     struct raw *r = calloc(1, sizeof(*r));
 
     assert_non_null(r);
     tls_on(e);
     r->e = e;
+    r->payload = payload;
+    r->close_notify = close_notify;
     assert_int_equal(uv_tcp_init(&e->loop, &r->tcp), 0);
     r->tcp.data = r;
     r->creq.data = r;
@@ -763,15 +881,53 @@ static void test_tls_truncation_is_an_error_not_eof(void **state)
     run(e);
     assert_true(r->closed);
     assert_int_equal(e->server.handshakes, 1);
-    assert_int_equal(e->server.rx, 7); /* "partial" arrived before the truncation */
-    assert_int_equal(e->server.datas, 1);
+    assert_int_equal(e->server.rx, payload); /* everything before the end is delivered */
+    assert_false(e->server.rx_bad);
+    assert_int_equal(e->server.closes, 1);
+    tls_cleanup(&r->tls);
+    free(r);
+}
+
+static void test_tls_truncation_is_an_error_not_eof(void **state)
+{
+    struct env *e = *state;
+
+    raw_case(e, 7, 0);
     assert_int_equal(e->server.eofs, 0);
     assert_int_equal(e->server.errors, 1);
     assert_int_equal(e->server.err, CV_ETLS);
     assert_string_equal(e->server.err_text, "unexpected EOF (no close_notify)");
-    assert_int_equal(e->server.closes, 1);
-    tls_cleanup(&r->tls);
-    free(r);
+    finish(e);
+}
+
+/* The TCP end arrives while decrypted input waits for a paused owner: the data comes first, then the
+ * verdict, and it depends only on whether close_notify was in the stream. */
+static void test_tls_truncation_after_paused_backlog_is_reported_after_the_data(void **state)
+{
+    struct env *e = *state;
+
+    e->sopts.in_cap = 4096; /* each on_data leaves records inside OpenSSL */
+    e->server.pause_each_data = 1;
+    raw_case(e, 300000, 0);
+    assert_true(e->server.pauses > 1);
+    assert_int_equal(e->server.eofs, 0);
+    assert_int_equal(e->server.errors, 1);
+    assert_string_equal(e->server.err_text, "unexpected EOF (no close_notify)");
+    finish(e);
+}
+
+static void test_tls_close_notify_after_paused_backlog_is_a_clean_end(void **state)
+{
+    struct env *e = *state;
+
+    e->sopts.in_cap = 4096;
+    e->server.pause_each_data = 1;
+    e->server.close_on_eof = 1;
+    raw_case(e, 300000, 1);
+    assert_true(e->server.pauses > 1);
+    assert_int_equal(e->server.eofs, 1);
+    assert_int_equal(e->server.eof_while_paused, 0);
+    assert_int_equal(e->server.errors, 0);
     finish(e);
 }
 
@@ -1220,9 +1376,14 @@ int main(void)
         T(test_tls_idle_connection_holds_no_buffers),
         T(test_plain_backpressure_8mib),
         T(test_tls_backpressure_8mib),
+        T(test_plain_read_stop_and_start_lose_nothing),
+        T(test_tls_read_stop_and_start_lose_nothing),
+        T(test_tls_handshake_deadline_is_reported_to_on_connect),
         T(test_plain_half_close_peer_can_still_answer),
         T(test_tls_half_close_peer_can_still_answer),
         T(test_tls_truncation_is_an_error_not_eof),
+        T(test_tls_truncation_after_paused_backlog_is_reported_after_the_data),
+        T(test_tls_close_notify_after_paused_backlog_is_a_clean_end),
         T(test_plain_graceful_close_delivers_all_queued_bytes),
         T(test_tls_graceful_close_delivers_all_queued_bytes),
         T(test_graceful_close_gives_up_with_reset_when_peer_never_reads),
