@@ -251,6 +251,7 @@ const struct http1_field *http1_head_find(const struct http1_head *h, const char
  * CVE-2022-31813): for those this returns 0 unless they are in the fixed list. Callers filter the
  * visitor's fields with this first and add their own X-Forwarded-* and Culvert-* fields afterwards,
  * so that nothing the edge adds is ever removed; they also drop visitor-supplied Culvert-* fields.
+ * |h| may be NULL: only the fixed list applies.
  */
 int http1_is_hop_by_hop(const struct http1_head *h, const char *name, size_t len);
 
