@@ -1,0 +1,320 @@
+"""The edge's command line and admin API (PRODUCT.md section 2): tunnel and route commands, JSON
+shapes, tokens, exit codes, serve --check."""
+
+import base64
+import hashlib
+import os
+import re
+import ssl
+
+import lib
+from lib import DOMAIN, expect, expect_eq
+
+UUID_RX = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+RFC3339_RX = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
+
+
+def ca_sha256_hex(ctx):
+    with open(os.path.join(ctx.pki, "ca.pem")) as f:
+        return hashlib.sha256(ssl.PEM_cert_to_DER_cert(f.read())).hexdigest()
+
+
+def check_token(ctx, edge, token, tunnel_id):
+    expect(re.fullmatch(r"[A-Za-z0-9_-]+", token) is not None,
+           "token is not base64url without padding: %r" % token)
+    t = lib.decode_token(token)
+    expect(isinstance(t, dict), "token JSON is not an object: %r" % (t,))
+    expect_eq(t.get("v"), 1, "token v")
+    expect_eq(t.get("id"), tunnel_id, "token id")
+    secret = base64.b64decode(t.get("secret", "") + "=" * (-len(t.get("secret", "")) % 4),
+                              altchars=b"-_" if ("-" in t.get("secret", "") or "_" in t.get("secret", ""))
+                              else None)
+    expect_eq(len(secret), 32, "length of the token's decoded secret")
+    expect_eq(t.get("edges"), ["127.0.0.1:%d" % edge.tunnel_port], "token edges (tunnel.advertise)")
+    expect_eq(str(t.get("ca_sha256", "")).lower(), ca_sha256_hex(ctx),
+              "token ca_sha256 (SHA-256 of tunnel.ca's DER)")
+    return t
+
+
+@lib.timeout(60)
+def test_tunnel_create_json_shape_and_token(ctx):
+    edge = ctx.edge()
+    t = edge.create_tunnel("alpha")
+    expect_eq(sorted(k for k in ("id", "name", "token") if k in t), ["id", "name", "token"],
+              "keys of tunnel create --output json")
+    expect(isinstance(t["id"], str) and UUID_RX.match(t["id"]), "tunnel id is not a UUID: %r" % t["id"])
+    expect_eq(t["name"], "alpha", "tunnel name")
+    tok = check_token(ctx, edge, t["token"], t["id"])
+    # A second tunnel gets another id and another secret.
+    t2 = edge.create_tunnel("beta")
+    expect(t2["id"] != t["id"], "two tunnels share an id")
+    expect(lib.decode_token(t2["token"])["secret"] != tok["secret"], "two tunnels share a secret")
+    # The name is unique.
+    r = edge.cli("tunnel", "create", "alpha", check=None)
+    expect(r.returncode != 0, "creating a second tunnel named alpha succeeded: %s" % r.stdout)
+    # The admin token file was created with mode 0600.
+    mode = os.stat(edge.admin_token).st_mode & 0o777
+    expect_eq(oct(mode), oct(0o600), "mode of the generated admin token file")
+
+
+@lib.timeout(60)
+def test_tunnel_list_json_shape_and_connector_count(ctx):
+    edge = ctx.edge()
+    r = edge.cli("tunnel", "list", output_json=True)
+    expect_eq(r.json, [], "tunnel list of a new edge")
+    a = edge.create_tunnel("one")
+    b = edge.create_tunnel("two")
+    edge.route_add("one." + DOMAIN, "one")
+    ctx.connector(edge, a["token"], ha=2)
+    lst = edge.cli("tunnel", "list", output_json=True).json
+    expect(isinstance(lst, list) and len(lst) == 2, "tunnel list: %r" % (lst,))
+    by_name = {x.get("name"): x for x in lst}
+    expect_eq(sorted(by_name), ["one", "two"], "names in tunnel list")
+    for x in lst:
+        for k, typ in (("id", str), ("name", str), ("created_at", str), ("connectors", int)):
+            expect(isinstance(x.get(k), typ) and not isinstance(x.get(k), bool),
+                   "tunnel list entry %r: %s is not a %s" % (x, k, typ.__name__))
+        expect(RFC3339_RX.match(x["created_at"]), "created_at is not RFC 3339: %r" % x["created_at"])
+    expect_eq(by_name["one"]["id"], a["id"], "id of tunnel one in list")
+    expect_eq(by_name["two"]["id"], b["id"], "id of tunnel two in list")
+    expect_eq(by_name["one"]["connectors"], 1, "connectors of tunnel one (one connector running)")
+    expect_eq(by_name["two"]["connectors"], 0, "connectors of tunnel two")
+    expect("token" not in by_name["one"] and "secret" not in by_name["one"],
+           "tunnel list reveals a secret: %r" % by_name["one"])
+
+
+@lib.timeout(60)
+def test_tunnel_info_shows_routes_and_connections(ctx):
+    edge = ctx.edge()
+    t = edge.tunnel_with_route("info", ["info." + DOMAIN, "*.wild." + DOMAIN])
+    conn = ctx.connector(edge, t["token"], ha=2, args=["--region", "lab-1"])
+    # Both HA connections register; wait until info shows them.
+    def two_connections():
+        v = edge.cli("tunnel", "info", "info", output_json=True).json
+        cs = v.get("connectors") or []
+        return v if cs and len(cs[0].get("connections") or []) == 2 else None
+
+    info = ctx.wait_until(two_connections, 10, "tunnel info to show 2 connections")
+    expect_eq(info.get("id"), t["id"], "info id")
+    expect_eq(info.get("name"), "info", "info name")
+    expect(RFC3339_RX.match(str(info.get("created_at"))), "info created_at: %r" % info.get("created_at"))
+    routes = info.get("routes")
+    expect(isinstance(routes, list), "info routes is not a list: %r" % (routes,))
+    names = sorted(r if isinstance(r, str) else r.get("hostname") for r in routes)
+    expect_eq(names, sorted(["info." + DOMAIN, "*.wild." + DOMAIN]), "routes in tunnel info")
+    cs = info["connectors"]
+    expect_eq(len(cs), 1, "number of connectors in tunnel info")
+    c = cs[0]
+    for k in ("id", "version", "region"):
+        expect(isinstance(c.get(k), str), "connector %s is not a string: %r" % (k, c))
+    expect(UUID_RX.match(c["id"]), "connector id is not a UUID: %r" % c["id"])
+    expect_eq(c["region"], "lab-1", "connector region (--region)")
+    ids = set()
+    for cn in c["connections"]:
+        expect(isinstance(cn.get("id"), str), "connection id: %r" % cn)
+        expect(isinstance(cn.get("edge"), str), "connection edge: %r" % cn)
+        expect(isinstance(cn.get("rtt_ms"), (int, float)) and not isinstance(cn.get("rtt_ms"), bool),
+               "connection rtt_ms is not a number: %r" % cn)
+        expect(RFC3339_RX.match(str(cn.get("opened_at"))), "connection opened_at: %r" % cn)
+        ids.add(cn["id"])
+    expect_eq(len(ids), 2, "distinct connection ids")
+    # Text output is readable: it names the tunnel, its id and its routes.
+    txt = edge.cli("tunnel", "info", "info").stdout
+    for s in ("info", t["id"], "info." + DOMAIN):
+        expect(s in txt, "tunnel info text lacks %r:\n%s" % (s, txt))
+    expect(not txt.lstrip().startswith(("{", "[")), "tunnel info text output is JSON:\n%s" % txt)
+    conn.stop()
+    # After the connector stops, info shows no connector (within a bounded time).
+    ctx.wait_until(lambda: edge.cli("tunnel", "info", "info", output_json=True).json.get("connectors") == [],
+                   10, "tunnel info to show no connector after it stopped")
+
+
+@lib.timeout(60)
+def test_route_add_list_delete(ctx):
+    edge = ctx.edge()
+    edge.create_tunnel("r1")
+    edge.create_tunnel("r2")
+    edge.route_add("a." + DOMAIN, "r1")
+    edge.route_add("*.w." + DOMAIN, "r2")
+    lst = edge.cli("route", "list", output_json=True).json
+    expect(isinstance(lst, list), "route list is not a list: %r" % (lst,))
+    for x in lst:
+        expect(isinstance(x.get("hostname"), str) and isinstance(x.get("tunnel"), str),
+               "route list entry shape: %r" % x)
+    got = sorted((x["hostname"], x["tunnel"]) for x in lst)
+    expect_eq(got, [("*.w." + DOMAIN, "r2"), ("a." + DOMAIN, "r1")], "routes")
+    # Text form names both.
+    txt = edge.cli("route", "list").stdout
+    for s in ("a." + DOMAIN, "*.w." + DOMAIN, "r1", "r2"):
+        expect(s in txt, "route list text lacks %r:\n%s" % (s, txt))
+    # A hostname routes to one tunnel only.
+    r = edge.cli("route", "add", "a." + DOMAIN, "r2", check=None)
+    expect(r.returncode != 0, "routing a.%s a second time succeeded" % DOMAIN)
+    # A route to a tunnel that does not exist.
+    r = edge.cli("route", "add", "b." + DOMAIN, "nosuch", check=1)
+    # An invalid hostname is a usage error.
+    edge.cli("route", "add", "bad host!", "r1", check=2)
+    # Upper case is normalised (one normaliser): the route is listed in lower case.
+    edge.route_add("UPPER." + DOMAIN, "r1")
+    names = [x["hostname"] for x in edge.cli("route", "list", output_json=True).json]
+    expect("upper." + DOMAIN in names, "route added as UPPER. not listed in lower case: %r" % names)
+    edge.cli("route", "delete", "a." + DOMAIN)
+    names = [x["hostname"] for x in edge.cli("route", "list", output_json=True).json]
+    expect("a." + DOMAIN not in names, "deleted route still listed: %r" % names)
+    expect("*.w." + DOMAIN in names, "deleting a route removed another: %r" % names)
+    edge.cli("route", "delete", "a." + DOMAIN, check=1)
+
+
+@lib.timeout(60)
+def test_rotate_token_disconnects_old_token(ctx):
+    edge = ctx.edge()
+    t = edge.tunnel_with_route("rot", ["rot." + DOMAIN])
+    conn = ctx.connector(edge, t["token"], ha=2)
+    expect_eq(edge.get("rot." + DOMAIN).status, 200, "GET through the tunnel before rotation")
+    r = edge.cli("tunnel", "rotate-token", "rot", output_json=True).json
+    for k in ("id", "name", "token"):
+        expect(k in r, "rotate-token --output json lacks %r: %r" % (k, r))
+    expect_eq(r["id"], t["id"], "rotate-token keeps the tunnel id")
+    expect_eq(r["name"], "rot", "rotate-token name")
+    expect(r["token"] != t["token"], "rotate-token gave the same token")
+    new = check_token(ctx, edge, r["token"], t["id"])
+    expect(new["secret"] != lib.decode_token(t["token"])["secret"], "rotate-token kept the secret")
+    # The connector with the old token is disconnected, and its re-registration is refused: exit 1.
+    rc = conn.proc.wait(10 * ctx.slow)
+    expect_eq(rc, 1, "exit code of the connector whose token was rotated (within 10s)")
+    expect(re.search(r"authenticat|rejected", conn.proc.text(), re.I),
+           "connector log does not say the token was rejected:\n%s" % lib.tail(conn.proc.log))
+    # A new connector with the old token fails, one with the new token serves.
+    old = ctx.connector(edge, t["token"], name="old", start=False)
+    old.start(wait_ready=False)
+    expect_eq(old.proc.wait(10 * ctx.slow), 1, "exit code of a connector started with the old token")
+    ctx.connector(edge, r["token"], name="new")
+    expect_eq(edge.get("rot." + DOMAIN).status, 200, "GET through the tunnel with the new token")
+
+
+@lib.timeout(60)
+def test_tunnel_delete_removes_routes(ctx):
+    edge = ctx.edge()
+    edge.tunnel_with_route("gone", ["gone." + DOMAIN, "gone2." + DOMAIN])
+    edge.tunnel_with_route("kept", ["kept." + DOMAIN])
+    edge.cli("tunnel", "delete", "gone")
+    routes = edge.cli("route", "list", output_json=True).json
+    expect_eq(sorted(x["hostname"] for x in routes), ["kept." + DOMAIN], "routes after tunnel delete")
+    names = [x["name"] for x in edge.cli("tunnel", "list", output_json=True).json]
+    expect_eq(names, ["kept"], "tunnels after delete")
+    edge.cli("tunnel", "info", "gone", check=1)
+    edge.cli("tunnel", "delete", "gone", check=1)
+    r = edge.get("gone." + DOMAIN)
+    expect_eq(r.status, 404, "a hostname of a deleted tunnel")
+    # The name can be used again, with a new id.
+    again = edge.create_tunnel("gone")
+    expect_eq(again["name"], "gone", "re-created tunnel name")
+
+
+@lib.timeout(60)
+def test_text_output_is_readable(ctx):
+    edge = ctx.edge()
+    r = edge.cli("tunnel", "create", "txt")
+    expect(not r.stdout.lstrip().startswith("{"), "tunnel create text output is JSON:\n%s" % r.stdout)
+    # The token is printed once, on its own, and decodes; the id is named.
+    toks = [w for w in re.findall(r"[A-Za-z0-9_-]{40,}", r.stdout)]
+    ok = False
+    for w in toks:
+        try:
+            j = lib.decode_token(w)
+            ok = isinstance(j, dict) and j.get("v") == 1
+        except Exception:
+            continue
+        if ok:
+            tid = j["id"]
+            break
+    expect(ok, "tunnel create text output holds no decodable token:\n%s" % r.stdout)
+    expect(tid in r.stdout, "tunnel create text output does not name the id %s:\n%s" % (tid, r.stdout))
+    edge.route_add("txt." + DOMAIN, "txt")
+    lst = edge.cli("tunnel", "list").stdout
+    expect("txt" in lst and tid in lst, "tunnel list text lacks name or id:\n%s" % lst)
+    expect(not lst.lstrip().startswith("["), "tunnel list text output is JSON:\n%s" % lst)
+    r = edge.cli("tunnel", "rotate-token", "txt")
+    expect(re.search(r"[A-Za-z0-9_-]{40,}", r.stdout), "rotate-token text prints no token:\n%s" % r.stdout)
+
+
+@lib.timeout(60)
+def test_exit_codes_and_help(ctx):
+    edge = ctx.edge()
+    e = ctx.edge_bin
+    c = ctx.connector_bin
+    # --help and --version: 0, on stdout.
+    for argv in ([e, "--help"], [e, "--version"], [e, "tunnel", "--help"], [e, "route", "--help"],
+                 [e, "tunnel", "create", "--help"], [e, "serve", "--help"], [c, "--help"],
+                 [c, "--version"], [c, "run", "--help"]):
+        r = ctx.run(argv, check=0)
+        expect(r.stdout.strip() != "", "%s printed nothing on stdout" % " ".join(argv))
+    expect(re.search(r"culvert-edge \S+", ctx.run([e, "--version"]).stdout), "edge --version text")
+    # Unknown tunnel: 1, with a message.
+    for args in (("tunnel", "info", "nosuch"), ("tunnel", "delete", "nosuch"),
+                 ("tunnel", "rotate-token", "nosuch")):
+        r = edge.cli(*args, check=1)
+        expect(r.stderr.strip() != "", "%s: no message on stderr" % " ".join(args))
+    # Usage errors: 2, naming the problem. (CLI commands get --config so that only the usage is wrong.)
+    cfg = ["--config", edge.config]
+    for argv in ([e], [e, "frobnicate"], [e, "tunnel"] + cfg, [e, "tunnel", "frobnicate"] + cfg,
+                 [e, "tunnel", "create"] + cfg, [e, "tunnel", "create", "a", "b"] + cfg,
+                 [e, "route", "add", "x." + DOMAIN] + cfg, [e, "tunnel", "list", "--bogus-flag"] + cfg,
+                 [e, "tunnel", "list", "--output", "yaml"] + cfg, [e, "serve", "--bogus"],
+                 [c], [c, "frobnicate"], [c, "run", "--bogus-flag"]):
+        r = ctx.run(argv, check=2)
+        expect(r.stderr.strip() != "", "%s: exit 2 without a message on stderr" % " ".join(argv))
+    # An invalid tunnel name is a usage error.
+    edge.cli("tunnel", "create", "bad name/with slash", check=2)
+
+
+@lib.timeout(60)
+def test_cli_against_stopped_edge(ctx):
+    edge = ctx.edge()
+    edge.create_tunnel("x")
+    edge.stop()
+    for args in (("tunnel", "list"), ("route", "list"), ("tunnel", "create", "y")):
+        r = edge.cli(*args, check=None)
+        expect(r.returncode != 0, "%s against a stopped edge exited 0" % " ".join(args))
+        expect_eq(r.returncode, 1, "exit code of %s against a stopped edge" % " ".join(args))
+        expect(re.search(r"cannot reach.*admin", r.stderr, re.I),
+               "%s: stderr does not say the admin API cannot be reached: %r" % (" ".join(args), r.stderr))
+        expect(r.stdout.strip() == "", "%s printed on stdout: %r" % (" ".join(args), r.stdout))
+
+
+@lib.timeout(30)
+def test_serve_check(ctx):
+    edge = ctx.edge(start=False)
+    r = edge.cli("serve", "--check", check=0)
+    expect("configuration OK" in r.stdout, "serve --check stdout: %r" % r.stdout)
+    good = open(edge.config).read()
+    lines = good.splitlines()
+
+    def broken(name, text, want_line, want_words):
+        path = ctx.path(name)
+        lib.write_file(path, text)
+        r = ctx.run([ctx.edge_bin, "serve", "--check", "--config", path], check=2)
+        expect("configuration OK" not in r.stdout, "%s: says configuration OK" % name)
+        msg = r.stderr
+        expect(re.search(re.escape(path) + r":%d\b" % want_line, msg) or
+               re.search(re.escape(name) + r":%d\b" % want_line, msg),
+               "%s: message does not name file:%d: %r" % (name, want_line, msg))
+        for w in want_words:
+            expect(w in msg, "%s: message does not name %r: %r" % (name, w, msg))
+        expect(len(msg.strip().splitlines()) <= 3, "%s: message is not short: %r" % (name, msg))
+
+    # An unknown key at the top level (line 2 of the file).
+    broken("unknown-key.yml", lines[0] + "\nbogus_key: 1\n" + "\n".join(lines[1:]) + "\n", 2, ["bogus_key"])
+    # A bad duration: grace_period is in the file; replace its value.
+    idx = next(i for i, l in enumerate(lines) if l.startswith("grace_period:"))
+    bad = list(lines)
+    bad[idx] = "grace_period: 10 parsecs"
+    broken("bad-duration.yml", "\n".join(bad) + "\n", idx + 1, ["grace_period"])
+    # An unknown key nested in a section.
+    idx = next(i for i, l in enumerate(lines) if l.startswith("admin:"))
+    bad = list(lines)
+    bad.insert(idx + 1, "  listen_twice: 127.0.0.1:1")
+    broken("nested-unknown.yml", "\n".join(bad) + "\n", idx + 2, ["listen_twice"])
+    # A missing file: 2, naming it.
+    r = ctx.run([ctx.edge_bin, "serve", "--check", "--config", ctx.path("nope.yml")], check=2)
+    expect("nope.yml" in r.stderr, "missing config: message does not name the file: %r" % r.stderr)
