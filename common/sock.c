@@ -20,7 +20,8 @@
  * flight and per handle close pending, one per callback on the stack); |depth| counts our callbacks
  * on the stack, and a close requested while it is non-zero only sets a flag that the outermost
  * callback acts on when it unwinds. The close callbacks of both handles are counted
- * (|pending_closes|); after the last, on_close runs once and the memory goes with the last reference.
+ * (|pending_closes|); after the last, on_close runs once, and the memory goes with the last
+ * reference.
  */
 #include "sock.h"
 
@@ -37,14 +38,14 @@
 #define SOCK_OUT_HIGH_DEFAULT (256 * 1024)
 #define SOCK_CLOSE_WAIT_DEFAULT_MS 5000
 #define SOCK_READ_CHUNK (64 * 1024)    /* one read; also the loop's shared ciphertext buffer */
-#define SOCK_TLS_WRITE_CHUNK (64 * 1024) /* plaintext encrypted per SSL_write, keeps the BIO small */
-#define SOCK_DECRYPT_ROUNDS 32           /* on_data calls per callback before yielding (libuv: 32) */
+#define SOCK_TLS_WRITE_CHUNK (64 * 1024) /* plaintext per SSL_write: keeps the BIO small */
+#define SOCK_DECRYPT_ROUNDS 32           /* on_data calls per callback, then yield (libuv: 32) */
 
 enum sock_state {
     SOCK_S_CONNECTING, /* client: TCP or unix connect in flight */
     SOCK_S_HANDSHAKE,  /* TLS handshake running */
     SOCK_S_OPEN,       /* data flows */
-    SOCK_S_CLOSING,    /* graceful close: drain output, close_notify, FIN, wait for the peer's end */
+    SOCK_S_CLOSING,    /* graceful close: drain output, close_notify, FIN, wait for the peer */
     SOCK_S_CLOSED,     /* handles closing: on_close comes after the last close callback */
     SOCK_S_COUNT
 };
@@ -55,20 +56,20 @@ enum sock_state {
 #define SOCK_F_READING (1u << 3)      /* uv_read_start is active */
 #define SOCK_F_PAUSED (1u << 4)       /* owner's sock_read_stop(): blocks reading */
 #define SOCK_F_IN_FULL (1u << 5)      /* |in| is full: blocks reading until the owner consumes */
-#define SOCK_F_EOF (1u << 6)          /* no more input from the peer (FIN, close_notify): blocks reading */
-#define SOCK_F_SHUT_WANTED (1u << 7)  /* our direction ends after queued output: blocks sock_write */
+#define SOCK_F_EOF (1u << 6)          /* peer's end seen (FIN, close_notify): blocks reading */
+#define SOCK_F_SHUT_WANTED (1u << 7)  /* our end after the queued output: blocks sock_write */
 #define SOCK_F_SHUT_SENT (1u << 8)    /* uv_shutdown issued: blocks further writes */
 #define SOCK_F_FIN_DONE (1u << 9)     /* uv_shutdown completed */
 #define SOCK_F_WRITING (1u << 10)     /* a uv_write owns |inflight|: blocks starting another */
 #define SOCK_F_WANT_FLUSH (1u << 11)  /* owner asked for on_flush in the next flush pass */
-#define SOCK_F_DECRYPT (1u << 12)     /* TLS plaintext may wait inside OpenSSL: decrypt in the pass */
+#define SOCK_F_DECRYPT (1u << 12)     /* TLS input may wait inside OpenSSL: blocks reading */
 #define SOCK_F_ABOVE_HIGH (1u << 13)  /* queue reached out_high: on_drain once it falls to half */
 #define SOCK_F_CONNECT_DONE (1u << 14) /* on_connect was called: blocks a second call */
 #define SOCK_F_FAILED (1u << 15)      /* fatal error reported: blocks every hook but on_close */
 #define SOCK_F_FAIL_LATER (1u << 16)  /* error found inside a public call: reported in the pass */
 #define SOCK_F_CLOSE_SCHED (1u << 17) /* graceful close asked inside a callback: runs on unwind */
 #define SOCK_F_ABORT_SCHED (1u << 18) /* abort asked inside a callback: runs on unwind */
-#define SOCK_F_NO_NOTIFY (1u << 19)   /* closing after a TLS failure: flush the alert, no close_notify */
+#define SOCK_F_NO_NOTIFY (1u << 19)   /* closing after a TLS failure: alert, no close_notify */
 #define SOCK_F_SILENT (1u << 20)      /* creation failed: no hook is ever called */
 #define SOCK_F_EOF_DONE (1u << 21)    /* on_eof ran: blocks delivering input and a second on_eof */
 
@@ -82,7 +83,7 @@ struct sock_loop {
     unsigned long next_id;
     unsigned nsocks;
     unsigned pending_closes;
-    uint8_t *rbuf; /* SOCK_READ_CHUNK bytes: TLS ciphertext and discarded input, used synchronously */
+    uint8_t *rbuf; /* SOCK_READ_CHUNK bytes: TLS ciphertext, discarded input; used synchronously */
 };
 
 struct sock {
@@ -283,11 +284,11 @@ static void set_error_text(struct sock *s, const char *text)
 }
 
 /*
- * Fatal error |err| with |text| for sock_error_text(). Reports it once (on_connect for a client not yet
- * connected, else on_error), then closes: after a TLS failure with an alert to send, by flushing it
- * (no close_notify); otherwise with a reset, so that truncation is visible to the peer. During a
- * graceful close the owner has let go: no hook, just close. Precondition: called from a callback or
- * the flush pass (never from inside a public call the owner is making).
+ * Fatal error |err| with |text| for sock_error_text(). Reports it once (on_connect for a client
+ * not yet connected, else on_error), then closes: after a TLS failure with an alert to send, by
+ * flushing it (no close_notify); otherwise with a reset, so that truncation is visible to the
+ * peer. During a graceful close the owner has let go: no hook, just close. Precondition: called
+ * from a callback or the flush pass (never from inside a public call the owner is making).
  */
 static void sock_fail_text(struct sock *s, int err, const char *text)
 {
@@ -475,8 +476,9 @@ static void on_read_end(struct sock *s, ssize_t n)
             return;
         }
         /* RELIABILITY.md 2.6: a TCP end without close_notify is truncation, never a clean end. */
-        sock_fail_text(s, CV_ETLS, s->tls.handshake_done ? "unexpected EOF (no close_notify)"
-                                                         : "connection closed during the TLS handshake");
+        sock_fail_text(s, CV_ETLS,
+                       s->tls.handshake_done ? "unexpected EOF (no close_notify)"
+                                             : "connection closed during the TLS handshake");
         return;
     }
     s->flags |= SOCK_F_EOF_DONE;
@@ -603,8 +605,10 @@ static void tls_advance(struct sock *s)
 
 /*
  * Decrypts into |in| and calls on_data, while the owner makes room, at most SOCK_DECRYPT_ROUNDS
- * times (then the flush pass continues). Stops with SOCK_F_DECRYPT set when |in| is full or the owner
- * paused: plaintext may be waiting inside OpenSSL, and sock_read_start() resumes from there.
+ * times (then the flush pass continues). Stops with SOCK_F_DECRYPT set when |in| is full or the
+ * owner paused: plaintext may be waiting inside OpenSSL, and sock_read_start() resumes from there.
+ * While it is set, no new ciphertext is read, so that a TCP end is judged only after the input
+ * before it was delivered.
  */
 static void tls_decrypt(struct sock *s)
 {

@@ -51,8 +51,9 @@ struct sock_hooks {
     /* Orderly end of the peer's direction: TCP FIN (plain) or close_notify (TLS). */
     void (*on_eof)(struct sock *s, void *arg);
     /* Fatal error (reset, TLS failure, EOF without close_notify = CV_ETLS with sock_error_text()
-     * "unexpected EOF (no close_notify)", deadline = CV_ETIMEDOUT). The sock is being closed (with a
-     * reset, or after flushing a TLS alert); on_close follows. Not called after sock_close(). */
+     * "unexpected EOF (no close_notify)", deadline = CV_ETIMEDOUT). The sock is being closed
+     * (with a reset, or after flushing a TLS alert); on_close follows. Not called after
+     * sock_close(). */
     void (*on_error)(struct sock *s, int err, void *arg);
     /* About to flush: the owner may sock_write() more. Only for socks marked with sock_want_flush(). */
     void (*on_flush)(struct sock *s, void *arg);
@@ -92,30 +93,31 @@ struct sock_opts {
 struct sock *sock_accept(struct sock_loop *sl, uv_stream_t *server, const struct sock_opts *o,
                          const struct sock_hooks *h, void *arg, int *err);
 /* Client side: connects to |addr| (TCP), then TLS if o->tls_ctx (SNI and name check with
- * o->servername). Result in on_connect. Returns the sock, or NULL with *|err| (CV_ENOMEM, CV_EINVAL:
- * no servername while verifying, or uv_tcp_connect's error); after NULL no hook is ever called.
+ * o->servername). Result in on_connect. Returns the sock, or NULL with *|err| (CV_ENOMEM,
+ * CV_EINVAL: no servername while verifying, or uv_tcp_connect's error); after NULL no hook is
+ * ever called.
  * Writes made before on_connect are queued and sent once the connection is up. */
 struct sock *sock_connect(struct sock_loop *sl, const struct sockaddr *addr, const struct sock_opts *o,
                           const struct sock_hooks *h, void *arg, int *err);
-/* Client side over a unix socket at |path|; errors (UV_ENOENT, UV_ECONNREFUSED) come to on_connect. */
+/* Client side over a unix socket at |path|; UV_ENOENT, UV_ECONNREFUSED... come to on_connect. */
 struct sock *sock_connect_unix(struct sock_loop *sl, const char *path, const struct sock_opts *o,
                                const struct sock_hooks *h, void *arg, int *err);
 
 struct buf *sock_in(struct sock *s);
-/* Appends |n| bytes for sending (encrypted if TLS). Borrows |p|. Returns 0 or CV_ENOMEM / CV_ECLOSED
- * (after sock_shutdown/sock_close/abort or a failure). Never refuses for size: the owner checks
- * sock_write_full() and waits for on_drain. For TLS a CV_ENOMEM also fails the sock (on_error
- * follows from the loop), since part of the data may already be encrypted. */
+/* Appends |n| bytes for sending (encrypted if TLS). Borrows |p|. Returns 0 or CV_ENOMEM /
+ * CV_ECLOSED (after sock_shutdown/sock_close/abort or a failure). Never refuses for size: the
+ * owner checks sock_write_full() and waits for on_drain. For TLS a CV_ENOMEM also fails the sock
+ * (on_error follows from the loop), since part of the data may already be encrypted. */
 int sock_write(struct sock *s, const void *p, size_t n);
 /* Bytes queued and not yet confirmed written by the kernel (ciphertext when TLS, plus plaintext
  * written before the handshake finished). */
 size_t sock_write_queued(const struct sock *s);
 /* 1 when sock_write_queued() >= out_high. */
 int sock_write_full(const struct sock *s);
-/* Asks for an on_flush call in this loop iteration's flush pass (from inside on_flush: the next). */
+/* Asks for an on_flush call in this loop iteration's flush pass (inside on_flush: the next). */
 void sock_want_flush(struct sock *s);
-/* Resumes reading (clears sock_read_stop() and a full-buffer stop); for TLS, plaintext buffered inside
- * OpenSSL is delivered from the next flush pass. */
+/* Resumes reading (clears sock_read_stop() and a full-buffer stop); for TLS, plaintext buffered
+ * inside OpenSSL is delivered from the next flush pass. */
 void sock_read_start(struct sock *s);
 /* Pauses reading until sock_read_start(). */
 void sock_read_stop(struct sock *s);
@@ -128,8 +130,8 @@ int sock_shutdown(struct sock *s);
  * then closes the handles (with a reset if output was left). Before the connection is up it closes
  * at once. Idempotent; inside a hook it takes effect when the hook returns. */
 void sock_close(struct sock *s);
-/* Immediate close with TCP RST (plain close for unix sockets); queued output is dropped. Also ends a
- * graceful close early. Inside a hook it takes effect when the hook returns. */
+/* Immediate close with TCP RST (plain close for unix sockets); queued output is dropped. Also
+ * ends a graceful close early. Inside a hook it takes effect when the hook returns. */
 void sock_abort(struct sock *s);
 /* (Re)arms the deadline: on_timeout after |ms|; 0 disarms. Ignored once closing. */
 void sock_set_timeout(struct sock *s, uint64_t ms);

@@ -5,8 +5,8 @@
  * store (SNI) picks contexts. Below: OpenSSL 3.0. Pure: no sockets, no loop, no clock. Runs on the
  * loop thread only.
  *
- * Per-context settings that OpenSSL callbacks need (the ALPN protocol a server accepts, the CA digest
- * a client pins) live in a struct tls_ctx_data attached to the SSL_CTX as ex_data, freed by
+ * Per-context settings that OpenSSL callbacks need (the ALPN protocol a server accepts, the CA
+ * digest a client pins) live in a struct tls_ctx_data attached to the SSL_CTX as ex_data, freed by
  * OpenSSL's ex_data free callback when the context is freed.
  *
  * Every SSL_* call is preceded by ERR_clear_error() so that a failure's reasons are its own, and a
@@ -43,7 +43,8 @@ struct tls_ctx_data {
 
 static int ctx_data_index = -1;
 
-static void ctx_data_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
+static void ctx_data_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
+                          void *argp)
 {
     (void)parent;
     (void)ad;
@@ -347,7 +348,8 @@ SSL_CTX *tls_ctx_client_new(const struct tls_client_opts *o, char *err, size_t e
         return NULL;
     }
     if (!o->no_verify && o->pin_sha256 == NULL && o->ca_file == NULL && !o->system_store) {
-        set_err(err, errlen, "no trust anchor: give a CA file, a pinned CA digest or the system store");
+        set_err(err, errlen,
+                "no trust anchor: give a CA file, a pinned CA digest or the system store");
         return NULL;
     }
     ERR_clear_error();
@@ -690,7 +692,7 @@ void tls_consume_out(struct tls *t, size_t n)
     }
 }
 
-/* Replaces |b| (read or write side) with a fresh BIO if it is empty and holds a large allocation. */
+/* Replaces a memory BIO (read or write side) with a fresh one if it is empty but grew large. */
 static void swap_if_big(struct tls *t, int is_write)
 {
     BIO *b = is_write ? t->wbio : t->rbio;

@@ -28,9 +28,9 @@ enum tls_min_version { TLS_MIN_1_2, TLS_MIN_1_3 };
  */
 struct tls_client_opts {
     const char *ca_file;         /* PEM bundle to trust, or NULL */
-    const uint8_t *pin_sha256;   /* 32 bytes: trust only a CA with this DER digest, or NULL. The peer
-                                    must send that CA in its chain; the leaf is verified against it
-                                    as the only anchor (it may be an intermediate). */
+    const uint8_t *pin_sha256;   /* 32 bytes: trust only a CA with this DER digest, or NULL. The
+                                    peer must send that CA in its chain; the leaf is verified
+                                    against it as the only anchor (it may be an intermediate). */
     int system_store;            /* 1: trust the system store (when no ca_file and no pin) */
     int no_verify;               /* 1: skip verification (originRequest.noTLSVerify only) */
     const char *alpn;            /* protocol name (e.g. "culvert/1"), or NULL */
@@ -39,8 +39,8 @@ struct tls_client_opts {
 
 /*
  * Returns a new server context with |cert_file| (PEM chain) and |key_file|, or NULL with a reason
- * written into |err| (|errlen| bytes) naming the file and OpenSSL's error. |alpn|, when not NULL, is the
- * only ALPN protocol accepted: a client offering ALPN without it fails the handshake with
+ * written into |err| (|errlen| bytes) naming the file and OpenSSL's error. |alpn|, when not NULL,
+ * is the only ALPN protocol accepted: a client offering ALPN without it fails the handshake with
  * no_application_protocol. A client offering no ALPN at all is not refused here (OpenSSL does not
  * call the selection callback); callers that require the protocol check tls_alpn() after the
  * handshake. The caller frees the context with SSL_CTX_free() (contexts are reference counted,
@@ -69,8 +69,8 @@ struct tls {
 /* Server side over |ctx|. Returns 0 or CV_ENOMEM / CV_ETLS. */
 int tls_init_server(struct tls *t, SSL_CTX *ctx);
 /*
- * Client side. |servername| is sent as SNI (not for IP literals, which may be bracketed) and checked
- * against the certificate (DNS name, or IP address for IP literals), unless the context has
+ * Client side. |servername| is sent as SNI (not for IP literals, which may be bracketed) and
+ * checked against the certificate (DNS name, or IP address for IP literals), unless the context has
  * no_verify. Returns 0, CV_EINVAL (no |servername| while verifying: a chain without a name check
  * would accept any certificate of the CA; a name of 256 bytes or more, or one OpenSSL refuses)
  * or CV_ENOMEM.

@@ -2,8 +2,8 @@
  * certs_for_tests.h - throw-away PKI for TLS tests, generated at test time with the OpenSSL 3.0 API
  * (no key is checked in). P-256 keys, certificates valid from one hour ago for one day.
  *
- *   root CA "Culvert Test Root"  ── leaf "localhost" (DNS:localhost, IP:127.0.0.1, IP:::1)
- *                                └─ intermediate CA "Culvert Test Intermediate" ── leaf2 (same names)
+ *   root CA "Culvert Test Root" -+- leaf "localhost" (DNS:localhost, IP:127.0.0.1, IP:::1)
+ *                               +- intermediate CA "Culvert Test Intermediate" -- leaf2 (same)
  *   other CA "Culvert Other Root" (unrelated, for "wrong CA" tests)
  *
  * The Makefile links a unit test from its own test_*.c and support.o only, so test files include

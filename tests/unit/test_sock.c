@@ -101,7 +101,7 @@ struct env {
     struct peer server;
     struct peer client;
     int seq;
-    int tolerant;     /* allocation-failure runs: a failed call closes instead of failing the test */
+    int tolerant;     /* allocation-failure runs: a failed call closes, the test goes on */
     int accept_failed;
     int write_failed;
     long live0;
@@ -113,7 +113,7 @@ static uint8_t pattern(size_t i)
     return (uint8_t)(i * 31 + (i >> 9));
 }
 
-/* ---- hooks ------------------------------------------------------------------------------------ */
+/* ---- hooks ----------------------------------------------------------------------------------- */
 
 static void send_more(struct peer *p)
 {
@@ -348,7 +348,7 @@ static const struct sock_hooks hooks_no_timeout = {
     .on_close = h_close,
 };
 
-/* ---- environment ------------------------------------------------------------------------------ */
+/* ---- environment ----------------------------------------------------------------------------- */
 
 static void on_listener_closed(uv_handle_t *h)
 {
@@ -507,7 +507,7 @@ static void assert_closed_once(struct env *e)
     assert_true(e->client.connect_seq < e->client.close_seq);
 }
 
-/* ---- tests ------------------------------------------------------------------------------------ */
+/* ---- tests ----------------------------------------------------------------------------------- */
 
 static void echo_case(struct env *e, size_t n)
 {
@@ -921,8 +921,8 @@ static void test_tls_truncation_is_an_error_not_eof(void **state)
     finish(e);
 }
 
-/* The TCP end arrives while decrypted input waits for a paused owner: the data comes first, then the
- * verdict, and it depends only on whether close_notify was in the stream. */
+/* The TCP end arrives while decrypted input waits for a paused owner: the data comes first, then
+ * the verdict, and it depends only on whether close_notify was in the stream. */
 static void test_tls_truncation_after_paused_backlog_is_reported_after_the_data(void **state)
 {
     struct env *e = *state;

@@ -1,5 +1,6 @@
 /*
- * test_tls.c - tls.c without sockets: a client and a server struct tls shuttle ciphertext in memory.
+ * test_tls.c - tls.c without sockets: a client and a server struct tls shuttle ciphertext in
+ * memory.
  * Certificates are generated at start-up (certs_for_tests.c).
  */
 #include <stdarg.h>
@@ -58,7 +59,7 @@ static size_t shuttle(struct tls *from, struct tls *to)
     return n;
 }
 
-/* Runs both handshakes until both finish, one fails (after its alert reached the peer), or stall. */
+/* Runs both handshakes until both finish, one fails (its alert reaching the peer), or stall. */
 static void run_handshake(struct pair *pr)
 {
     int i;
@@ -415,7 +416,8 @@ static void test_pinned_ca_in_chain_is_accepted(void **state)
 static void test_pinned_intermediate_ca_is_accepted(void **state)
 {
     (void)state;
-    pin_case(certs.inter_chain_file, certs.inter_key_file, certs.inter_sha256, "localhost", 1, NULL);
+    pin_case(certs.inter_chain_file, certs.inter_key_file, certs.inter_sha256, "localhost", 1,
+             NULL);
     pin_case(certs.inter_chain_file, certs.inter_key_file, certs.ca_sha256, "localhost", 1, NULL);
 }
 
