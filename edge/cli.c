@@ -500,8 +500,10 @@ static int call(struct cli *c, const char *method, const char *path, const char 
     rv = read_answer(c, fd, &a, deadline);
     close(fd);
     if (rv == 0 && buf_len(&a.body) > 0) {
+        struct json_limits jl = {CLI_MAX_ANSWER, JSON_DEFAULT_MAX_DEPTH};
+
         memset(&jerr, 0, sizeof(jerr));
-        if (json_parse((const char *)a.body.pos, buf_len(&a.body), NULL, out, &jerr) < 0)
+        if (json_parse((const char *)a.body.pos, buf_len(&a.body), &jl, out, &jerr) < 0)
             *out = NULL;
     }
     if (a.body.base != NULL)

@@ -116,7 +116,7 @@ struct edge_config {
  * Loads and validates the edge.yml at |path| (borrowed; used in messages as given). Returns 0 and
  * sets *|out| to a new config (free with edge_config_free), or a negative code with a one-line
  * message in |err| (|errlen| bytes, always NUL-terminated when |errlen| > 0) and *|out| NULL:
- *   -errno (UV_ENOENT, UV_EACCES, ...) the file cannot be read ("PATH: cannot read: reason");
+ *   -errno (UV_ENOENT, UV_EACCES, ...) the file cannot be opened or read (the message names it);
  *   CV_EPARSE, CV_ELIMIT  YAML syntax, duplicate key, alias, too big/deep (from common/yaml);
  *   CV_ECONFIG  a schema error, "file:line:col: key.path: message" (or "file: key.path: message"
  *               when there is no node to point at, e.g. in an empty file), including a tunnel.ca

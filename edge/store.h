@@ -69,6 +69,7 @@ bool store_name_valid(const char *name, const char **why);
  *   CV_EEXIST   another process holds the lock ("DIR: in use by another culvert-edge");
  *   CV_EPARSE   state.json is corrupt: the message names the file and the byte offset (syntax) or
  *               the element ("tunnels[2].name: ...");
+ *   CV_ETLS     the random generator failed;
  *   CV_ENOMEM   out of memory.
  */
 int store_open(const char *data_dir, struct store **out, char *err, size_t errlen);

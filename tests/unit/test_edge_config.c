@@ -653,6 +653,27 @@ static void test_error_message_is_truncated_safely(void **state)
     assert_int_equal(strlen(small), sizeof(small) - 1);
 }
 
+static void test_shipped_example_is_valid(void **state)
+{
+    struct edge_config *c = NULL;
+    int rv;
+
+    (void)state;
+    /* Unit tests run from tests/unit. */
+    rv = edge_config_load("../../deploy/edge.yml.example", &c, err, sizeof(err));
+    if (rv != 0)
+        fail_msg("deploy/edge.yml.example: %s", err);
+    assert_int_equal(c->n_certs, 2);
+    assert_int_equal(c->n_advertise, 1);
+    addr_is(&c->advertise[0], "edge.example.com:7844");
+    assert_string_equal(c->admin_token_file, "/etc/culvert/admin.token");
+    assert_int_equal(c->n_hosts, 2);
+    assert_int_equal(edge_config_host(c, "slow.example.com")->response_header_ms, 600000);
+    assert_int_equal(edge_config_host(c, "v1.api.example.com")->keepalive_idle_ms, 30000);
+    assert_int_equal(c->n_tcp_ports, 1);
+    edge_config_free(c);
+}
+
 static void test_allocation_failures_fail_cleanly(void **state)
 {
     char yaml[2048];
@@ -717,6 +738,7 @@ int main(void)
         cmocka_unit_test(test_tcp_ports_are_validated),
         cmocka_unit_test(test_missing_file_is_an_errno),
         cmocka_unit_test(test_error_message_is_truncated_safely),
+        cmocka_unit_test(test_shipped_example_is_valid),
         cmocka_unit_test(test_allocation_failures_fail_cleanly),
     };
 
