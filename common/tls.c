@@ -679,7 +679,7 @@ size_t tls_pending_out(struct tls *t, const uint8_t **p)
 
 void tls_consume_out(struct tls *t, size_t n)
 {
-    uint8_t scratch[4096];
+    uint8_t scratch[16384];
 
     /* A memory BIO is consumed by reading it; the bytes were already copied by the caller. */
     while (n > 0) {
