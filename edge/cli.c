@@ -992,8 +992,8 @@ static const struct command commands[] = {
      "Creates a tunnel and prints its id and token (shown only once). NAME has 1 to 64 letters,\n"
      "digits, '.', '_' or '-'.",
      cmd_tunnel_create},
-    {"tunnel", "list", 0, "", "list tunnels", "Lists the tunnels with the number of connectors online.",
-     cmd_tunnel_list},
+    {"tunnel", "list", 0, "", "list tunnels",
+     "Lists the tunnels with the number of connectors online.", cmd_tunnel_list},
     {"tunnel", "info", 1, "NAME", "show a tunnel's routes and connectors",
      "Shows a tunnel (NAME or id): its routes and its connectors with their connections.",
      cmd_tunnel_info},
@@ -1008,9 +1008,10 @@ static const struct command commands[] = {
      "Routes HOSTNAME (exact, or *.example.com) to TUNNEL (name or id). A hostname routed to\n"
      "another tunnel is refused: delete that route first.",
      cmd_route_add},
-    {"route", "delete", 1, "HOSTNAME", "remove a route", "Removes the route of HOSTNAME (exactly as added).",
-     cmd_route_delete},
-    {"route", "list", 0, "", "list routes", "Lists the routes: hostname and tunnel.", cmd_route_list},
+    {"route", "delete", 1, "HOSTNAME", "remove a route",
+     "Removes the route of HOSTNAME (exactly as added).", cmd_route_delete},
+    {"route", "list", 0, "", "list routes", "Lists the routes: hostname and tunnel.",
+     cmd_route_list},
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))

@@ -19,7 +19,8 @@
  * Exit codes (PRODUCT.md section 2): 0 success; 2 usage error (the message names the flag or
  * argument) or an invalid config file; 1 anything else, including an edge that is not running:
  *   cannot reach the edge admin API at ADDR (connection refused): is `culvert-edge serve` running?
- * The admin token is never printed. `tunnel create` and `rotate-token` print the tunnel token (once).
+ * The admin token is never printed. `tunnel create` and `rotate-token` print the tunnel token
+ * (once).
  */
 #ifndef CV_CLI_H
 #define CV_CLI_H

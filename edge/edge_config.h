@@ -24,9 +24,9 @@
  *   limits: the defaults of limits_init()
  *
  * `timeouts:` and `grace_period` write the matching struct cv_limits fields (header_read_ms,
- * keepalive_idle_ms, response_header_ms, tls_handshake_ms, grace_period_ms); `limits:` sets any field
- * of struct cv_limits by its name in limits_table() (a duration for LIMIT_MS, a size for LIMIT_BYTES,
- * an integer for LIMIT_COUNT). Setting one field both ways is an error.
+ * keepalive_idle_ms, response_header_ms, tls_handshake_ms, grace_period_ms); `limits:` sets any
+ * field of struct cv_limits by its name in limits_table() (a duration for LIMIT_MS, a size for
+ * LIMIT_BYTES, an integer for LIMIT_COUNT). Setting one field both ways is an error.
  *
  * Runs on the loop thread (or before it starts); allocation through common/mem. Not thread-safe.
  */

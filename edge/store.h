@@ -141,9 +141,9 @@ size_t store_route_count(const struct store *st);
  * Routes the hostname pattern |pattern| (exact or "*.", normalised first: "App.Example.COM." is
  * "app.example.com") to the tunnel |id|, and writes the file. Returns 0 when added, 1 when exactly
  * this route already existed (nothing written), CV_EINVAL for a bad pattern (*|why| set; may be
- * NULL), CV_ENOTFOUND (no such tunnel), CV_EEXIST (the pattern is routed to another tunnel: delete
- * that route first; no first-come-first-served takeover), CV_ENOMEM, or -errno from the write (store
- * unchanged).
+ * NULL), CV_ENOTFOUND (no such tunnel), CV_EEXIST (the pattern is routed to another tunnel:
+ * delete that route first; no first-come-first-served takeover), CV_ENOMEM, or -errno from the
+ * write (store unchanged).
  */
 int store_route_add(struct store *st, const char *pattern, const uint8_t id[TOKEN_ID_LEN],
                     const char **why);

@@ -483,7 +483,8 @@ static void test_bad_address_is_an_error(void **state)
                  "7:28: tunnel.listen[1]: missing port (write host:port)");
     expect_error(REQUIRED "  listen: [\"0.0.0.0:7844\", \"0.0.0.0:7844\"]\n",
                  "7:28: tunnel.listen[1]: duplicate of tunnel.listen[0]");
-    expect_error(REQUIRED "  listen: []\n", "7:11: tunnel.listen: at least one address is required");
+    expect_error(REQUIRED "  listen: []\n",
+                 "7:11: tunnel.listen: at least one address is required");
     expect_error("public:\n  https: [\"unix:/x\"]\n",
                  "2:11: public.https[0]: a unix socket is not allowed here (write host:port)");
     expect_error(REQUIRED "admin: { listen: \"127.0.0.1:99999\" }\n",
