@@ -185,7 +185,9 @@ static void on_closed(struct link *l, int err, void *arg)
         maybe_done(sv);
         return;
     }
-    if (sl->state == SLOT_S_REGISTERED)
+    if (sl->state == SLOT_S_REGISTERED && sv->stopping)
+        LOG_I("conn=%u connection to edge %s closed", sl->index, sl->edge);
+    else if (sl->state == SLOT_S_REGISTERED)
         LOG_W("conn=%u connection to edge %s lost after %" PRIu64 "ms%s%s", sl->index, sl->edge, up,
               err != 0 ? ": " : "", err != 0 ? cv_strerror(err) : "");
     else if (sl->state != SLOT_S_STOPPED)

@@ -61,9 +61,11 @@ static void serve_usage(FILE *f)
 
 /* ---- shutdown ------------------------------------------------------------------------------- */
 
-static void close_walk(uv_handle_t *h, void *arg)
+/* A handle still open at exit is a bug in its owner: name it, then close it. */
+static void report_walk(uv_handle_t *h, void *arg)
 {
     (void)arg;
+    LOG_W("exit: a %s handle was left open", uv_handle_type_name(uv_handle_get_type(h)));
     if (!uv_is_closing(h))
         uv_close(h, NULL);
 }
@@ -274,14 +276,16 @@ static int serve(int argc, char **argv)
               certs_name_count(edge.certs));
     }
     uv_run(&loop, UV_RUN_DEFAULT);
-    /* Everything was asked to close; let the close callbacks run, then tear down. */
-    uv_walk(&loop, close_walk, NULL);
-    uv_run(&loop, UV_RUN_DEFAULT);
+    /* Every owner closed its handles; the per-loop sock state goes last. */
     sock_loop_cleanup(edge.sl);
     uv_run(&loop, UV_RUN_DEFAULT);
-    if (uv_loop_close(&loop) != 0)
-        LOG_W("event loop closed with handles still open");
+    if (uv_loop_close(&loop) != 0) {
+        uv_walk(&loop, report_walk, NULL);
+        uv_run(&loop, UV_RUN_DEFAULT);
+        uv_loop_close(&loop);
+    }
     tunnel_registry_free(edge.reg);
+    tunnel_listener_free(&edge);
     store_free(edge.store);
     certs_free(edge.certs);
     edge_config_free(edge.cfg);

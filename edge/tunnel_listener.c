@@ -29,7 +29,6 @@ struct tunnel_listener {
     SSL_CTX *ctx;
     struct listener *ls[MAX_LISTENERS];
     size_t nls;
-    size_t handshaking; /* accepted, TLS not finished */
 };
 
 static SSL_CTX *make_ctx(const struct edge_config *cfg, char *err, size_t errlen)
@@ -55,38 +54,8 @@ static SSL_CTX *make_ctx(const struct edge_config *cfg, char *err, size_t errlen
     return ctx;
 }
 
-static void on_handshake(struct sock *s, void *arg)
-{
-    struct tunnel_listener *tl = arg;
-    int rv;
-
-    tl->handshaking--;
-    sock_set_arg(s, NULL);
-    rv = tunnel_registry_adopt(tl->e->reg, s);
-    if (rv < 0)
-        sock_abort(s);
-}
-
-static void on_error(struct sock *s, int err, void *arg)
-{
-    (void)arg;
-    LOG_D("tunnel peer=%s handshake failed: %s %s", sock_peer(s), cv_strerror(err), sock_error_text(s));
-}
-
-static void on_close(struct sock *s, void *arg)
-{
-    struct tunnel_listener *tl = arg;
-
-    (void)s;
-    if (tl != NULL)
-        tl->handshaking--;
-}
-
-static const struct sock_hooks accept_hooks = {
-    .on_handshake = on_handshake,
-    .on_error = on_error,
-    .on_close = on_close,
-};
+/* Replaced by the link's at once (tunnel_registry_adopt). */
+static const struct sock_hooks no_hooks;
 
 static void on_accept(struct listener *l, uv_stream_t *server, void *arg)
 {
@@ -95,6 +64,7 @@ static void on_accept(struct listener *l, uv_stream_t *server, void *arg)
     struct sock_opts o;
     struct sock *s;
     int err = 0;
+    int rv;
 
     (void)l;
     memset(&o, 0, sizeof(o));
@@ -104,19 +74,20 @@ static void on_accept(struct listener *l, uv_stream_t *server, void *arg)
     o.out_high = 256 * 1024;
     o.nodelay = 1;
     o.keepalive_s = 30;
-    s = sock_accept(e->sl, server, &o, &accept_hooks, tl, &err);
+    s = sock_accept(e->sl, server, &o, &no_hooks, NULL, &err);
     if (s == NULL) {
         LOG_W_RL("tunnel accept failed: %s", cv_strerror(err));
         return;
     }
-    if (e->draining || tl->handshaking >= e->limits.pending_handshakes) {
-        /* RELIABILITY.md 3.5: excess unauthenticated connections are dropped early. */
-        sock_set_arg(s, NULL);
+    if (e->draining) {
         sock_abort(s);
         return;
     }
-    tl->handshaking++;
-    sock_set_timeout(s, e->limits.register_ms);
+    /* The registry takes the connection at once: the TLS handshake and the registration share one
+     * deadline and one cap on pending connections (RELIABILITY.md 3.5). */
+    rv = tunnel_registry_adopt(e->reg, s);
+    if (rv < 0)
+        sock_abort(s);
 }
 
 int tunnel_listener_start(struct edge *e, char *err, size_t errlen)
@@ -157,7 +128,15 @@ void tunnel_listener_stop(struct edge *e)
     for (size_t i = 0; i < tl->nls; i++)
         listener_stop(tl->ls[i]);
     tl->nls = 0;
-    /* Sockets still handshaking hold |tl| as their arg; the context and struct live until exit. */
+}
+
+void tunnel_listener_free(struct edge *e)
+{
+    if (e->tl == NULL)
+        return;
+    SSL_CTX_free(e->tl->ctx);
+    mem_free(e->tl);
+    e->tl = NULL;
 }
 
 int tunnel_listener_reload(struct edge *e, char *err, size_t errlen)

@@ -15,6 +15,8 @@ struct tunnel_listener;
 int tunnel_listener_start(struct edge *e, char *err, size_t errlen);
 /* Stops accepting (connections already accepted stay). */
 void tunnel_listener_stop(struct edge *e);
+/* Frees the listener state (after stop, at exit). */
+void tunnel_listener_free(struct edge *e);
 /* Reloads the tunnel certificate for new connections. Returns 0, or -1 with a reason. */
 int tunnel_listener_reload(struct edge *e, char *err, size_t errlen);
 /* The first listener's port (tests bind port 0). */
