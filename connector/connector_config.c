@@ -685,8 +685,8 @@ static int file_load(const char *path, struct file_cfg *fc, struct warnings *w, 
 }
 
 /* Builds c->ingress from |url| (flag or file) or the file's ingress section. */
-static int build_ingress(struct connector_config *c, const struct file_cfg *fc, const char *flag_url,
-                         struct warnings *w, char *err, size_t errlen)
+static int build_ingress(struct connector_config *c, const struct file_cfg *fc,
+                         const char *flag_url, struct warnings *w, char *err, size_t errlen)
 {
     struct origin_request defaults;
     struct yaml_error ye;

@@ -2,10 +2,14 @@
  * connector_config.h - the configuration of `culvert-connector run`: command-line flags, the
  * cloudflared-compatible config.yml (PRODUCT.md §3), and where the tunnel's credentials come from.
  *
- * Sources, highest first: flags, then config.yml, then defaults. Every top-level key is also a flag
- * (`--ha-connections 4` for `ha-connections: 4`), written `--flag VALUE` or `--flag=VALUE`.
+ * Sources, highest first: flags, then config.yml, then defaults. config.yml keys: tunnel,
+ * credentials-file, token, edge (a string or a list), edge-ca, ha-connections, region, metrics,
+ * loglevel, grace-period, url (cloudflared's legacy single origin), originRequest, ingress. Every
+ * key but originRequest and ingress is also a flag (`--ha-connections 4` for `ha-connections: 4`),
+ * written `--flag VALUE`, `--flag=VALUE` or with one dash. A leading "~/" in a path is $HOME.
  * config.yml mirrors cloudflared's schema: cloudflared keys culvert does not implement are warned
- * about by name as "not supported by culvert, ignored", other unknown keys as "unknown key,
+ * about by name as "not supported by culvert, ignored" (its single-origin keys such as
+ * no-tls-verify name the originRequest key to use instead), other unknown keys as "unknown key,
  * ignored"; duplicate keys and invalid values stop start-up with "file:line:col: key: reason".
  *
  * Credentials, first source found wins: --token, --token-file (refused when group or others can
@@ -38,7 +42,8 @@
 #define CONNECTOR_GRACE_DEFAULT_MS 30000
 #define CONNECTOR_RETRY_BASE_DEFAULT_MS 1000
 #define CONNECTOR_HEARTBEAT_DEFAULT_MS 5000
-#define CONNECTOR_METRICS_PORT_FIRST 20241 /* default metrics: first free of 127.0.0.1:20241-20245 */
+/* Default metrics: the first free of 127.0.0.1:20241-20245, chosen by the runtime at bind time. */
+#define CONNECTOR_METRICS_PORT_FIRST 20241
 #define CONNECTOR_METRICS_PORT_LAST 20245
 
 /* connector_config_load's answer when --help (or -h) was given: print usage, exit 0. */
@@ -64,7 +69,7 @@ enum connector_metrics_mode {
 struct connector_config {
     char *config_path;                  /* the config file read, NULL when none */
     enum connector_token_source token_source;
-    char *credentials_path;             /* CONNECTOR_TOKEN_FILE / _CREDENTIALS: the file, else NULL */
+    char *credentials_path;             /* CONNECTOR_TOKEN_FILE or _CREDENTIALS: the file read */
 
     uint8_t tunnel_id[TOKEN_ID_LEN];
     char tunnel_id_text[TOKEN_UUID_TEXT_LEN + 1]; /* canonical lower-case UUID, for logs */
@@ -82,7 +87,7 @@ struct connector_config {
     struct config_addr metrics;         /* CONNECTOR_METRICS_ADDR */
     enum log_level loglevel;            /* default LOG_INFO */
     uint64_t grace_period_ms;           /* default 30s */
-    uint64_t retry_base_ms;             /* hidden --retry-base: reconnect backoff base, default 1s */
+    uint64_t retry_base_ms;             /* hidden --retry-base: backoff base, default 1s */
     uint64_t heartbeat_ms;              /* hidden --heartbeat: silence before pinging, default 5s */
 
     char *url;                          /* --url or the legacy url: key, NULL when unset */
@@ -112,29 +117,32 @@ struct connector_config {
  * Returns 0 with *|out| set (warnings in (*out)->warnings, not yet logged); CONNECTOR_CONFIG_HELP
  * with *|out| NULL; or, with *|out| NULL, a negative code and a one-line message in |err| (|errlen|
  * bytes, NUL-terminated) naming the flag or file:line:col and key: CV_ECONFIG (usage, invalid
- * values, missing credentials or ingress; the caller exits 2), CV_EAUTH (a token file or credentials
- * file that group or others can read), -errno (a file that cannot be read), CV_ENOMEM. On failure
- * the warnings gathered so far are logged with LOG_W first, since they often explain the error.
+ * values, missing credentials or ingress; the caller exits 2), CV_EAUTH (a token file or
+ * credentials file that group or others can read), -errno (a file that cannot be read), CV_ENOMEM.
+ * On failure the warnings gathered so far are logged with LOG_W first, since they often explain the
+ * error.
  */
 int connector_config_load(int argc, char **argv, struct connector_config **out, char *err,
                           size_t errlen);
 
 /*
- * For `ingress validate|rule`: reads the config file |path| (NULL: connector_config_find) and checks
- * every key as connector_config_load does, without flags and without reading any token, token file
- * or credentials file (token_source CONNECTOR_TOKEN_NONE, no edges). The file must yield an ingress
- * (an ingress section or url:). Returns 0 with *|out|, or as connector_config_load (CV_ENOTFOUND
- * when |path| is NULL and no file exists), logging nothing: warnings are in (*out)->warnings.
+ * For `ingress validate|rule`: reads the config file |path| (NULL: connector_config_find) and
+ * checks every key as connector_config_load does, without flags and without reading any token,
+ * token file or credentials file (token_source CONNECTOR_TOKEN_NONE, no edges). The file must yield
+ * an ingress (an ingress section or url:). Returns 0 with *|out|, or as connector_config_load
+ * (CV_ENOTFOUND when |path| is NULL and no file exists), logging nothing: warnings are in
+ * (*out)->warnings.
  */
 int connector_config_load_file(const char *path, struct connector_config **out, char *err,
                                size_t errlen);
 
 /*
- * SIGHUP: reads |cur|'s config file again, checks every key as at start-up, and builds a new ingress
- * (from |cur|'s --url when the run used one, else from the file's url: or ingress section). Tunnel,
- * credentials and connection settings are not reloaded. Logs warnings with LOG_W. Returns 0 and a
- * new ingress in *|out| for the caller to swap in; CV_ENOTFOUND when |cur| was started without a
- * file; or an error as connector_config_load, with |err| and *|out| NULL (keep the old ingress).
+ * SIGHUP: reads |cur|'s config file again, checks every key as at start-up, and builds a new
+ * ingress (from |cur|'s --url when the run used one, else from the file's url: or ingress section).
+ * Tunnel, credentials and connection settings are not reloaded. Logs warnings with LOG_W. Returns 0
+ * and a new ingress in *|out| for the caller to swap in; CV_ENOTFOUND when |cur| was started
+ * without a file; or an error as connector_config_load, with |err| and *|out| NULL (keep the old
+ * ingress).
  */
 int connector_config_reload_ingress(const struct connector_config *cur, struct ingress **out,
                                     char *err, size_t errlen);

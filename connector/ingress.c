@@ -70,7 +70,8 @@ static void sanitize(const char *in, char *out, size_t n)
         memcpy(out + n - 4, "...", 4);
 }
 
-static void set_why(char *why, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void set_why(char *why, size_t n, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 static void set_why(char *why, size_t n, const char *fmt, ...)
 {
@@ -248,7 +249,8 @@ static const char *check_server_name(const char *s)
 
         if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
               c == '-' || c == '.' || c == '_'))
-            return "invalid character in hostname (allowed: letters, digits, \"-\", \"_\" and \".\")";
+            return "invalid character in hostname (allowed: letters, digits, \"-\", \"_\" and "
+                   "\".\")";
     }
     if (n > 0 && (s[0] == '.' || s[0] == '-'))
         return "a hostname must not start with \".\" or \"-\"";
@@ -720,8 +722,8 @@ static int pcre_setup(struct ingress *ing)
 }
 
 /* Compiles |src| for rule |r|. 0, CV_ENOMEM, or CV_ECONFIG with |why| (PCRE2's message). */
-static int regex_compile(struct ingress *ing, const char *src, size_t len, struct ingress_regex **out,
-                         char *why, size_t whylen)
+static int regex_compile(struct ingress *ing, const char *src, size_t len,
+                         struct ingress_regex **out, char *why, size_t whylen)
 {
     pcre2_compile_context *cctx;
     struct ingress_regex *re;
@@ -770,7 +772,8 @@ static void regex_free(struct ingress_regex *re)
 }
 
 /* True when |re| is found in the |n| bytes at |s|. Errors (limits, memory) count as no match. */
-static bool regex_search(struct ingress *ing, const struct ingress_regex *re, const char *s, size_t n)
+static bool regex_search(struct ingress *ing, const struct ingress_regex *re, const char *s,
+                         size_t n)
 {
     int rc = pcre2_match(re->code, (PCRE2_SPTR)s, n, 0, 0, ing->md, ing->mctx);
 
@@ -834,7 +837,8 @@ static bool is_catch_all(const struct ingress_rule *r)
 }
 
 /* True when every hostname |later| matches is also matched by |earlier| (both not any_host). */
-static bool host_covers(const struct hostname_pattern *earlier, const struct hostname_pattern *later)
+static bool host_covers(const struct hostname_pattern *earlier,
+                        const struct hostname_pattern *later)
 {
     if (earlier->len == later->len && memcmp(earlier->text, later->text, later->len) == 0)
         return true;
@@ -1131,7 +1135,8 @@ struct text_out {
     size_t len; /* what the whole text needs */
 };
 
-static void out_printf(struct text_out *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void out_printf(struct text_out *t, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 static void out_printf(struct text_out *t, const char *fmt, ...)
 {
@@ -1169,8 +1174,8 @@ size_t ingress_rule_describe(const struct ingress_rule *r, char *out, size_t n)
 
 /* Parses `[--config FILE] [--help] [ARG]`; sets *|config|, *|arg| (the one positional, when
  * |want_arg|). Returns 0, 1 for --help, or 2 after printing a usage error. */
-static int parse_cmd_args(int argc, char **argv, bool want_arg, const char **config, const char **arg,
-                          FILE *errf)
+static int parse_cmd_args(int argc, char **argv, bool want_arg, const char **config,
+                          const char **arg, FILE *errf)
 {
     int i;
 
@@ -1301,7 +1306,8 @@ int ingress_cmd_rule_io(int argc, char **argv, FILE *out, FILE *errf)
     if (rv != 0)
         return rv;
     if (url == NULL || url[0] == '\0') {
-        fprintf(errf, "culvert-connector ingress rule expects a single argument, the URL to test\n");
+        fprintf(errf,
+                "culvert-connector ingress rule expects a single argument, the URL to test\n");
         return 2;
     }
     sep = strstr(url, "://");

@@ -4,10 +4,11 @@
  *
  * An ingress is an ordered list of rules; the first rule whose hostname pattern and path regular
  * expression both match wins. Validation follows cloudflared's ingress/ingress.go: a hostname is an
- * exact name or "*." plus a name (common/hostname.h), never with a port; the last rule is a catch-all
- * (no hostname or "*", no path) and no other rule is. Destinations come only from the configuration
- * (RELIABILITY.md §2.5 5.1): nothing in a request can choose or change a rule's service, and
- * cloudflared's request-steered services (bastion, socks-proxy, warp-routing) are refused.
+ * exact name or "*." plus a name (common/hostname.h), never with a port; the last rule is a
+ * catch-all (no hostname or "*", no path) and no other rule is. Destinations come only from the
+ * configuration (RELIABILITY.md §2.5 5.1): nothing in a request can choose or change a rule's
+ * service, and cloudflared's request-steered services (bastion, socks-proxy, warp-routing) are
+ * refused.
  *
  * Every rule carries its own struct origin_request: the top-level `originRequest:` with the rule's
  * own `originRequest:` applied over it key by key.
@@ -18,8 +19,8 @@
  *
  * Layers: yaml.h (the node tree) and hostname.h below; connector_config.c builds an ingress, the
  * runtime (edge_conn.c, origin_*.c) calls ingress_match() per stream. An ingress is immutable once
- * built, except for scratch match state: use it from one thread (the loop thread). A reload builds a
- * new one and swaps it in. Allocation goes through common/mem, PCRE2's included.
+ * built, except for scratch match state: use it from one thread (the loop thread). A reload builds
+ * a new one and swaps it in. Allocation goes through common/mem, PCRE2's included.
  */
 #ifndef CV_INGRESS_H
 #define CV_INGRESS_H
@@ -58,15 +59,19 @@ struct origin_request {
     uint64_t tcp_keepalive_ms;        /* tcpKeepAlive, 30s; 0 disables TCP keep-alive */
     uint32_t keepalive_connections;   /* keepAliveConnections, 100: idle origin connections kept */
     uint64_t keepalive_timeout_ms;    /* keepAliveTimeout, 90s: idle origin connection lifetime */
-    char *http_host_header;           /* httpHostHeader: Host sent to the origin; NULL: the visitor's */
-    char *origin_server_name;         /* originServerName: TLS SNI and name checked; NULL: see below */
-    bool match_sni_to_host;           /* matchSNItoHost: SNI = the request's Host (when no name set) */
+    char *http_host_header;           /* httpHostHeader: Host sent to the origin; NULL: the
+                                       * visitor's */
+    char *origin_server_name;         /* originServerName: TLS SNI and name checked; NULL: the
+                                       * service host, or the Host with matchSNItoHost */
+    bool match_sni_to_host;           /* matchSNItoHost: SNI = the request's Host (when no
+                                       * originServerName) */
     char *ca_pool;                    /* caPool: PEM file of CAs for https origins; NULL: system */
     bool no_tls_verify;               /* noTLSVerify: accept any origin certificate */
     bool disable_chunked_encoding;    /* disableChunkedEncoding: never send the origin a chunked
                                        * request body (for WSGI servers) */
     enum origin_proxy_protocol proxy_protocol; /* proxyProtocol: "v2" or "off" (TCP services) */
-    uint64_t tcp_idle_timeout_ms;     /* tcpIdleTimeout: TCP stream idle limit; 0 = none (default) */
+    uint64_t tcp_idle_timeout_ms;     /* tcpIdleTimeout: TCP stream idle limit; 0 = none (the
+                                       * default) */
 };
 
 /* Fills |o| with cloudflared's defaults (above); no strings. */
@@ -79,14 +84,14 @@ int origin_request_copy(struct origin_request *dst, const struct origin_request 
 
 /*
  * Applies the `originRequest:` mapping |n| (the value node; |path| is its key path for messages,
- * e.g. "originRequest" or "ingress[2].originRequest") over |o|, key by key: keys absent or null keep
- * |o|'s value, which is how a rule inherits the top-level settings. An empty string for
+ * e.g. "originRequest" or "ingress[2].originRequest") over |o|, key by key: keys absent or null
+ * keep |o|'s value, which is how a rule inherits the top-level settings. An empty string for
  * httpHostHeader, originServerName or caPool unsets it. A leading "~/" in caPool is expanded with
  * $HOME. cloudflared keys culvert does not implement (noHappyEyeballs, proxyAddress, proxyPort,
  * proxyType, ipRules, bastionMode, access, http2Origin) are reported through |warn| as "not
  * supported by culvert, ignored", other keys as "unknown key, ignored"; |warn| may be NULL.
- * Returns 0; CV_ENOTFOUND when |n| is absent or null (|o| untouched); CV_ECONFIG with |err| when |n|
- * is not a mapping or a value is invalid; CV_ENOMEM. |o| is unchanged on failure.
+ * Returns 0; CV_ENOTFOUND when |n| is absent or null (|o| untouched); CV_ECONFIG with |err| when
+ * |n| is not a mapping or a value is invalid; CV_ENOMEM. |o| is unchanged on failure.
  */
 int origin_request_parse(const struct yaml_node *n, const char *path, struct origin_request *o,
                          ingress_warn_cb warn, void *warn_arg, struct yaml_error *err);
@@ -164,8 +169,8 @@ struct ingress;
  *   - a path that is not a valid expression (PCRE2's message and offset);
  *   - a missing or invalid service (ingress_service_parse);
  *   - an invalid originRequest (origin_request_parse);
- *   - the last rule not being a catch-all (cloudflared's errLastRuleNotCatchAll text), or an earlier
- *     rule being one ("rule #N is a catch-all but not the last rule ...").
+ *   - the last rule not being a catch-all (cloudflared's errLastRuleNotCatchAll text), or an
+ *     earlier rule being one ("rule #N is a catch-all but not the last rule ...").
  * A rule that can never match because an earlier rule without a path covers its hostname is warned
  * about. Returns 0 and a new ingress in *|out| (free with ingress_free); CV_ENOTFOUND when |rules|
  * is absent or null (|err| untouched: the caller decides, see connector_config.h); CV_ECONFIG with
@@ -176,10 +181,10 @@ int ingress_parse(const struct yaml_node *rules, const struct origin_request *de
                   struct yaml_error *err);
 
 /*
- * Builds the one-rule ingress of `--url URL` (or the config's legacy `url:` key): a catch-all to the
- * service |url| (ingress_service_parse with default_http) with |defaults| (borrowed, copied).
- * |name| prefixes messages ("--url", or "config.yml:3:6: url"). Returns 0 and *|out|, CV_EINVAL with
- * "NAME: reason" in |err| (|errlen| bytes), or CV_ENOMEM.
+ * Builds the one-rule ingress of `--url URL` (or the config's legacy `url:` key): a catch-all to
+ * the service |url| (ingress_service_parse with default_http) with |defaults| (borrowed, copied).
+ * |name| prefixes messages ("--url", or "config.yml:3:6: url"). Returns 0 and *|out|, CV_EINVAL
+ * with "NAME: reason" in |err| (|errlen| bytes), or CV_ENOMEM.
  */
 int ingress_from_url(const char *url, const char *name, const struct origin_request *defaults,
                      struct ingress **out, char *err, size_t errlen);

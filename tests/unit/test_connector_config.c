@@ -447,11 +447,12 @@ static void test_flags_beat_the_file(void **state)
     connector_config_free(c);
     args_free(&a);
 
-    /* --metrics with an address; a positional tunnel id. */
-    args_set(&a, "--config", path, "--metrics", "localhost:0", NULL);
+    /* --metrics with an address; cloudflared's single-dash spelling. */
+    args_set(&a, "-config", path, "-metrics", "localhost:0", "-ha-connections=1", NULL);
     assert_int_equal(load(&a, &c, err, sizeof(err)), 0);
     assert_int_equal(c->metrics_mode, CONNECTOR_METRICS_ADDR);
     assert_int_equal(c->metrics.port, 0);
+    assert_int_equal(c->ha_connections, 1);
     connector_config_free(c);
     args_free(&a);
 }
@@ -856,7 +857,8 @@ static void test_invalid_values_stop_with_file_line_col_and_key(void **state)
                "%s:2:8: token: invalid token: the token does not hold valid JSON");
     file_fails("url: http://x\ncredentials-file: \"\"\n",
                "%s:2:19: credentials-file: empty path");
-    file_fails("url: http://x\nedge-ca: [a]\n", "%s:2:10: edge-ca: expected a string, found a list");
+    file_fails("url: http://x\nedge-ca: [a]\n",
+               "%s:2:10: edge-ca: expected a string, found a list");
     file_fails("url: ftp://x\n",
                "%s:1:6: url: unsupported scheme \"ftp\" (use http, https, unix, unix+tls, tcp, "
                "ssh, rdp, http_status:NNN or hello_world)");
@@ -927,8 +929,8 @@ static void test_flag_errors_name_the_flag(void **state)
                "--config", p, "--grace-period", "5", NULL);
     flags_fail("--retry-base: out of range", "--config", p, "--retry-base", "0s", NULL);
     flags_fail("--heartbeat: out of range", "--config", p, "--heartbeat", "1h", NULL);
-    flags_fail("--metrics: missing port (write host:port); or off to disable metrics", "--config", p, "--metrics",
-               "nope", NULL);
+    flags_fail("--metrics: missing port (write host:port); or off to disable metrics", "--config",
+               p, "--metrics", "nope", NULL);
     flags_fail("--loglevel: unknown level (use debug, info, warn, error or fatal)", "--config", p,
                "--loglevel", "loud", NULL);
     flags_fail("--region: a region is 1 to 64 characters", "--config", p, "--region",

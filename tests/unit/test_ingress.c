@@ -346,7 +346,8 @@ static void test_origin_request_warns_about_unsupported_and_unknown_keys(void **
                         "config.yml:2:3: originRequest.noHappyEyeballs: not supported by culvert, "
                         "ignored");
     assert_string_equal(w.lines[1],
-                        "config.yml:3:3: originRequest.proxyType: not supported by culvert, ignored");
+                        "config.yml:3:3: originRequest.proxyType: not supported by culvert, "
+                        "ignored");
     assert_string_equal(w.lines[2],
                         "config.yml:4:3: originRequest.connectTimout: unknown key, ignored");
     assert_string_equal(w.lines[3], "config.yml:8:7: ingress[0].originRequest.http2Origin: not "
@@ -381,7 +382,8 @@ static void test_origin_request_rejects_invalid_values_with_location(void **stat
     build_fails("originRequest: { httpHostHeader: \"a b\" }\ningress:\n  - service: hello_world\n",
                 "config.yml:1:34: originRequest.httpHostHeader: only printable ASCII without "
                 "spaces is allowed");
-    build_fails("originRequest: { originServerName: \"a/b\" }\ningress:\n  - service: hello_world\n",
+    build_fails("originRequest: { originServerName: \"a/b\" }\n"
+                "ingress:\n  - service: hello_world\n",
                 "config.yml:1:36: originRequest.originServerName: invalid character in hostname "
                 "(allowed: letters, digits, \"-\", \"_\" and \".\")");
     build_fails("originRequest: { proxyProtocol: v1 }\ningress:\n  - service: tcp://db:5432\n",
