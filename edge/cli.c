@@ -1114,11 +1114,44 @@ static int parse_options(struct cli *c, int argc, char **argv)
     return 0;
 }
 
+/* Index in |argv| of the command name: the first argument that is neither an option nor an
+ * option's separate value. Returns -1 when there is none. */
+static int find_command(int argc, char **argv)
+{
+    static const char *const with_value[] = {"--admin", "--admin-token-file", "--config",
+                                             "--output", "-o", NULL};
+    int i;
+
+    for (i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        size_t k;
+
+        if (strcmp(a, "--") == 0)
+            return i + 1 < argc ? i + 1 : -1;
+        if (a[0] != '-' || a[1] == '\0')
+            return i;
+        for (k = 0; with_value[k] != NULL; k++) {
+            if (strcmp(a, with_value[k]) == 0) {
+                i++; /* skip the value */
+                break;
+            }
+        }
+    }
+    return -1;
+}
+
+#define CLI_MAX_ARGV 64
+
 int cli_run(int argc, char **argv, FILE *out, FILE *err)
 {
     struct cli c;
     const struct command *cmd = NULL;
+    char *rest[CLI_MAX_ARGV];
     const char *group;
+    const char *name;
+    int nrest = 0;
+    int ci;
+    int k;
     size_t i;
     int rv;
 
@@ -1133,26 +1166,40 @@ int cli_run(int argc, char **argv, FILE *out, FILE *err)
     group = argv[0];
     snprintf(c.prog_buf, sizeof(c.prog_buf), "culvert-edge %s", group);
     c.prog = c.prog_buf;
-    if (argc < 2) {
+    if (argc > CLI_MAX_ARGV)
+        return usage_error(&c, "too many arguments");
+    /* Options may come before or after the command: find it, then parse everything else. */
+    ci = find_command(argc, argv);
+    if (ci < 0) {
+        for (k = 1; k < argc; k++) {
+            if (strcmp(argv[k], "--help") == 0 || strcmp(argv[k], "-h") == 0) {
+                group_help(&c, group, out);
+                return 0;
+            }
+        }
         group_help(&c, group, err);
         return 2;
     }
-    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
-        strcmp(argv[1], "help") == 0) {
+    name = argv[ci];
+    if (strcmp(name, "help") == 0) {
         group_help(&c, group, out);
         return 0;
     }
     for (i = 0; i < NCOMMANDS; i++) {
-        if (strcmp(commands[i].group, group) == 0 && strcmp(commands[i].name, argv[1]) == 0)
+        if (strcmp(commands[i].group, group) == 0 && strcmp(commands[i].name, name) == 0)
             cmd = &commands[i];
     }
     if (cmd == NULL) {
         fprintf(err, "culvert-edge %s: unknown command \"%s\" (see culvert-edge %s --help)\n",
-                group, argv[1], group);
+                group, name, group);
         return 2;
     }
     snprintf(c.prog_buf, sizeof(c.prog_buf), "culvert-edge %s %s", group, cmd->name);
-    rv = parse_options(&c, argc - 2, argv + 2);
+    for (k = 1; k < argc; k++) {
+        if (k != ci)
+            rest[nrest++] = argv[k];
+    }
+    rv = parse_options(&c, nrest, rest);
     if (rv != 0)
         return rv;
     if (c.help) {

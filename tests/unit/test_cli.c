@@ -250,6 +250,11 @@ static void test_usage_errors_exit_2_and_name_the_problem(void **state)
     assert_non_null(strstr(err_text, "/nonexistent/edge.yml"));
     assert_int_equal(run("serve", NULL), 2);
     assert_string_equal(out_text, "");
+    assert_int_equal(run("tunnel", "--admin", "unix:/x", NULL), 2);
+    assert_non_null(strstr(err_text, "usage: culvert-edge tunnel COMMAND"));
+    assert_int_equal(run("tunnel", "--output", "yaml", "list", NULL), 2);
+    expect_err("culvert-edge tunnel list: --output: expected json or text, not \"yaml\" (see "
+               "--help)\n");
 }
 
 static void test_help_exits_0(void **state)
@@ -265,6 +270,10 @@ static void test_help_exits_0(void **state)
     assert_non_null(strstr(out_text, "usage: culvert-edge tunnel create NAME [options]"));
     assert_int_equal(run("route", "list", "-h", "--admin", "unix:/x", NULL), 0);
     assert_non_null(strstr(out_text, "usage: culvert-edge route list [options]"));
+    assert_int_equal(run("route", "--help", "list", NULL), 0);
+    assert_non_null(strstr(out_text, "usage: culvert-edge route list [options]"));
+    assert_int_equal(run("tunnel", "--config", "x.yml", "--help", NULL), 0);
+    assert_non_null(strstr(out_text, "usage: culvert-edge tunnel COMMAND"));
     assert_string_equal(err_text, "");
 }
 
@@ -379,7 +388,8 @@ static void test_json_outputs_have_the_documented_shapes(void **state)
     snprintf(first_token, sizeof(first_token), "%s", jstr(v, "token"));
     json_free(v);
 
-    assert_int_equal(run("tunnel", "list", "--config", config_path, "-o", "json", NULL), 0);
+    /* Options may come before the command. */
+    assert_int_equal(run("tunnel", "--config", config_path, "-o", "json", "list", NULL), 0);
     v = out_json();
     assert_int_equal(json_array_count(v), 1);
     t = json_array_at(v, 0);
