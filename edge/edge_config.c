@@ -134,8 +134,8 @@ static char *file_dir(const char *file)
         return mem_strndup(file, (size_t)(slash - file));
     if (getcwd(cwd, sizeof(cwd)) == NULL)
         return NULL;
-    if (slash == NULL)
-        return mem_strdup(cwd);
+    if (slash == NULL || (slash == file + 1 && file[0] == '.'))
+        return mem_strdup(cwd); /* "edge.yml" or "./edge.yml" */
     dlen = strlen(cwd) + 1 + (size_t)(slash - file) + 1;
     out = mem_alloc(dlen);
     if (out == NULL)

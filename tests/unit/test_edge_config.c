@@ -394,6 +394,14 @@ static void test_relative_config_path_resolves_against_its_directory(void **stat
     assert_string_equal(c->data_dir, in_dir("state"));
     assert_string_equal(c->tunnel_cert, in_dir("t.pem"));
     edge_config_free(c);
+    c = NULL;
+    /* "./edge.yml" from the file's own directory. */
+    assert_int_equal(chdir(dir), 0);
+    rv = edge_config_load("./edge.yml", &c, err, sizeof(err));
+    assert_int_equal(chdir(cwd), 0);
+    assert_int_equal(rv, 0);
+    assert_string_equal(c->data_dir, in_dir("state"));
+    edge_config_free(c);
 }
 
 static void test_relative_unix_admin_socket_is_resolved(void **state)
