@@ -218,6 +218,7 @@ class Proc:
                                       env=env, cwd=cwd or ctx.dir, close_fds=True)
         self.pid = self.popen.pid
         self.stopped_cleanly = None
+        self.is_culvert = os.path.basename(self.argv[0]).startswith("culvert-")
         ctx.procs.append(self)
 
     @property
@@ -586,7 +587,9 @@ class Ctx:
         for r in _resolves(url, resolve):
             argv += ["--resolve", r]
         if method == "HEAD":
-            argv += ["-I"]
+            argv += ["-I"]  # curl writes the head to -o too: the body of a HEAD is checked raw
+            body_path = os.devnull
+            argv[argv.index("-o") + 1] = body_path
         elif method:
             argv += ["-X", method]
         for h in headers:
@@ -605,7 +608,9 @@ class Ctx:
         except OSError:
             status, headers_ = None, []
         body = None
-        if output is None:
+        if method == "HEAD":
+            body = b""
+        elif output is None:
             try:
                 with open(body_path, "rb") as f:
                     body = f.read()
@@ -658,9 +663,18 @@ class Ctx:
         """Stops every process (reverse start order) and reports sanitizer output in their logs.
         Returns a list of problems that make the test fail."""
         problems = []
+        crash = {-signal.SIGABRT: "SIGABRT", -signal.SIGSEGV: "SIGSEGV", -signal.SIGBUS: "SIGBUS",
+                 -signal.SIGILL: "SIGILL", -signal.SIGFPE: "SIGFPE"}
         for p in reversed(self.procs):
             try:
-                p.stop()
+                was_alive = p.alive()
+                rc = p.stop()
+                if rc in crash:
+                    problems.append("%s (pid %d) died of %s%s" % (p.name, p.pid, crash[rc],
+                                                                 " after SIGTERM" if was_alive else ""))
+                elif was_alive and p.is_culvert and rc not in (0, None) and p.stopped_cleanly:
+                    problems.append("%s (pid %d) exited with code %s after SIGTERM (expected 0)" %
+                                    (p.name, p.pid, rc))
             except Exception as e:  # never let one process keep the others alive
                 problems.append("stopping %s: %s" % (p.name, e))
                 try:

@@ -29,6 +29,7 @@ Request log: one JSON object per line per request, written before the answer:
 import argparse
 import base64
 import hashlib
+import http.client
 import http.server
 import json
 import os
@@ -41,6 +42,10 @@ import time
 import urllib.parse
 
 GEN_CHUNK = 65536
+
+# http.server refuses more than 100 header fields (http.client._MAXHEADERS); the edge forwards up
+# to its own limit plus the fields it adds, so the origin must take more.
+http.client._MAXHEADERS = 10000
 
 
 def gen_bytes(n, seed=1):

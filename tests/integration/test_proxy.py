@@ -1,0 +1,316 @@
+"""Requests through the tunnel over HTTPS (curl --resolve with the test CA): bodies both ways,
+parallel requests, HEAD, the edge's own error pages, the headers the origin receives, loop and
+Host/SNI checks, plain HTTP redirects (PRODUCT.md section 2 "Requests" and "Errors")."""
+
+import hashlib
+import json
+import os
+import re
+import time
+
+import lib
+import origin as origin_mod
+from lib import DOMAIN, expect, expect_eq
+
+MiB = 1 << 20
+
+
+def request_id_of(r):
+    rid = r.header("Culvert-Request-Id")
+    expect(rid, "response has no Culvert-Request-Id header: %r" % (r,))
+    return rid
+
+
+def check_error_page(r, status, what):
+    """The edge's own answer: |status|, an HTML page naming the request id of the response."""
+    expect_eq(r.status, status, "%s: status" % what)
+    rid = request_id_of(r)
+    ctype = r.header("Content-Type", "")
+    expect("text/html" in ctype, "%s: Content-Type %r is not HTML" % (what, ctype))
+    expect(rid in r.text(), "%s: the page does not name the request id %s:\n%s" % (what, rid, r.text()[:800]))
+    return rid
+
+
+@lib.timeout(60)
+def test_get_hello_world(ctx):
+    st = lib.Stack(ctx, origin=False)
+    r = st.get("/hello?x=1", headers=["User-Agent: itest-agent"])
+    expect_eq(r.status, 200, "GET hello_world through the tunnel")
+    expect("Hello from Culvert" in r.text(), "hello_world page: %r" % r.text()[:500])
+    expect("itest-agent" in r.text(), "hello_world does not show the user agent (request fields lost)")
+    expect("/hello?x=1" in r.text(), "hello_world does not show the request target")
+    request_id_of(r)
+
+
+@lib.timeout(60)
+def test_get_python_origin(ctx):
+    st = lib.Stack(ctx)
+    r = st.get("/echo/a%20b?q=1&r=2")
+    expect_eq(r.status, 200, "GET /echo through the tunnel")
+    j = r.json()
+    expect_eq(j["method"], "GET", "method at the origin")
+    expect_eq(j["path"], "/echo/a%20b?q=1&r=2", "request target at the origin")
+    expect_eq(j["body_length"], 0, "body length at the origin")
+    reqs = st.origin.requests()
+    expect_eq(len(reqs), 1, "requests at the origin")
+    expect_eq(reqs[0]["request_id"], request_id_of(r), "Culvert-Request-Id at the origin vs response")
+    r = st.get("/name")
+    expect_eq((r.status, r.body), (200, b"origin"), "GET /name")
+    r = st.get("/status/418")
+    expect_eq(r.status, 418, "an origin's status is relayed")
+
+
+@lib.timeout(120)
+def test_post_large_body_checksummed(ctx):
+    st = lib.Stack(ctx)
+    size = 1 * MiB if ctx.reduced else 10 * MiB
+    path = ctx.path("upload.bin")
+    data = os.urandom(size)
+    lib.write_file(path, data)
+    want = hashlib.sha256(data).hexdigest()
+    r = ctx.curl(st.url("/upload"), resolve=st.resolve(), data_file=path,
+                 headers=["Content-Type: application/octet-stream"], timeout=30)
+    expect_eq(r.status, 200, "POST %d bytes (Content-Length)" % size)
+    expect_eq(r.json(), {"length": size, "sha256": want}, "what the origin received (Content-Length)")
+    # The same body with chunked framing from the visitor.
+    r = ctx.curl(st.url("/upload"), resolve=st.resolve(), data_file=path,
+                 headers=["Transfer-Encoding: chunked", "Content-Type: application/octet-stream"], timeout=30)
+    expect_eq(r.status, 200, "POST %d bytes (chunked)" % size)
+    expect_eq(r.json(), {"length": size, "sha256": want}, "what the origin received (chunked)")
+    # Expect: 100-continue (curl sends it for bodies over 1 MiB; forced here).
+    r = ctx.curl(st.url("/upload"), resolve=st.resolve(), data_file=path,
+                 headers=["Expect: 100-continue"], timeout=30)
+    expect_eq(r.status, 200, "POST with Expect: 100-continue")
+    expect_eq(r.json(), {"length": size, "sha256": want}, "what the origin received (100-continue)")
+
+
+@lib.timeout(150)
+def test_download_large_body_checksummed(ctx):
+    st = lib.Stack(ctx)
+    size = 2 * MiB if ctx.reduced else 50 * MiB
+    for chunked, seed in ((False, 7), (True, 8)):
+        n = size if not chunked else size // 4
+        out = ctx.path("download-%d.bin" % seed)
+        t0 = time.monotonic()
+        r = ctx.curl(st.url("/bytes?n=%d&seed=%d%s" % (n, seed, "&chunked=1" if chunked else "")),
+                     resolve=st.resolve(), output=out, timeout=30)
+        secs = time.monotonic() - t0
+        what = "download of %d bytes (%s)" % (n, "chunked" if chunked else "Content-Length")
+        expect_eq((r.rc, r.status), (0, 200), what)
+        expect_eq(os.path.getsize(out), n, "%s: size" % what)
+        expect_eq(lib.sha256_file(out), origin_mod.gen_sha256(n, seed), "%s: sha256" % what)
+        if not chunked:
+            expect_eq(r.header("Content-Length"), str(n), "%s: Content-Length relayed" % what)
+        ctx.note("%s in %.2fs (%.1f MiB/s)" % (what, secs, n / MiB / max(secs, 0.001)))
+        os.unlink(out)
+
+
+@lib.timeout(90)
+def test_parallel_requests(ctx):
+    st = lib.Stack(ctx)
+    n_req = 20
+    size = 64 * 1024 if ctx.reduced else 512 * 1024
+    procs = []
+    for i in range(n_req):
+        procs.append((i,) + ctx.curl_popen(st.url("/bytes?n=%d&seed=%d" % (size + i, 100 + i)),
+                                           resolve=st.resolve(), timeout=20))
+    failures = []
+    for i, p, body, hdr in procs:
+        try:
+            rc = p.wait(timeout=40 * ctx.slow)
+        except Exception:
+            p.kill()
+            rc = "timeout"
+        err = p.stderr.read().decode(errors="replace") if p.stderr else ""
+        p.stderr.close()
+        with open(hdr, encoding="latin-1") as f:
+            status, _ = lib.parse_header_block(f.read())
+        if rc != 0 or status != 200:
+            failures.append("request %d: curl rc %s, status %s, %s" % (i, rc, status, err.strip()))
+            continue
+        got = lib.sha256_file(body)
+        if got != origin_mod.gen_sha256(size + i, 100 + i):
+            failures.append("request %d: body sha256 mismatch (%d bytes)" % (i, os.path.getsize(body)))
+    expect(not failures, "parallel requests failed:\n  " + "\n  ".join(failures))
+    ids = [r["request_id"] for r in st.origin.requests()]
+    expect_eq(len(ids), n_req, "requests at the origin")
+    expect_eq(len(set(ids)), n_req, "distinct request ids at the origin")
+
+
+@lib.timeout(60)
+def test_head(ctx):
+    st = lib.Stack(ctx)
+    r = ctx.curl(st.url("/bytes?n=12345"), resolve=st.resolve(), method="HEAD")
+    expect_eq((r.rc, r.status), (0, 200), "HEAD /bytes")
+    expect_eq(r.header("Content-Length"), "12345", "Content-Length of a HEAD answer")
+    # A HEAD followed by a GET on the same connection (raw): no stray body bytes in between.
+    host = st.host
+    s = ctx.tls_connect(st.edge.https_port, host)
+    rd = lib.RawHTTP(s)
+    try:
+        s.sendall(("HEAD /bytes?n=100 HTTP/1.1\r\nHost: %s\r\n\r\n" % host).encode())
+        r1 = rd.read_response(head_only=True)
+        s.sendall(("GET /name HTTP/1.1\r\nHost: %s\r\n\r\n" % host).encode())
+        r2 = rd.read_response()
+    finally:
+        s.close()
+    expect_eq(r1.status, 200, "raw HEAD status")
+    expect_eq(r1.header("Content-Length"), "100", "raw HEAD Content-Length")
+    expect_eq((r2.status, r2.body), (200, b"origin"), "GET after HEAD on the same connection")
+
+
+@lib.timeout(60)
+def test_unknown_hostname_404(ctx):
+    st = lib.Stack(ctx, origin=False)
+    host = "nosuch." + DOMAIN
+    r = st.edge.get(host, "/some/path")
+    check_error_page(r, 404, "unknown hostname")
+    r = st.edge.get(host, "/", headers=["Accept: application/json"])
+    expect_eq(r.status, 404, "unknown hostname (JSON): status")
+    expect("application/json" in r.header("Content-Type", ""), "unknown hostname (JSON): Content-Type %r"
+           % r.header("Content-Type"))
+    j = r.json()
+    expect_eq(j.get("status"), 404, "JSON status")
+    expect(isinstance(j.get("error"), str) and j["error"], "JSON error: %r" % j)
+    expect_eq(j.get("request_id"), request_id_of(r), "JSON request_id vs header")
+    # Two requests get two ids.
+    r2 = st.edge.get(host, "/")
+    expect(request_id_of(r2) != j["request_id"], "two requests got the same request id")
+
+
+@lib.timeout(60)
+def test_routed_host_without_connector_502(ctx):
+    st = lib.Stack(ctx, origin=False)
+    st.edge.tunnel_with_route("idle", ["idle." + DOMAIN])
+    r = st.edge.get("idle." + DOMAIN, "/")
+    check_error_page(r, 502, "routed hostname, no connector online")
+    r = st.edge.get("idle." + DOMAIN, "/", headers=["Accept: application/json"])
+    expect_eq(r.json().get("status"), 502, "JSON status (no connector)")
+    # The served tunnel still works; once its connector stops, its hostname answers 502 too.
+    expect_eq(st.get("/").status, 200, "the tunnel with a connector")
+    st.connector.stop()
+    ctx.wait_until(lambda: st.get("/").status == 502, 10, "502 after the only connector stopped")
+    check_error_page(st.get("/"), 502, "after the connector stopped")
+
+
+@lib.timeout(60)
+def test_headers_at_the_origin(ctx):
+    st = lib.Stack(ctx)
+    hdrs = [
+        "X-Forwarded-For: 203.0.113.7",
+        "X-Forwarded-Proto: http",
+        "X-Forwarded-Host: evil.example",
+        "Culvert-Request-Id: forged-id",
+        "Culvert-Connecting-IP: 198.51.100.1",
+        "Culvert-Anything: visitor",
+        "Connection: keep-alive, X-Hop-Named",
+        "X-Hop-Named: 1",
+        "Keep-Alive: timeout=5",
+        "Proxy-Connection: keep-alive",
+        "TE: trailers",
+        "Upgrade-Insecure-Requests: 1",
+        "X-Custom: kept value",
+        "X-Repeated: one",
+        "X-Repeated: two",
+        "CDN-Loop: other-cdn",
+    ]
+    r = st.get("/echo", headers=hdrs)
+    expect_eq(r.status, 200, "GET /echo with visitor headers")
+    j = r.json()
+    got = j["headers"]
+    names = [k.lower() for k, _ in got]
+
+    def all_of(name):
+        return [v for k, v in got if k.lower() == name.lower()]
+
+    def one(name):
+        vs = all_of(name)
+        expect(len(vs) == 1, "origin got %d %s fields: %r" % (len(vs), name, vs))
+        return vs[0]
+
+    rid = request_id_of(r)
+    expect_eq(one("Culvert-Request-Id"), rid, "Culvert-Request-Id at the origin (vs the response's)")
+    expect(rid != "forged-id", "the visitor chose the request id")
+    expect_eq(one("X-Forwarded-For"), "203.0.113.7, 127.0.0.1", "X-Forwarded-For (appended)")
+    expect_eq(one("X-Forwarded-Proto"), "https", "X-Forwarded-Proto")
+    expect_eq(one("X-Forwarded-Host"), st.host, "X-Forwarded-Host")
+    expect_eq(one("Culvert-Connecting-IP"), "127.0.0.1", "Culvert-Connecting-IP")
+    loop = one("CDN-Loop")
+    expect("other-cdn" in loop and re.search(r"culvert-test\s*$", loop),
+           "CDN-Loop should keep other-cdn and append culvert-test: %r" % loop)
+    expect_eq(one("Host").split(":")[0], st.host, "Host at the origin")
+    for gone in ("X-Hop-Named", "Keep-Alive", "Proxy-Connection", "TE", "Culvert-Anything"):
+        expect(gone.lower() not in names, "%s reached the origin: %r" % (gone, got))
+    culvert = sorted(k.lower() for k in names if k.startswith("culvert-"))
+    expect_eq(culvert, ["culvert-connecting-ip", "culvert-request-id"], "Culvert-* fields at the origin")
+    expect_eq(one("X-Custom"), "kept value", "an end-to-end field")
+    expect_eq(one("Upgrade-Insecure-Requests"), "1", "an end-to-end field that looks like Upgrade")
+    expect_eq(all_of("X-Repeated"), ["one", "two"], "repeated fields, in order")
+    # The access log names the request id.
+    ctx.wait_until(lambda: rid in open(st.edge.access_log).read(), 5, "the request id in the access log")
+
+
+@lib.timeout(60)
+def test_own_loop_marker_508(ctx):
+    st = lib.Stack(ctx)
+    for v in ("culvert-test", "other-cdn, culvert-test", "culvert-test; x=1"):
+        r = st.get("/echo", headers=["CDN-Loop: " + v])
+        check_error_page(r, 508, "CDN-Loop: %s" % v)
+    r = st.get("/echo", headers=["CDN-Loop: culvert-other-region"])
+    expect_eq(r.status, 200, "another edge's marker (culvert-other-region) is not a loop")
+    expect_eq(st.origin.request_count(), 1, "requests that reached the origin (only the last one)")
+
+
+@lib.timeout(60)
+def test_host_port_and_sni_checks_421(ctx):
+    st = lib.Stack(ctx)
+    other = "other." + DOMAIN
+    st.edge.route_add(other, "app")
+    port = st.edge.https_port
+    # Host naming the listener's own port is fine (curl sends it).
+    expect_eq(st.get("/name").status, 200, "Host with the listener's port")
+    r = st.get("/name", headers=["Host: %s" % st.host])
+    expect_eq(r.status, 200, "Host without a port")
+    r = st.get("/name", headers=["Host: %s:%d" % (st.host, port + 1 if port < 65535 else port - 1)])
+    check_error_page(r, 421, "Host with another port")
+    r = st.get("/name", headers=["Host: %s:443" % st.host])
+    check_error_page(r, 421, "Host with port 443 on a listener on %d" % port)
+    # SNI names one routed host, Host another (both routed to the same tunnel): 421.
+    r = st.get("/name", headers=["Host: %s:%d" % (other, port)])
+    check_error_page(r, 421, "SNI %s, Host %s" % (st.host, other))
+    # The check is made on every request of a connection: first OK, second mismatching.
+    s = ctx.tls_connect(port, st.host)
+    rd = lib.RawHTTP(s)
+    try:
+        s.sendall(("GET /name HTTP/1.1\r\nHost: %s\r\n\r\n" % st.host).encode())
+        r1 = rd.read_response()
+        s.sendall(("GET /name HTTP/1.1\r\nHost: %s\r\n\r\n" % other).encode())
+        r2 = rd.read_response()
+    finally:
+        s.close()
+    expect_eq(r1.status, 200, "first request on the connection")
+    expect_eq(r2.status if r2 else None, 421, "second request, Host naming another host than SNI")
+    # No SNI at all (a client connecting by IP address): Host alone does not pass.
+    r, rd = ctx.raw_request(port, ("GET /name HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" %
+                                   st.host).encode(), sni=None)
+    rd.sock.close()
+    expect_eq(r.status, 421, "no SNI, Host %s" % st.host)
+    expect_eq(st.origin.request_count(), 3, "requests that reached the origin (only the three accepted)")
+
+
+@lib.timeout(60)
+def test_plain_http_redirects_routed_hosts_only(ctx):
+    st = lib.Stack(ctx)
+    r = ctx.curl(st.edge.url(st.host, "/a/b?c=d", scheme="http"), resolve=st.edge.resolve(st.host, "http"))
+    expect_eq(r.status, 301, "GET on the http listener for a routed host")
+    expect_eq(r.header("Location"), "https://%s:%d/a/b?c=d" % (st.host, st.edge.https_port),
+              "Location of the redirect")
+    host = "nosuch." + DOMAIN
+    r = ctx.curl(st.edge.url(host, "/", scheme="http"), resolve=st.edge.resolve(host, "http"))
+    expect_eq(r.status, 404, "GET on the http listener for an unknown host")
+    expect_eq(r.header("Location"), None, "Location for an unknown host")
+    r = ctx.curl(st.edge.url(host, "/", scheme="http"), resolve=st.edge.resolve(host, "http"),
+                 headers=["Host: evil.test"])
+    expect_eq(r.status, 404, "http listener, Host evil.test")
+    expect(r.header("Location") is None, "a Location for Host evil.test: %r" % r.header("Location"))
+    expect_eq(st.origin.request_count(), 0, "requests that reached the origin over plain HTTP")

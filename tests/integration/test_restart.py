@@ -1,0 +1,62 @@
+"""Edge restart (PRODUCT.md section 4, High availability): stop the edge with SIGTERM, start it
+again on the same ports and data dir; the connector reconnects by itself (backoff) and requests
+succeed again within a bounded time; tunnels and routes survive in data_dir."""
+
+import time
+
+import lib
+from lib import DOMAIN, expect, expect_eq
+
+
+@lib.timeout(90)
+def test_edge_restart_connector_reconnects(ctx):
+    st = lib.Stack(ctx)
+    edge = st.edge
+    before = edge.cli("tunnel", "list", output_json=True).json
+    expect_eq(st.get("/name").status, 200, "GET before the restart")
+    t0 = time.monotonic()
+    rc = edge.stop(timeout=5 * ctx.slow)
+    expect_eq(rc, 0, "exit code of the edge after SIGTERM (idle)")
+    expect(edge.proc.stopped_cleanly, "the edge did not exit on SIGTERM within %.0fs" % (5 * ctx.slow))
+    ctx.note("edge stopped in %.2fs" % (time.monotonic() - t0))
+    # The connector notices: /ready is no longer 200 once it has no connection (bounded).
+    ctx.wait_until(lambda: not st.connector.ready(), 5, "the connector's /ready to stop answering 200")
+    expect(st.connector.proc.alive(), "the connector exited when the edge went away")
+    # Down for a moment, so that the connector goes through a few failed attempts (backoff).
+    time.sleep(1.0)
+    expect(st.connector.proc.alive(), "the connector exited while the edge was down")
+    edge.start()
+    t1 = time.monotonic()
+    after = edge.cli("tunnel", "list", output_json=True).json
+    expect_eq([(x["id"], x["name"]) for x in after], [(x["id"], x["name"]) for x in before],
+              "tunnels after the restart (data_dir)")
+    routes = edge.cli("route", "list", output_json=True).json
+    expect_eq([(x["hostname"], x["tunnel"]) for x in routes], [(st.host, "app")], "routes after the restart")
+    # With --retry-base 100ms the backoff window stays small: back within 10 s.
+    ctx.wait_until(st.connector.ready, 10, "the connector to reconnect (/ready 200)", interval=0.1)
+    ctx.wait_until(lambda: st.get("/name").status == 200, 10, "a request to succeed after the restart",
+                   interval=0.2)
+    ctx.note("back in %.2fs after the edge started" % (time.monotonic() - t1))
+    r = st.get("/echo")
+    expect_eq(r.status, 200, "GET /echo after the restart")
+    # Both HA connections come back.
+    def conns():
+        v = edge.cli("tunnel", "info", "app", output_json=True).json
+        return sum(len(c.get("connections", [])) for c in v.get("connectors", [])) == 2
+
+    ctx.wait_until(conns, 10, "both HA connections to register again", interval=0.2)
+    log = st.connector.proc.text()
+    expect("retry" in log.lower() or "reconnect" in log.lower(),
+           "the connector log says nothing about retrying:\n%s" % lib.tail(st.connector.proc.log))
+
+
+@lib.timeout(60)
+def test_edge_sigterm_exits_promptly_when_idle(ctx):
+    edge = ctx.edge()
+    edge.tunnel_with_route("idle", ["idle." + DOMAIN])
+    t0 = time.monotonic()
+    rc = edge.stop(timeout=5 * ctx.slow)
+    secs = time.monotonic() - t0
+    expect_eq(rc, 0, "exit code after SIGTERM")
+    # Nothing in flight: no reason to wait for the grace period (2 s here).
+    expect(secs < 1.5 * ctx.slow, "an idle edge took %.2fs to exit on SIGTERM" % secs)
