@@ -1593,11 +1593,16 @@ int mux_stream_end(struct mux_stream *s)
     return 0;
 }
 
-size_t mux_stream_write_space(const struct mux_stream *s)
+size_t mux_stream_write_space(struct mux_stream *s)
 {
+    size_t room;
+
     if (s->flags & (S_F_LOCAL_END | S_F_LOCAL_CLOSED | S_F_RESET))
         return 0;
-    return buf_space(&s->sendq);
+    room = buf_space(&s->sendq);
+    if (room == 0)
+        s->flags |= S_F_WRITE_WAIT; /* the caller waits: on_writable is owed */
+    return room;
 }
 
 size_t mux_stream_queued(const struct mux_stream *s)

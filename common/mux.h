@@ -187,8 +187,9 @@ uint8_t *mux_stream_reserve(struct mux_stream *s, size_t *len);
 void mux_stream_commit(struct mux_stream *s, size_t n);
 /* Ends our direction (END_STREAM after the queued bytes). Returns 0 or CV_ECLOSED. */
 int mux_stream_end(struct mux_stream *s);
-/* Bytes the application may still queue before the send queue is full. */
-size_t mux_stream_write_space(const struct mux_stream *s);
+/* Bytes the application may still queue before the send queue is full. When it returns 0, an
+ * on_writable follows once the queue has room again. */
+size_t mux_stream_write_space(struct mux_stream *s);
 /* Bytes queued and not yet framed. */
 size_t mux_stream_queued(const struct mux_stream *s);
 /* Connector: tells the edge the request reached the origin (DISPATCHED, once). */

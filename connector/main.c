@@ -139,9 +139,11 @@ static int run(int argc, char **argv)
     conn.cfg->ingress = NULL; /* owned by the reference now */
 
     memset(&o, 0, sizeof(o));
-    o.ca_file = conn.cfg->edge_ca;
+    /* PRODUCT.md "Token": a pinned CA (from the token) wins over edge-ca, which wins over the
+     * system store. */
     o.pin_sha256 = conn.cfg->has_ca_sha256 ? conn.cfg->ca_sha256 : NULL;
-    o.system_store = conn.cfg->edge_ca == NULL && !conn.cfg->has_ca_sha256;
+    o.ca_file = o.pin_sha256 == NULL ? conn.cfg->edge_ca : NULL;
+    o.system_store = o.pin_sha256 == NULL && o.ca_file == NULL;
     o.alpn = "culvert/1";
     o.min_version = TLS_MIN_1_3;
     conn.edge_ctx = tls_ctx_client_new(&o, err, sizeof(err));

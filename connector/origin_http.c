@@ -260,8 +260,8 @@ static void give_credit(struct oreq *rq)
 {
     if ((rq->flags & RQ_F_DEAD) || rq->pending_consume == 0 || rq->oc == NULL)
         return;
-    if (sock_write_queued(rq->oc->sock) >= ORIGIN_OUT_HIGH / 2)
-        return;
+    if (sock_write_full(rq->oc->sock))
+        return; /* on_drain comes once the queue is down to half */
     mux_stream_consumed(rq->stream, (size_t)rq->pending_consume);
     rq->pending_consume = 0;
 }

@@ -518,8 +518,8 @@ static void give_credit(struct preq *rq)
 
     if (rq->stream == NULL || rq->pending_consume == 0)
         return;
-    if (sock_write_queued(pc->sock) >= pc->ps->e->limits.client_output_buffer)
-        return;
+    if (sock_write_full(pc->sock))
+        return; /* on_drain comes once the visitor took half of it */
     mux_stream_consumed(rq->stream, (size_t)rq->pending_consume);
     rq->pending_consume = 0;
 }
