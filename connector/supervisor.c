@@ -225,8 +225,8 @@ static void on_connect(struct sock *s, int status, void *arg)
     int err = 0;
 
     if (status < 0) {
-        LOG_W("conn=%u cannot connect to edge %s: %s%s%s", sl->index, sl->edge, cv_strerror(status),
-              sock_error_text(s)[0] != '\0' ? ": " : "", sock_error_text(s));
+        LOG_W("conn=%u cannot connect to edge %s: %s", sl->index, sl->edge,
+              sock_error_text(s)[0] != '\0' ? sock_error_text(s) : cv_strerror(status));
         return; /* on_close follows and retries */
     }
     sl->sock = NULL;
