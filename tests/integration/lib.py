@@ -179,13 +179,14 @@ def tail(path, lines=40, max_bytes=64 * 1024):
 
 def make_pki(dir_):
     """The run's certificates (tests/tools/mkcert.sh): ca.pem; public.pem for *.culvert.test,
-    culvert.test, corpus.test, localhost; tunnel.pem for localhost and 127.0.0.1; other.pem from
+    *.wild.culvert.test, culvert.test, corpus.test, localhost; tunnel.pem for localhost and 127.0.0.1; other.pem from
     a second CA (other/ca.pem) for wrong-CA tests."""
     if os.path.exists(os.path.join(dir_, "done")):
         return dir_
     os.makedirs(dir_, exist_ok=True)
     runs = [
-        [dir_, "public", "DNS:*." + DOMAIN, "DNS:" + DOMAIN, "DNS:" + CORPUS_HOST, "DNS:localhost"],
+        [dir_, "public", "DNS:*." + DOMAIN, "DNS:*.wild." + DOMAIN, "DNS:" + DOMAIN, "DNS:" + CORPUS_HOST,
+         "DNS:localhost"],
         [dir_, "tunnel", "DNS:localhost", "IP:127.0.0.1"],
         [os.path.join(dir_, "other"), "tunnel", "DNS:localhost", "IP:127.0.0.1"],
     ]
@@ -457,7 +458,7 @@ class RawHTTP:
 
 
 class Ctx:
-    def __init__(self, build, dir_, pki, reduced=False, verbose=False):
+    def __init__(self, build, dir_, pki, reduced=False, verbose=False, bin_dir=None):
         self.build = os.path.abspath(build)
         self.dir = dir_
         self.pki = pki
@@ -469,8 +470,11 @@ class Ctx:
         self.slow = 2.0 if reduced else 1.0  # sanitizer builds are slower: scale the waits
         self.stop_timeout = 5.0 * self.slow
         self._tailer = None
-        self.edge_bin = os.path.join(self.build, "culvert-edge")
-        self.connector_bin = os.path.join(self.build, "culvert-connector")
+        # run.py copies the binaries at the start of a run (BUILD/itest/bin), so that a rebuild
+        # during the run cannot swap them under a test.
+        bindir = bin_dir or self.build
+        self.edge_bin = os.path.join(bindir, "culvert-edge")
+        self.connector_bin = os.path.join(bindir, "culvert-connector")
         self.env = dict(os.environ)
         for k in ("CULVERT_TOKEN", "TUNNEL_TOKEN", "http_proxy", "https_proxy", "HTTP_PROXY",
                   "HTTPS_PROXY", "ALL_PROXY", "all_proxy", "no_proxy", "NO_PROXY"):
@@ -682,6 +686,9 @@ class Ctx:
                 except Exception:
                     pass
         for p in self.procs:
+            self.note("%s (pid %d) exit code %s%s" % (p.name, p.pid, p.returncode,
+                                                      "" if p.stopped_cleanly is not None else
+                                                      " (had exited before the cleanup)"))
             text = p.text()
             for m in SANITIZER_MARKERS:
                 if m in text:

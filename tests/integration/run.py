@@ -43,10 +43,10 @@ DEFAULT_TIMEOUT = 60
 KILL_GRACE = 20  # seconds between SIGTERM to a late child and SIGKILL of its process group
 
 
-def discover():
+def discover(tests_dir):
     """[(module_name, func_name, timeout)] in file order."""
     tests = []
-    for fn in sorted(os.listdir(HERE)):
+    for fn in sorted(os.listdir(tests_dir)):
         if not (fn.startswith("test_") and fn.endswith(".py")):
             continue
         modname = fn[:-3]
@@ -76,7 +76,7 @@ def child_main(a):
     try:
         mod = importlib.import_module(a.module)
         fn = getattr(mod, a.func)
-        ctx = lib.Ctx(a.build, a.dir, a.pki, reduced=a.reduced, verbose=a.verbose)
+        ctx = lib.Ctx(a.build, a.dir, a.pki, reduced=a.reduced, verbose=a.verbose, bin_dir=a.bin_dir)
         try:
             fn(ctx)
             result["status"] = "ok"
@@ -113,14 +113,14 @@ def child_main(a):
 # ---- parent ------------------------------------------------------------------------------------
 
 
-def run_one(a, root, pki, modname, func, tmo):
+def run_one(a, root, pki, bin_dir, modname, func, tmo):
     name = "%s.%s" % (modname, func)
     d = os.path.join(root, name)
     shutil.rmtree(d, ignore_errors=True)
     os.makedirs(d)
     deadline = tmo * (2 if a.reduced else 1)
     argv = [sys.executable, os.path.abspath(__file__), "--child", "--module", modname, "--func", func,
-            "--dir", d, "--pki", pki, "--build", a.build]
+            "--dir", d, "--pki", pki, "--build", a.build, "--bin-dir", bin_dir, "--tests-dir", a.tests_dir]
     if a.reduced:
         argv.append("--reduced")
     if a.verbose:
@@ -208,12 +208,17 @@ def main():
     ap.add_argument("--func", help=argparse.SUPPRESS)
     ap.add_argument("--dir", help=argparse.SUPPRESS)
     ap.add_argument("--pki", help=argparse.SUPPRESS)
+    ap.add_argument("--bin-dir", help=argparse.SUPPRESS)
+    ap.add_argument("--tests-dir", default=HERE, help=argparse.SUPPRESS)  # the framework's self-test
     a = ap.parse_args()
     os.chdir(REPO)
+    a.tests_dir = os.path.abspath(a.tests_dir)
+    if a.tests_dir != HERE:
+        sys.path.insert(0, a.tests_dir)
     if a.child:
         return child_main(a)
 
-    tests = discover()
+    tests = discover(a.tests_dir)
     if a.patterns:
         tests = [t for t in tests if any(p in "%s.%s" % (t[0], t[1]) for p in a.patterns)]
     if a.list:
@@ -225,10 +230,15 @@ def main():
             print("run.py: %s/%s is missing: build it first (make%s)" % (
                 a.build, b, " SANITIZE=1" if a.reduced else ""), file=sys.stderr)
             return 1
-    root = os.path.join(os.path.abspath(a.build), "itest")
+    root = os.path.join(os.path.abspath(a.build), "itest" if a.tests_dir == HERE else "itest-self")
     shutil.rmtree(root, ignore_errors=True)
     os.makedirs(root)
     pki = lib.make_pki(os.path.join(root, "pki"))
+    # Private copies of the binaries: a rebuild during the run does not change them under a test.
+    bin_dir = os.path.join(root, "bin")
+    os.makedirs(bin_dir)
+    for b in ("culvert-edge", "culvert-connector"):
+        shutil.copy2(os.path.join(a.build, b), os.path.join(bin_dir, b))
     print("integration tests: %d selected, build %s%s" % (len(tests), a.build,
                                                         ", reduced" if a.reduced else ""), flush=True)
     counts = {"ok": 0, "fail": 0, "skip": 0}
@@ -236,7 +246,7 @@ def main():
     t_start = time.monotonic()
     try:
         for modname, func, tmo in tests:
-            name, d, res, secs = run_one(a, root, pki, modname, func, tmo)
+            name, d, res, secs = run_one(a, root, pki, bin_dir, modname, func, tmo)
             st = res["status"]
             counts[st] += 1
             label = {"ok": "ok  ", "fail": "FAIL", "skip": "skip"}[st]

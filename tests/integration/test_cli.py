@@ -195,9 +195,14 @@ def test_rotate_token_disconnects_old_token(ctx):
 @lib.timeout(60)
 def test_tunnel_delete_removes_routes(ctx):
     edge = ctx.edge()
-    edge.tunnel_with_route("gone", ["gone." + DOMAIN, "gone2." + DOMAIN])
+    t = edge.tunnel_with_route("gone", ["gone." + DOMAIN, "gone2." + DOMAIN])
     edge.tunnel_with_route("kept", ["kept." + DOMAIN])
+    conn = ctx.connector(edge, t["token"])
+    expect_eq(edge.get("gone." + DOMAIN).status, 200, "GET before the delete")
     edge.cli("tunnel", "delete", "gone")
+    # Its connections are closed (RELIABILITY.md T-14: within 5 s) and its token no longer works.
+    rc = conn.proc.wait(5 * ctx.slow)
+    expect_eq(rc, 1, "exit code of the connector of a deleted tunnel (within 5s)")
     routes = edge.cli("route", "list", output_json=True).json
     expect_eq(sorted(x["hostname"] for x in routes), ["kept." + DOMAIN], "routes after tunnel delete")
     names = [x["name"] for x in edge.cli("tunnel", "list", output_json=True).json]

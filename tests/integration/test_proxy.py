@@ -314,3 +314,90 @@ def test_plain_http_redirects_routed_hosts_only(ctx):
     expect_eq(r.status, 404, "http listener, Host evil.test")
     expect(r.header("Location") is None, "a Location for Host evil.test: %r" % r.header("Location"))
     expect_eq(st.origin.request_count(), 0, "requests that reached the origin over plain HTTP")
+
+
+@lib.timeout(60)
+def test_url_flag_serves_every_routed_hostname(ctx):
+    edge = ctx.edge()
+    t = edge.tunnel_with_route("one", ["a." + DOMAIN, "b." + DOMAIN])
+    origin = ctx.origin("single")
+    ctx.connector(edge, t["token"], url=origin.url)
+    for h in ("a." + DOMAIN, "b." + DOMAIN):
+        r = edge.get(h, "/echo")
+        expect_eq(r.status, 200, "GET %s through a --url connector" % h)
+        expect_eq(r.json()["name"], "single", "origin that answered %s" % h)
+        expect_eq(next(v for k, v in r.json()["headers"] if k.lower() == "x-forwarded-host"), h,
+                  "X-Forwarded-Host for %s" % h)
+
+
+@lib.timeout(60)
+def test_wildcard_and_exact_routes_apply_at_once(ctx):
+    edge = ctx.edge()
+    wild = edge.tunnel_with_route("wild", ["*.wild." + DOMAIN])
+    exact = edge.tunnel_with_route("exact", ["x.wild." + DOMAIN])
+    ow = ctx.origin("origin-wild")
+    ox = ctx.origin("origin-exact")
+    ctx.connector(edge, wild["token"], ingress=[{"service": ow.url}], name="conn-wild")
+    ctx.connector(edge, exact["token"], ingress=[{"service": ox.url}], name="conn-exact")
+
+    def name_of(host):
+        r = edge.get(host, "/name")
+        return r.status, r.body
+
+    expect_eq(name_of("a.wild." + DOMAIN), (200, b"origin-wild"), "a.wild -> the wildcard's tunnel")
+    expect_eq(name_of("x.wild." + DOMAIN), (200, b"origin-exact"), "x.wild -> the exact route beats the wildcard")
+    r = edge.get("X.Wild." + DOMAIN.upper(), "/name")
+    expect_eq((r.status, r.body), (200, b"origin-exact"), "upper-case Host and SNI normalise to x.wild")
+    # Routes apply at once: delete the exact route, x.wild falls to the wildcard; delete that, 404.
+    edge.cli("route", "delete", "x.wild." + DOMAIN)
+    expect_eq(name_of("x.wild." + DOMAIN), (200, b"origin-wild"), "x.wild after its exact route was deleted")
+    edge.cli("route", "delete", "*.wild." + DOMAIN)
+    check_error_page(edge.get("a.wild." + DOMAIN, "/name"), 404, "a.wild after the wildcard was deleted")
+    expect_eq(len(ow.requests()) + len(ox.requests()), 4, "requests at the origins")
+
+
+@lib.timeout(60)
+def test_origin_unreachable_502_and_timeout_504(ctx):
+    edge = ctx.edge(extra={"timeouts": {"response_header": "1s"}})
+    t = edge.tunnel_with_route("bad", ["down." + DOMAIN, "slow." + DOMAIN])
+    origin = ctx.origin("slowpoke")
+    closed = lib.free_port()
+    ctx.connector(edge, t["token"], ingress=[
+        {"hostname": "down." + DOMAIN, "service": "http://127.0.0.1:%d" % closed},
+        {"hostname": "slow." + DOMAIN, "service": origin.url},
+        {"service": "http_status:404"},
+    ])
+    check_error_page(edge.get("down." + DOMAIN, "/"), 502, "origin refusing connections")
+    r = edge.get("down." + DOMAIN, "/", headers=["Accept: application/json"])
+    expect_eq(r.json().get("status"), 502, "JSON status for an unreachable origin")
+    t0 = time.monotonic()
+    r = edge.get("slow." + DOMAIN, "/slow?ms=%d" % (4000 * ctx.slow))
+    secs = time.monotonic() - t0
+    check_error_page(r, 504, "origin slower than timeouts.response_header (1s)")
+    expect(secs < 3.5 * ctx.slow, "the 504 came after %.2fs (response_header is 1s)" % secs)
+    expect_eq(edge.get("slow." + DOMAIN, "/slow?ms=10").status, 200, "a fast answer on the same host")
+
+
+@lib.timeout(60)
+def test_keep_alive_many_requests_on_one_connection(ctx):
+    st = lib.Stack(ctx)
+    s = ctx.tls_connect(st.edge.https_port, st.host)
+    rd = lib.RawHTTP(s)
+    n = 20 if ctx.reduced else 50
+    try:
+        for i in range(n):
+            body = b"x" * i
+            s.sendall(("POST /upload HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n\r\n" %
+                       (st.host, len(body))).encode() + body)
+            r = rd.read_response()
+            expect(r is not None, "request %d: the connection closed" % i)
+            expect_eq(r.status, 200, "request %d on one connection" % i)
+            expect_eq(json.loads(r.body)["length"], i, "request %d: body length at the origin" % i)
+        # Pipelined: three requests in one write, answered in order.
+        s.sendall(b"".join(("GET /status/%d HTTP/1.1\r\nHost: %s\r\n\r\n" % (code, st.host)).encode()
+                           for code in (201, 202, 203)))
+        got = [rd.read_response().status for _ in range(3)]
+        expect_eq(got, [201, 202, 203], "pipelined responses, in order")
+    finally:
+        s.close()
+    expect_eq(st.origin.request_count(), n + 3, "requests at the origin")
