@@ -78,7 +78,8 @@ uint8_t *buf_reserve(struct buf *b, size_t n, int *err)
 
 void buf_commit(struct buf *b, size_t n)
 {
-    b->last += n;
+    if (n > 0)
+        b->last += n;
 }
 
 int buf_append(struct buf *b, const void *p, size_t n)
@@ -98,6 +99,8 @@ int buf_append(struct buf *b, const void *p, size_t n)
 
 void buf_consume(struct buf *b, size_t n)
 {
+    if (n == 0)
+        return; /* also keeps pointer arithmetic off a NULL base */
     b->pos += n;
     if (b->pos == b->last) {
         b->pos = b->base;

@@ -1,0 +1,237 @@
+/*
+ * fuzz_mux.c - the multiplexer's state machine under arbitrary peer input (RELIABILITY.md T-38 F3).
+ *
+ * Each input builds a fresh mux (nghttp2 fuzz_target.cc style). The first byte picks the role and a
+ * starting state: an edge waiting for the preface, or a registered connector / edge with a few
+ * streams open in various states. The rest is fed as peer bytes in pieces whose sizes come from the
+ * input, with the application reacting to every event (consuming, writing, releasing, resetting),
+ * and the output pulled between pieces. After every step the output must decode as frames, and at
+ * the end everything is freed.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "frame.h"
+#include "limits.h"
+#include "log.h"
+#include "mem.h"
+#include "meta.h"
+#include "mux.h"
+
+static uint64_t clock_us;
+static uint8_t app_mode;
+
+static uint64_t now_us(void *arg)
+{
+    (void)arg;
+    clock_us += 1000;
+    return clock_us;
+}
+
+static void check_output(struct mux *m)
+{
+    const uint8_t *p;
+    size_t n = mux_pending(m, &p, 1 << 20);
+    size_t off = 0;
+
+    while (off < n) {
+        struct frame f;
+        const char *why;
+        ssize_t k = frame_decode(&f, p + off, n - off, FRAME_MAX_MAX_SIZE, &why);
+
+        if (k <= 0)
+            abort(); /* we must only ever emit whole, valid frames */
+        off += (size_t)k;
+    }
+    mux_consume(m, n);
+}
+
+static void on_headers(struct mux_stream *s, const struct meta *md, int end, void *sdata)
+{
+    (void)md;
+    (void)end;
+    (void)sdata;
+    if (app_mode & 1)
+        mux_stream_reset(s, CODE_CANCEL);
+}
+
+static void on_data(struct mux_stream *s, const uint8_t *p, size_t n, void *sdata)
+{
+    (void)p;
+    (void)sdata;
+    if (app_mode & 2)
+        mux_stream_consumed(s, n);
+    if (app_mode & 4)
+        mux_stream_write(s, p, n, 0);
+}
+
+static void on_end(struct mux_stream *s, void *sdata)
+{
+    (void)sdata;
+    mux_stream_write(s, (const uint8_t *)"bye", 3, 1);
+}
+
+static struct mux_stream *held[64];
+static size_t nheld;
+
+static void on_reset(struct mux_stream *s, uint32_t code, void *sdata)
+{
+    (void)code;
+    (void)sdata;
+    /* Released here, like the edge and connector do: forget it. */
+    for (size_t i = 0; i < nheld; i++) {
+        if (held[i] == s)
+            held[i] = NULL;
+    }
+    mux_stream_release(s);
+}
+
+static const struct mux_stream_hooks sh = {
+    .on_headers = on_headers,
+    .on_data = on_data,
+    .on_end = on_end,
+    .on_reset = on_reset,
+};
+
+static int on_stream_open(struct mux *m, struct mux_stream *s, const struct meta *md, int end, void *arg)
+{
+    struct buf b;
+    int start;
+
+    (void)m;
+    (void)md;
+    (void)arg;
+    if (nheld == 64 || (app_mode & 8))
+        return CODE_REFUSED_STREAM;
+    mux_stream_set_hooks(s, &sh, NULL);
+    held[nheld++] = s;
+    buf_init(&b, 4096);
+    start = meta_begin(&b, META_RESPONSE);
+    if (start >= 0 && meta_add_str(&b, ":status", "200") == 0 && meta_end(&b, (size_t)start) == 0)
+        mux_stream_headers(s, b.pos, buf_len(&b), end && (app_mode & 16));
+    buf_cleanup(&b);
+    return 0;
+}
+
+static void on_register(struct mux *m, const struct frame_register *r, void *arg)
+{
+    struct frame_registered rd;
+
+    (void)arg;
+    memset(&rd, 0, sizeof(rd));
+    rd.heartbeat_ms = 5000;
+    if (r->secret[0] & 1)
+        mux_reject(m, CODE_AUTH_FAILED, FRAME_RETRY_NEVER, "no");
+    else
+        mux_accept(m, &rd);
+}
+
+static const struct mux_hooks hooks = {
+    .on_register = on_register,
+    .on_stream_open = on_stream_open,
+    .now_us = now_us,
+};
+
+/* Brings |m| to OPEN by feeding it a scripted peer handshake produced by a second mux. */
+static void handshake(struct mux *m, enum mux_role role, const struct cv_limits *lim)
+{
+    struct mux *peer = mux_new(role == MUX_ROLE_EDGE ? MUX_ROLE_CONNECTOR : MUX_ROLE_EDGE, lim, &hooks, NULL);
+    struct frame_register r;
+    const uint8_t *p;
+    size_t n;
+
+    if (peer == NULL)
+        return;
+    memset(&r, 0, sizeof(r));
+    r.min_version = r.max_version = 1;
+    if (role == MUX_ROLE_EDGE) {
+        mux_register(peer, &r);
+        n = mux_pending(peer, &p, 1 << 20);
+        mux_feed(m, p, n); /* the edge's hook accepts */
+        mux_consume(peer, n);
+        check_output(m);
+    } else {
+        mux_register(m, &r);
+        n = mux_pending(m, &p, 1 << 20);
+        mux_feed(peer, p, n);
+        mux_consume(m, n);
+        n = mux_pending(peer, &p, 1 << 20);
+        mux_feed(m, p, n);
+        mux_consume(peer, n);
+    }
+    mux_free(peer);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    struct cv_limits lim;
+    struct mux *m;
+    enum mux_role role;
+    size_t off = 2;
+
+    if (size < 2)
+        return 0;
+    log_set_level(LOG_ERROR); /* connection errors are expected here; keep the fuzzer fast */
+    limits_init(&lim);
+    lim.max_control_queued = 64;
+    lim.reset_burst = 32;
+    role = (data[0] & 1) ? MUX_ROLE_EDGE : MUX_ROLE_CONNECTOR;
+    app_mode = data[1];
+    nheld = 0;
+    clock_us = 0;
+    m = mux_new(role, &lim, &hooks, NULL);
+    if (m == NULL)
+        return 0;
+    if (data[0] & 2)
+        handshake(m, role, &lim);
+    if (role == MUX_ROLE_EDGE && mux_state(m) == MUX_S_OPEN && (data[0] & 4)) {
+        /* A few streams opened by the edge so that responses have somewhere to land. */
+        struct buf b;
+        int start;
+        int err;
+
+        buf_init(&b, 4096);
+        start = meta_begin(&b, META_REQUEST_HTTP);
+        meta_add_str(&b, ":method", "POST");
+        meta_add_str(&b, ":scheme", "https");
+        meta_add_str(&b, ":authority", "a.example");
+        meta_add_str(&b, ":path", "/");
+        meta_end(&b, (size_t)start);
+        for (int i = 0; i < 3 && nheld < 64; i++) {
+            struct mux_stream *s = mux_open(m, b.pos, buf_len(&b), i == 2, &sh, NULL, &err);
+
+            if (s != NULL) {
+                held[nheld++] = s;
+                mux_stream_write(s, (const uint8_t *)"body", 4, i == 1);
+            }
+        }
+        buf_cleanup(&b);
+    }
+    if (data[0] & 8)
+        mux_ping(m);
+    while (off < size && mux_state(m) != MUX_S_CLOSED) {
+        size_t piece = 1 + data[off - 1] % 97;
+        ssize_t used;
+
+        if (piece > size - off)
+            piece = size - off;
+        used = mux_feed(m, data + off, piece);
+        check_output(m);
+        if (used < 0)
+            break;
+        /* Unconsumed bytes of a partial frame are fed again with the next piece. */
+        off += used > 0 ? (size_t)used : piece;
+    }
+    if (data[0] & 16)
+        mux_fail(m, CODE_INTERNAL_ERROR);
+    check_output(m);
+    for (size_t i = 0; i < nheld; i++) {
+        if (held[i] != NULL)
+            mux_stream_release(held[i]);
+    }
+    nheld = 0;
+    check_output(m);
+    mux_free(m);
+    return 0;
+}
