@@ -465,6 +465,7 @@ class Ctx:
         self.reduced = reduced
         self.verbose = verbose
         self.procs = []
+        self.aux = []  # short-lived clients started in the background (killed at cleanup)
         self.warnings = []
         self.notes_path = os.path.join(dir_, "test.notes")
         self.slow = 2.0 if reduced else 1.0  # sanitizer builds are slower: scale the waits
@@ -636,6 +637,7 @@ class Ctx:
             argv += ["--resolve", r]
         argv += list(extra) + [url]
         p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=self.env)
+        self.aux.append(p)
         return p, body, hdr
 
     def tls_connect(self, port, sni, timeout=10, host="127.0.0.1"):
@@ -667,6 +669,10 @@ class Ctx:
         """Stops every process (reverse start order) and reports sanitizer output in their logs.
         Returns a list of problems that make the test fail."""
         problems = []
+        for a in self.aux:
+            if a.poll() is None:
+                a.kill()
+                a.wait(10)
         crash = {-signal.SIGABRT: "SIGABRT", -signal.SIGSEGV: "SIGSEGV", -signal.SIGBUS: "SIGBUS",
                  -signal.SIGILL: "SIGILL", -signal.SIGFPE: "SIGFPE"}
         for p in reversed(self.procs):
