@@ -466,6 +466,7 @@ class Ctx:
         self.verbose = verbose
         self.procs = []
         self.aux = []  # short-lived clients started in the background (killed at cleanup)
+        self.secrets = {}  # text -> label: tokens, tunnel secrets, admin tokens (never in any log)
         self.warnings = []
         self.notes_path = os.path.join(dir_, "test.notes")
         self.slow = 2.0 if reduced else 1.0  # sanitizer builds are slower: scale the waits
@@ -505,6 +506,23 @@ class Ctx:
     def warn(self, msg):
         self.warnings.append(msg)
         self.note("WARNING: " + msg)
+
+    def add_secret(self, label, text):
+        """Registers a secret; cleanup fails the test if any culvert log or access log holds it."""
+        if text and len(text) >= 16:
+            self.secrets[text] = label
+
+    def add_token(self, label, token):
+        """A tunnel token and every text form of its secret."""
+        self.add_secret(label + " token", token)
+        try:
+            secret = decode_token(token)["secret"]
+            raw = base64.b64decode(secret + "=" * (-len(secret) % 4))
+        except Exception:
+            return
+        s = secret.rstrip("=")
+        for form in (s, s.replace("+", "-").replace("/", "_"), raw.hex(), raw.hex().upper()):
+            self.add_secret(label + " secret", form)
 
     def skip(self, why):
         raise Skip(why)
@@ -691,6 +709,17 @@ class Ctx:
                     p.kill()
                 except Exception:
                     pass
+        # RELIABILITY.md T-20: no secret in any log of a culvert process or in an access log.
+        logs = [(p.log, p.text()) for p in self.procs if p.is_culvert]
+        for root, _, files in os.walk(self.dir):
+            for f in files:
+                if f.startswith("access") and f.endswith(".log"):
+                    with open(os.path.join(root, f), "rb") as fh:
+                        logs.append((os.path.join(root, f), fh.read().decode("utf-8", "replace")))
+        for path, text in logs:
+            for secret, label in self.secrets.items():
+                if secret in text:
+                    problems.append("a secret (%s) appears in %s" % (label, path))
         for p in self.procs:
             self.note("%s (pid %d) exit code %s%s" % (p.name, p.pid, p.returncode,
                                                       "" if p.stopped_cleanly is not None else
@@ -786,6 +815,11 @@ class Edge:
             return r.returncode == 0
 
         self.ctx.wait_until(up, timeout, "the admin API of %s" % self.name, interval=0.1)
+        try:
+            with open(self.admin_token) as f:
+                self.ctx.add_secret("admin token of %s" % self.name, f.read().strip())
+        except OSError:
+            pass
 
     def stop(self, timeout=None):
         return self.proc.stop(timeout)
@@ -812,6 +846,15 @@ class Edge:
             except ValueError as e:
                 raise AssertionError("%s: stdout is not JSON (%s): %r" % (" ".join(argv), e,
                                                                           r.stdout[:500]))
+            if isinstance(r.json, dict) and isinstance(r.json.get("token"), str):
+                self.ctx.add_token("tunnel %s" % r.json.get("name"), r.json["token"])
+        elif r.returncode == 0:
+            for w in re.findall(r"[A-Za-z0-9_-]{60,}", r.stdout):  # a token printed as text
+                try:
+                    if decode_token(w).get("v") == 1:
+                        self.ctx.add_token("tunnel (text output)", w)
+                except Exception:
+                    pass
         return r
 
     def create_tunnel(self, name):
