@@ -2,6 +2,7 @@
 again on the same ports and data dir; the connector reconnects by itself (backoff) and requests
 succeed again within a bounded time; tunnels and routes survive in data_dir."""
 
+import re
 import time
 
 import lib
@@ -25,6 +26,12 @@ def test_edge_restart_connector_reconnects(ctx):
     # Down for a moment, so that the connector goes through a few failed attempts (backoff).
     time.sleep(1.0)
     expect(st.connector.proc.alive(), "the connector exited while the edge was down")
+    # Backoff, not a hot loop: with --retry-base 100ms and doubling windows, a connection makes a
+    # handful of attempts in ~1.3 s of outage; a loop without backoff would make hundreds.
+    text = st.connector.proc.text()
+    for idx in (0, 1):
+        n = len(re.findall(r"conn=%d cannot connect" % idx, text))
+        expect(1 <= n <= 12, "connection %d made %d connect attempts while the edge was down for ~1.3s" % (idx, n))
     edge.start()
     t1 = time.monotonic()
     after = edge.cli("tunnel", "list", output_json=True).json
