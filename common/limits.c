@@ -22,6 +22,7 @@ void limits_init(struct cv_limits *l)
     l->max_connections = 16384;
     l->tls_handshake_ms = 10 * 1000;
     l->client_output_buffer = 64 * 1024;
+    l->expect_continue_ms = 300;
 
     l->max_frame_size = 16 * 1024;
     l->max_metadata_size = 64 * 1024;
@@ -69,6 +70,7 @@ static const struct limit_desc table[] = {
     L(max_connections, LIMIT_COUNT),
     L(tls_handshake_ms, LIMIT_MS),
     L(client_output_buffer, LIMIT_BYTES),
+    L(expect_continue_ms, LIMIT_MS),
     L(max_frame_size, LIMIT_BYTES),
     L(max_metadata_size, LIMIT_BYTES),
     L(max_metadata_fields, LIMIT_COUNT),

@@ -64,8 +64,8 @@ int connector_dispatch(struct connector *c, struct mux_stream *s, const struct m
           rule->number, rule->service.text);
     c->streams_total++;
     c->streams_active++;
-    if (md->type != META_REQUEST_HTTP) {
-        /* WebSocket upgrades and tcp streams (PROTOCOL.md §8.5, §8.6) are not served yet. */
+    if (md->type == META_REQUEST_TCP) {
+        /* tcp streams (PROTOCOL.md §8.6) come with TCP services. */
         rv = CODE_NO_SERVICE;
         goto refuse;
     }

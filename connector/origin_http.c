@@ -29,6 +29,7 @@
 #include "connector_config.h"
 #include "err.h"
 #include "frame.h"
+#include "hello.h"
 #include "http1.h"
 #include "ingress.h"
 #include "list.h"
@@ -36,6 +37,7 @@
 #include "mem.h"
 #include "meta.h"
 #include "mux.h"
+#include "pipe.h"
 #include "sock.h"
 #include "tls.h"
 
@@ -86,6 +88,8 @@ struct oconn {
 #define RQ_F_BODY_SENT 0x0100    /* request body bytes were written to the origin */
 #define RQ_F_DEAD 0x0200         /* the stream is gone (reset or released) */
 #define RQ_F_HAS_BODY 0x0400     /* the request has a body */
+#define RQ_F_UPGRADE 0x0800      /* a WebSocket upgrade request */
+#define RQ_F_PIPE 0x1000         /* after a valid 101: raw bytes both ways (|pipe|) */
 
 struct oreq {
     struct connector *c;
@@ -98,6 +102,8 @@ struct oreq {
     unsigned flags;
     uint64_t pending_consume; /* body bytes written to the origin, not yet credited */
     char authority[256];
+    char ws_key[32];          /* RQ_F_UPGRADE: the request's Sec-WebSocket-Key */
+    struct pipe pipe;         /* RQ_F_PIPE */
 };
 
 static void oconn_close(struct oconn *oc, int abort);
@@ -310,10 +316,28 @@ static void oreq_send(struct oreq *rq)
         write_body(rq, rq->early.pos, buf_len(&rq->early));
         buf_cleanup(&rq->early);
     }
-    if (rq->flags & RQ_F_EDGE_END)
+    if ((rq->flags & RQ_F_EDGE_END) && !(rq->flags & RQ_F_UPGRADE))
         write_request_end(rq);
     give_credit(rq);
     oconn_process(oc);
+}
+
+/* Both directions of an upgraded exchange ended: the connection is not reusable. */
+static void pipe_check_done(struct oreq *rq)
+{
+    struct oconn *oc = rq->oc;
+
+    if (!pipe_done(&rq->pipe))
+        return;
+    LOG_D("origin stream=%u WebSocket closed (%" PRIu64 " bytes in, %" PRIu64 " out)",
+          mux_stream_id(rq->stream), rq->pipe.to_stream, rq->pipe.to_sock);
+    if (oc != NULL) {
+        oc->req = NULL;
+        rq->oc = NULL;
+        oconn_close(oc, 0);
+    }
+    rq->flags |= RQ_F_RESP_DONE;
+    oreq_finish(rq);
 }
 
 static void st_on_data(struct mux_stream *s, const uint8_t *p, size_t n, void *sdata)
@@ -321,6 +345,10 @@ static void st_on_data(struct mux_stream *s, const uint8_t *p, size_t n, void *s
     struct oreq *rq = sdata;
 
     (void)s;
+    if (rq->flags & RQ_F_PIPE) {
+        pipe_on_stream_data(&rq->pipe, p, n);
+        return;
+    }
     if (rq->flags & RQ_F_RESP_DONE) {
         mux_stream_consumed(rq->stream, n); /* the origin answered already: drop the rest */
         return;
@@ -341,7 +369,12 @@ static void st_on_end(struct mux_stream *s, void *sdata)
 
     (void)s;
     rq->flags |= RQ_F_EDGE_END;
-    if (rq->oc != NULL && rq->oc->connected)
+    if (rq->flags & RQ_F_PIPE) {
+        pipe_on_stream_end(&rq->pipe);
+        pipe_check_done(rq);
+        return;
+    }
+    if (rq->oc != NULL && rq->oc->connected && !(rq->flags & RQ_F_UPGRADE))
         write_request_end(rq);
     if (rq->flags & RQ_F_RESP_DONE)
         oreq_finish(rq);
@@ -370,6 +403,10 @@ static void st_on_writable(struct mux_stream *s, void *sdata)
     struct oreq *rq = sdata;
 
     (void)s;
+    if (rq->flags & RQ_F_PIPE) {
+        pipe_on_stream_writable(&rq->pipe);
+        return;
+    }
     if (rq->oc != NULL) {
         sock_read_start(rq->oc->sock);
         oconn_process(rq->oc);
@@ -450,11 +487,21 @@ static int on_resp_head(struct http1_parser *p, const struct http1_head *h, void
     rq->flags |= RQ_F_GOT_BYTES;
     buf_cleanup(&rq->head);
     if (h->status == 101) {
-        /* Upgrades are not requested by this release (PROTOCOL.md §8.5 comes with WebSockets). */
-        oreq_fail(rq, CODE_ORIGIN_ERROR, "unexpected 101 from the origin");
-        return CV_EPROTO;
+        const struct http1_field *acc = http1_head_find(h, "sec-websocket-accept");
+
+        /* PROTOCOL.md §8.5, RELIABILITY.md 1.6: a 101 is accepted only for a WebSocket request
+         * and with the Sec-WebSocket-Accept that answers its key. */
+        if (!(rq->flags & RQ_F_UPGRADE) || h->upgrade != HTTP1_UP_WEBSOCKET || acc == NULL ||
+            !http1_ws_accept_ok(rq->ws_key, strlen(rq->ws_key), acc->value, acc->value_len)) {
+            oreq_fail(rq, CODE_ORIGIN_ERROR, "the origin's 101 is not a valid WebSocket handshake");
+            return CV_EPROTO;
+        }
+    } else if (rq->flags & RQ_F_UPGRADE) {
+        /* Any other answer to an upgrade ends the connection's use (RELIABILITY.md 5.2). */
+        oc->closing = 1;
     }
-    end = (h->flags & HTTP1_F_NO_BODY) != 0 && !(h->flags & HTTP1_F_INTERIM);
+    /* A 101 keeps the stream open: the WebSocket bytes follow (PROTOCOL.md §8.5). */
+    end = (h->flags & HTTP1_F_NO_BODY) != 0 && !(h->flags & HTTP1_F_INTERIM) && h->status != 101;
     buf_init(&b, 96 * 1024);
     start = meta_begin(&b, META_RESPONSE);
     snprintf(num, sizeof(num), "%03d", h->status);
@@ -482,6 +529,10 @@ static int on_resp_head(struct http1_parser *p, const struct http1_head *h, void
     }
     if (!(h->flags & HTTP1_F_INTERIM))
         rq->flags |= RQ_F_RESP_HEAD;
+    if (h->status == 101) {
+        rq->flags |= RQ_F_PIPE; /* oconn_process starts the pipe once the parser stopped */
+        return HTTP1_PAUSE;
+    }
     return 0;
 }
 
@@ -531,6 +582,10 @@ static void oconn_process(struct oconn *oc)
 {
     struct buf *in = sock_in(oc->sock);
 
+    if (oc->req != NULL && (oc->req->flags & RQ_F_PIPE)) {
+        pipe_on_sock_data(&oc->req->pipe);
+        return;
+    }
     while (oc->req != NULL && !oc->closing && buf_len(in) > 0) {
         struct oreq *rq = oc->req;
         size_t n = buf_len(in);
@@ -566,6 +621,12 @@ static void oconn_process(struct oconn *oc)
             return;
         }
         buf_consume(in, (size_t)used);
+        if (rq->flags & RQ_F_PIPE) {
+            /* The 101 is out: what follows in the buffer is the origin's first WebSocket bytes. */
+            sock_set_timeout(oc->sock, 0);
+            pipe_start(&rq->pipe, oc->sock, rq->stream);
+            return;
+        }
         if (rq->flags & RQ_F_RESP_DONE) {
             oreq_finish(rq);
             return;
@@ -667,6 +728,12 @@ static void oc_on_eof(struct sock *s, void *arg)
     struct oconn *oc = arg;
 
     (void)s;
+    if (oc->req != NULL && (oc->req->flags & RQ_F_PIPE)) {
+        /* The origin ended its direction; the other may still flow (half-close). */
+        pipe_on_sock_eof(&oc->req->pipe);
+        pipe_check_done(oc->req);
+        return;
+    }
     origin_gone(oc, 0);
     oconn_close(oc, 0);
 }
@@ -686,7 +753,9 @@ static void oc_on_drain(struct sock *s, void *arg)
     struct oconn *oc = arg;
 
     (void)s;
-    if (oc->req != NULL)
+    if (oc->req != NULL && (oc->req->flags & RQ_F_PIPE))
+        pipe_on_sock_drain(&oc->req->pipe);
+    else if (oc->req != NULL)
         give_credit(oc->req);
 }
 
@@ -917,7 +986,9 @@ static int build_head(struct oreq *rq, const struct meta *md, int end)
             has_cl = 1;
         rv = http1_write_field(b, f->name, f->name_len, f->value, f->value_len);
     }
-    if (rv == 0 && !end && !has_cl) {
+    if (rv == 0 && (rq->flags & RQ_F_UPGRADE))
+        rv = http1_write_field(b, "Connection", 10, "Upgrade", 7);
+    else if (rv == 0 && !end && !has_cl) {
         /* A body of unknown length: chunked towards the origin. */
         rq->flags |= RQ_F_CHUNKED;
         rv = http1_write_field(b, "Transfer-Encoding", 17, "chunked", 7);
@@ -943,10 +1014,21 @@ int origin_http_start(struct connector *c, struct ingress_ref *ing, const struct
     rq->rule = rule;
     rq->stream = s;
     buf_init(&rq->early, (size_t)c->limits.stream_window + 64 * 1024);
-    if (end)
+    if (md->type == META_REQUEST_UPGRADE) {
+        const struct meta_field *key = meta_get(md, "sec-websocket-key");
+
+        if (key == NULL || key->value_len >= sizeof(rq->ws_key)) {
+            mem_free(rq);
+            return CODE_PROTOCOL_ERROR;
+        }
+        memcpy(rq->ws_key, key->value, key->value_len);
+        rq->ws_key[key->value_len] = '\0';
+        rq->flags |= RQ_F_UPGRADE;
+    } else if (end) {
         rq->flags |= RQ_F_EDGE_END;
-    else
+    } else {
         rq->flags |= RQ_F_HAS_BODY;
+    }
     if (method != NULL && method->value_len == 4 && memcmp(method->value, "HEAD", 4) == 0)
         rq->flags |= RQ_F_HEAD_METHOD;
     if (build_head(rq, md, end) < 0) {
@@ -954,7 +1036,15 @@ int origin_http_start(struct connector *c, struct ingress_ref *ing, const struct
         mem_free(rq);
         return CODE_PROTOCOL_ERROR;
     }
-    if (!(rq->flags & RQ_F_CHUNKED) && end)
+    if ((rq->flags & RQ_F_CHUNKED) && rule->origin.disable_chunked_encoding) {
+        /* originRequest.disableChunkedEncoding: the origin cannot read chunked bodies (WSGI), and a
+         * body of unknown length cannot be sent any other way: 411 Length Required. */
+        buf_cleanup(&rq->head);
+        mem_free(rq);
+        connector_ingress_release(c, ing);
+        return status_start(c, s, 411, end);
+    }
+    if ((!(rq->flags & RQ_F_CHUNKED) && end) || (rq->flags & RQ_F_UPGRADE))
         rq->flags |= RQ_F_LAST_SENT; /* nothing is owed after the head */
     {
         const char *sni = NULL;

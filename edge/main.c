@@ -286,6 +286,7 @@ static int serve(int argc, char **argv)
     }
     tunnel_registry_free(edge.reg);
     tunnel_listener_free(&edge);
+    public_free(&edge);
     store_free(edge.store);
     certs_free(edge.certs);
     edge_config_free(edge.cfg);

@@ -42,6 +42,7 @@
 #include "mem.h"
 #include "meta.h"
 #include "mux.h"
+#include "pipe.h"
 #include "sock.h"
 #include "store.h"
 #include "token.h"
@@ -67,6 +68,8 @@ struct public_side {
     size_t nconns;
     struct ip_count *ips[IP_BUCKETS];
     struct buf scratch; /* heads and metadata blocks, reused */
+    struct list_node expect; /* requests owed a 100 Continue if the origin sends none in time */
+    uv_timer_t expect_timer;
     uint64_t rid_prefix;
     uint64_t rid_counter;
     int accepting;
@@ -77,12 +80,13 @@ enum pconn_state {
     PC_S_IDLE,      /* keep-alive: waiting for the first byte of a request */
     PC_S_HEAD,      /* reading a request head */
     PC_S_REQUEST,   /* a request is in progress */
+    PC_S_TUNNEL,    /* upgraded (after the origin's 101): a raw byte pipe to the stream */
     PC_S_CLOSING,   /* closing: nothing more is read or answered */
     PC_S_COUNT
 };
 
 static const char *const pconn_state_names[PC_S_COUNT] = {"handshake", "idle", "head", "request",
-                                                          "closing"};
+                                                          "tunnel", "closing"};
 
 #define PC_F_TLS 0x01          /* an HTTPS listener's connection */
 #define PC_F_CLOSE_AFTER 0x02  /* close once the current response is written */
@@ -103,6 +107,9 @@ struct pconn {
     char peer_ip[64];
     char peer[80];
     char sni[HOSTNAME_MAX + 1]; /* normalised SNI, "" if none */
+    uint32_t header_read_ms;    /* the SNI host's settings (hosts: in edge.yml), else the defaults */
+    uint32_t keepalive_idle_ms;
+    struct pipe pipe;           /* PC_S_TUNNEL */
 };
 
 /* Request flags. */
@@ -119,6 +126,9 @@ struct pconn {
 #define RQ_F_JSON 0x0400          /* the visitor prefers JSON error pages */
 #define RQ_F_KEEPALIVE 0x0800     /* the visitor's message allows keep-alive */
 #define RQ_F_NO_RESP_BODY 0x1000  /* the response has no body (HEAD, 204, 304) */
+#define RQ_F_UPGRADE 0x2000       /* a WebSocket upgrade: raw pipe after a valid 101 */
+#define RQ_F_EXPECT 0x4000        /* Expect: 100-continue, no interim response yet */
+#define RQ_F_SENT_100 0x8000      /* a 100 Continue went to the visitor */
 
 struct preq {
     struct pconn *pc;
@@ -141,6 +151,9 @@ struct preq {
     uint64_t resp_bytes;
     uint64_t pending_consume; /* response bytes received but not yet returned to flow control */
     uint64_t start_ms;
+    uint64_t expect_deadline; /* RQ_F_EXPECT: when the edge sends its own 100 Continue */
+    struct list_node expect_node;
+    char ws_key[32];          /* RQ_F_UPGRADE: Sec-WebSocket-Key, to check the origin's answer */
 };
 
 static uint64_t now_ms(const struct public_side *ps)
@@ -213,6 +226,11 @@ static void pconn_close(struct pconn *pc)
     sock_close(pc->sock);
 }
 
+static int pc_closing(const struct pconn *pc)
+{
+    return pc->state == PC_S_CLOSING;
+}
+
 static void pconn_abort(struct pconn *pc)
 {
     pc->state = PC_S_CLOSING;
@@ -237,6 +255,7 @@ static void preq_free(struct preq *rq)
 {
     if (rq == NULL)
         return;
+    list_remove(&rq->expect_node);
     if (rq->stream != NULL) {
         mux_stream_release(rq->stream);
         rq->stream = NULL;
@@ -397,6 +416,91 @@ static void answer_parse_error(struct pconn *pc, int status)
     pconn_close(pc);
 }
 
+/* ---- 100 Continue ------------------------------------------------------------------------------ */
+
+/* The visitor waits for a 100 before sending its body (Expect: 100-continue). The origin's own 100
+ * is relayed when it comes; if none comes in limits.expect_continue_ms, the edge sends its own, as
+ * nginx does when it starts reading a body. */
+static void send_continue(struct preq *rq)
+{
+    list_remove(&rq->expect_node);
+    rq->flags &= ~RQ_F_EXPECT;
+    if (rq->flags & (RQ_F_SENT_100 | RQ_F_RESP_HEAD | RQ_F_LOCAL))
+        return;
+    rq->flags |= RQ_F_SENT_100;
+    pc_write(rq->pc, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+}
+
+static void on_expect_tick(uv_timer_t *t)
+{
+    struct public_side *ps = t->data;
+    uint64_t now = now_ms(ps);
+    struct list_node *p;
+    struct list_node *tmp;
+
+    list_for_each_safe(p, tmp, &ps->expect)
+    {
+        struct preq *rq = container_of(p, struct preq, expect_node);
+
+        if (now >= rq->expect_deadline)
+            send_continue(rq);
+    }
+    if (list_empty(&ps->expect))
+        uv_timer_stop(t);
+}
+
+static void expect_start(struct preq *rq)
+{
+    struct public_side *ps = rq->pc->ps;
+
+    rq->flags |= RQ_F_EXPECT;
+    rq->expect_deadline = now_ms(ps) + ps->e->limits.expect_continue_ms;
+    list_push_back(&ps->expect, &rq->expect_node);
+    if (!uv_is_active((uv_handle_t *)&ps->expect_timer))
+        uv_timer_start(&ps->expect_timer, on_expect_tick, 50, 50);
+}
+
+static void expect_cancel(struct preq *rq)
+{
+    list_remove(&rq->expect_node);
+    rq->flags &= ~RQ_F_EXPECT;
+}
+
+/* ---- upgraded connections ------------------------------------------------------------------- */
+
+/* Both directions of an upgraded connection ended: log it and close. */
+static void tunnel_check_done(struct pconn *pc)
+{
+    struct preq *rq = pc->req;
+
+    if (rq == NULL || !pipe_done(&pc->pipe))
+        return;
+    rq->resp_bytes = pc->pipe.to_sock;
+    access_log(rq);
+    pc->req = NULL;
+    preq_free(rq);
+    pconn_close(pc);
+}
+
+static void enter_tunnel(struct preq *rq)
+{
+    struct pconn *pc = rq->pc;
+
+    pc->state = PC_S_TUNNEL;
+    rq->flags |= RQ_F_RESP_HEAD;
+    buf_cleanup(&rq->meta);
+    /* RELIABILITY.md 1.4 and §10: WebSocket streams have no idle timeout; tunnel PINGs keep the
+     * connection to the connector alive. */
+    sock_set_timeout(pc->sock, 0);
+    if (pc->flags & PC_F_READ_STOPPED) {
+        pc->flags &= ~PC_F_READ_STOPPED;
+        sock_read_start(pc->sock);
+    }
+    /* Bytes the visitor sent after its request (before the 101) were held until now. */
+    pipe_start(&pc->pipe, pc->sock, rq->stream);
+    LOG_D("public rid=%s upgraded to a WebSocket pipe", rq->id);
+}
+
 /* ---- the response, from the stream ---------------------------------------------------------- */
 
 static int is_hop_by_hop_response(const char *name, size_t n)
@@ -424,6 +528,29 @@ static void write_response_head(struct preq *rq, const struct meta *md, int end)
     char line[128];
 
     rq->resp_clen = -1;
+    if (rq->status == 101) {
+        /* The handshake's answer: no body framing; the connection becomes the pipe. */
+        buf_consume(b, buf_len(b));
+        rv |= http1_write_status_line(b, 101, NULL);
+        for (i = meta_first_regular(md); i < md->count && rv == 0; i++) {
+            const struct meta_field *f = &md->fields[i];
+
+            if (!is_hop_by_hop_response(f->name, f->name_len))
+                rv |= http1_write_field(b, f->name, f->name_len, f->value, f->value_len);
+        }
+        rv |= http1_write_field(b, "Upgrade", 7, "websocket", 9);
+        rv |= http1_write_field(b, "Connection", 10, "Upgrade", 7);
+        rv |= http1_write_field(b, "Culvert-Request-Id", 18, rq->id, strlen(rq->id));
+        rv |= http1_write_head_end(b);
+        if (rv != 0) {
+            buf_consume(b, buf_len(b));
+            answer_local(rq, 502, "The origin's response could not be relayed.", NULL);
+            return;
+        }
+        pc_write(pc, b->pos, buf_len(b));
+        buf_consume(b, buf_len(b));
+        return;
+    }
     if (cl != NULL) {
         int64_t v = 0;
 
@@ -440,6 +567,10 @@ static void write_response_head(struct preq *rq, const struct meta *md, int end)
             rq->flags |= RQ_F_RESP_EOF;
     }
     if ((rq->flags & RQ_F_RESP_EOF) || !(rq->flags & RQ_F_KEEPALIVE))
+        pc->flags |= PC_F_CLOSE_AFTER;
+    /* An upgrade answered with anything but 101: the visitor's next bytes were meant for the new
+     * protocol and cannot be read as HTTP (RELIABILITY.md 1.6: normal response, then close). */
+    if (rq->flags & RQ_F_UPGRADE)
         pc->flags |= PC_F_CLOSE_AFTER;
     if (pc->ps->e->draining)
         pc->flags |= PC_F_CLOSE_AFTER;
@@ -488,9 +619,14 @@ static void st_on_headers(struct mux_stream *s, const struct meta *md, int end, 
         return; /* dropped (PROTOCOL.md §8.1); the body's end comes with on_end */
     rq->flags |= RQ_F_DISPATCHED;
     buf_cleanup(&rq->meta);
+    expect_cancel(rq);
     status = (st->value[0] - '0') * 100 + (st->value[1] - '0') * 10 + (st->value[2] - '0');
     if (status < 200 && status != 101) {
         /* Interim: relayed to HTTP/1.1 visitors as they come (100 Continue, 103 Early Hints). */
+        if (status == 100 && (rq->flags & RQ_F_SENT_100))
+            return; /* the edge's own went first */
+        if (status == 100)
+            rq->flags |= RQ_F_SENT_100;
         if (rq->version_minor >= 1 && !(rq->flags & RQ_F_RESP_HEAD)) {
             char line[64];
             int n = snprintf(line, sizeof(line), "HTTP/1.1 %d %s\r\n\r\n", status,
@@ -501,8 +637,20 @@ static void st_on_headers(struct mux_stream *s, const struct meta *md, int end, 
         return;
     }
     if (status == 101) {
-        /* Upgrades are not requested yet (see on_request_head); a 101 here is a broken connector. */
-        answer_local(rq, 502, "The origin switched protocols unexpectedly.", NULL);
+        const struct meta_field *acc = meta_get(md, "sec-websocket-accept");
+
+        /* RELIABILITY.md 1.6: raw mode only after a 101 that answers this request's key. */
+        if (!(rq->flags & RQ_F_UPGRADE) || acc == NULL ||
+            !http1_ws_accept_ok(rq->ws_key, strlen(rq->ws_key), acc->value, acc->value_len)) {
+            LOG_I("public rid=%s origin answered 101 without a valid WebSocket handshake", rq->id);
+            answer_local(rq, 502, "The origin's WebSocket handshake was invalid.", NULL);
+            return;
+        }
+        rq->status = 101;
+        write_response_head(rq, md, end);
+        if (pc_closing(rq->pc))
+            return;
+        enter_tunnel(rq);
         return;
     }
     rq->status = status;
@@ -531,6 +679,10 @@ static void st_on_data(struct mux_stream *s, const uint8_t *p, size_t n, void *s
     char hdr[24];
 
     (void)s;
+    if (pc->state == PC_S_TUNNEL) {
+        pipe_on_stream_data(&pc->pipe, p, n);
+        return;
+    }
     if (!(rq->flags & RQ_F_RESP_HEAD) || (rq->flags & RQ_F_LOCAL)) {
         mux_stream_consumed(rq->stream, n);
         return;
@@ -560,6 +712,11 @@ static void st_on_end(struct mux_stream *s, void *sdata)
     struct pconn *pc = rq->pc;
 
     (void)s;
+    if (pc->state == PC_S_TUNNEL) {
+        pipe_on_stream_end(&pc->pipe);
+        tunnel_check_done(pc);
+        return;
+    }
     if (rq->flags & RQ_F_LOCAL)
         return;
     if (!(rq->flags & RQ_F_RESP_HEAD)) {
@@ -594,6 +751,11 @@ static void st_on_reset(struct mux_stream *s, uint32_t code, void *sdata)
 
     mux_stream_release(s);
     rq->stream = NULL;
+    if (rq->pc->state == PC_S_TUNNEL) {
+        /* The origin side of the pipe died: the visitor must see an abort, not a clean close. */
+        pconn_abort(rq->pc);
+        return;
+    }
     if (rq->flags & RQ_F_LOCAL)
         return;
     if (rq->flags & RQ_F_RESP_DONE) {
@@ -641,6 +803,10 @@ static void st_on_writable(struct mux_stream *s, void *sdata)
     struct pconn *pc = rq->pc;
 
     (void)s;
+    if (pc->state == PC_S_TUNNEL) {
+        pipe_on_stream_writable(&pc->pipe);
+        return;
+    }
     if (pc->flags & PC_F_READ_STOPPED) {
         pc->flags &= ~PC_F_READ_STOPPED;
         sock_read_start(pc->sock);
@@ -676,7 +842,7 @@ static int open_stream(struct preq *rq, const struct mux *avoid)
     int why = 0;
     int err = 0;
     struct mux *m;
-    int end = !(rq->flags & RQ_F_HAS_BODY);
+    int end = !(rq->flags & (RQ_F_HAS_BODY | RQ_F_UPGRADE));
 
     for (int attempt = 0; attempt < 4; attempt++) {
         m = tunnel_registry_pick(e->reg, rq->tunnel_id, avoid, &why);
@@ -777,6 +943,8 @@ static int build_request_block(struct preq *rq, const struct http1_head *h, uint
         }
         add(b, f->name, f->name_len, f->value, f->value_len, &rv);
     }
+    if (type == META_REQUEST_UPGRADE)
+        add(b, "Upgrade", 7, "websocket", 9, &rv); /* §8.4: kept on REQUEST_UPGRADE */
     n = snprintf(xff + xff_len, sizeof(xff) - xff_len, "%s%s", xff_len > 0 ? ", " : "", pc->peer_ip);
     if (n < 0 || (size_t)n >= sizeof(xff) - xff_len)
         snprintf(xff, sizeof(xff), "%s", pc->peer_ip); /* an absurd chain: keep only the truth */
@@ -867,6 +1035,7 @@ static int on_request_head(struct http1_parser *p, const struct http1_head *h, v
     if (rq == NULL)
         return CV_ENOMEM;
     rq->pc = pc;
+    list_init(&rq->expect_node);
     pc->req = rq;
     pc->state = PC_S_REQUEST;
     pc->nrequests++;
@@ -946,17 +1115,25 @@ static int on_request_head(struct http1_parser *p, const struct http1_head *h, v
         return HTTP1_PAUSE;
     }
     if (h->flags & HTTP1_F_UPGRADE) {
-        /* WebSocket and culvert-tcp streams (PROTOCOL.md §8.5, §8.6) are served by a later
-         * release; refuse cleanly rather than pass an upgrade through. */
-        answer_local(rq, 501, "Protocol upgrades are not served by this edge yet.", NULL);
-        return HTTP1_PAUSE;
+        const struct http1_field *key = http1_head_find(h, "sec-websocket-key");
+
+        if (h->upgrade != HTTP1_UP_WEBSOCKET || key == NULL || key->value_len >= sizeof(rq->ws_key)) {
+            /* culvert-tcp streams (PROTOCOL.md §8.6) come with TCP services. */
+            answer_local(rq, 501, "This upgrade is not served by this edge.", NULL);
+            return HTTP1_PAUSE;
+        }
+        memcpy(rq->ws_key, key->value, key->value_len);
+        rq->ws_key[key->value_len] = '\0';
+        rq->flags |= RQ_F_UPGRADE;
     }
-    if (build_request_block(rq, h, META_REQUEST_HTTP) < 0) {
+    if (build_request_block(rq, h, (rq->flags & RQ_F_UPGRADE) ? META_REQUEST_UPGRADE : META_REQUEST_HTTP) < 0) {
         answer_local(rq, 431, NULL, NULL);
         return HTTP1_PAUSE;
     }
     if (open_stream(rq, NULL) < 0)
         return HTTP1_PAUSE;
+    if ((h->flags & HTTP1_F_EXPECT_CONTINUE) && (rq->flags & RQ_F_HAS_BODY) && rq->version_minor >= 1)
+        expect_start(rq);
     hc = edge_config_host(e->cfg, rq->host);
     sock_set_timeout(pc->sock, hc != NULL && hc->response_header_ms != 0 ? hc->response_header_ms
                                                                           : e->limits.response_header_ms);
@@ -995,7 +1172,8 @@ static int on_request_complete(struct http1_parser *p, void *arg)
         return HTTP1_PAUSE;
     if (!(rq->flags & RQ_F_IN_DONE)) {
         rq->flags |= RQ_F_IN_DONE;
-        if (rq->stream != NULL && !(rq->flags & RQ_F_LOCAL))
+        /* An upgrade keeps its direction open: after a 101 it carries the WebSocket bytes. */
+        if (rq->stream != NULL && !(rq->flags & RQ_F_LOCAL) && !(rq->flags & RQ_F_UPGRADE))
             mux_stream_end(rq->stream);
     }
     preq_finish_check(rq);
@@ -1027,7 +1205,7 @@ static void preq_finish_check(struct preq *rq)
     }
     pc->state = PC_S_IDLE;
     http1_parser_trim(pc->parser);
-    sock_set_timeout(pc->sock, pc->ps->e->limits.keepalive_idle_ms);
+    sock_set_timeout(pc->sock, pc->keepalive_idle_ms);
     http1_resume(pc->parser);
     /* Pipelined bytes may already wait; run them from a fresh stack on the next flush pass. */
     sock_want_flush(pc->sock);
@@ -1050,7 +1228,7 @@ static void pconn_process(struct pconn *pc)
                 break;
             if (n > 0 && pc->state == PC_S_IDLE) {
                 pc->state = PC_S_HEAD;
-                sock_set_timeout(pc->sock, pc->ps->e->limits.header_read_ms);
+                sock_set_timeout(pc->sock, pc->header_read_ms);
             }
         } else if (rq->flags & RQ_F_IN_DONE) {
             break; /* pipelined: wait for this response */
@@ -1111,7 +1289,16 @@ static void pc_on_handshake(struct sock *s, void *arg)
     if (sni != NULL && hostname_normalize(sni, strlen(sni), pc->sni, NULL) < 0)
         pc->sni[0] = '\0';
     pc->state = PC_S_IDLE;
-    sock_set_timeout(s, pc->ps->e->limits.header_read_ms);
+    if (pc->sni[0] != '\0') {
+        /* hosts: in edge.yml: the SNI names the host before any header arrives. */
+        const struct edge_host *hc = edge_config_host(pc->ps->e->cfg, pc->sni);
+
+        if (hc != NULL) {
+            pc->header_read_ms = hc->header_read_ms;
+            pc->keepalive_idle_ms = hc->keepalive_idle_ms;
+        }
+    }
+    sock_set_timeout(s, pc->header_read_ms);
 }
 
 static void pc_on_data(struct sock *s, void *arg)
@@ -1119,6 +1306,10 @@ static void pc_on_data(struct sock *s, void *arg)
     struct pconn *pc = arg;
 
     (void)s;
+    if (pc->state == PC_S_TUNNEL) {
+        pipe_on_sock_data(&pc->pipe);
+        return;
+    }
     if (pc->state == PC_S_HANDSHAKE)
         pc->state = PC_S_IDLE;
     pconn_process(pc);
@@ -1130,6 +1321,11 @@ static void pc_on_eof(struct sock *s, void *arg)
     struct preq *rq = pc->req;
 
     (void)s;
+    if (pc->state == PC_S_TUNNEL) {
+        pipe_on_sock_eof(&pc->pipe);
+        tunnel_check_done(pc);
+        return;
+    }
     /* The visitor finished sending. A request whose body is incomplete is aborted (RELIABILITY.md
      * T-25); a complete one still gets its response (half-close is allowed). */
     if (rq != NULL && !(rq->flags & RQ_F_IN_DONE)) {
@@ -1173,6 +1369,10 @@ static void pc_on_drain(struct sock *s, void *arg)
     struct pconn *pc = arg;
 
     (void)s;
+    if (pc->state == PC_S_TUNNEL) {
+        pipe_on_sock_drain(&pc->pipe);
+        return;
+    }
     if (pc->req != NULL)
         give_credit(pc->req);
 }
@@ -1220,6 +1420,8 @@ static void pc_on_close(struct sock *s, void *arg)
     if (pc->req != NULL) {
         if (pc->req->status == 0)
             pc->req->status = 499; /* nginx's "client closed request" for the log */
+        if ((pc->req->flags & RQ_F_UPGRADE) && pc->pipe.sock != NULL)
+            pc->req->resp_bytes = pc->pipe.to_sock;
         if (pc->req->flags & RQ_F_RESP_HEAD)
             access_log(pc->req);
         preq_free(pc->req);
@@ -1268,6 +1470,8 @@ static void accept_conn(struct public_side *ps, uv_stream_t *server, int tls, in
     pc->ps = ps;
     pc->sock = s;
     pc->listen_port = port;
+    pc->header_read_ms = e->limits.header_read_ms;
+    pc->keepalive_idle_ms = e->limits.keepalive_idle_ms;
     pc->state = tls ? PC_S_HANDSHAKE : PC_S_IDLE;
     if (tls)
         pc->flags |= PC_F_TLS;
@@ -1311,6 +1515,9 @@ int public_start(struct edge *e, char *err, size_t errlen)
     }
     ps->e = e;
     list_init(&ps->conns);
+    list_init(&ps->expect);
+    uv_timer_init(e->loop, &ps->expect_timer);
+    ps->expect_timer.data = ps;
     buf_init(&ps->scratch, (size_t)e->limits.max_metadata_size + 64 * 1024);
     if (RAND_bytes((unsigned char *)&ps->rid_prefix, sizeof(ps->rid_prefix)) != 1)
         ps->rid_prefix = (uint64_t)time(NULL) * 2654435761u;
@@ -1370,6 +1577,8 @@ void public_close_all(struct edge *e)
 
     if (ps == NULL)
         return;
+    if (!uv_is_closing((uv_handle_t *)&ps->expect_timer))
+        uv_close((uv_handle_t *)&ps->expect_timer, NULL);
     list_for_each_safe(p, tmp, &ps->conns)
     {
         struct pconn *pc = container_of(p, struct pconn, node);
@@ -1377,6 +1586,25 @@ void public_close_all(struct edge *e)
         if (pc->state != PC_S_CLOSING)
             pconn_abort(pc);
     }
+}
+
+void public_free(struct edge *e)
+{
+    struct public_side *ps = e->pub;
+
+    if (ps == NULL)
+        return;
+    for (size_t b = 0; b < IP_BUCKETS; b++) {
+        while (ps->ips[b] != NULL) {
+            struct ip_count *c = ps->ips[b];
+
+            ps->ips[b] = c->next;
+            mem_free(c);
+        }
+    }
+    buf_cleanup(&ps->scratch);
+    mem_free(ps);
+    e->pub = NULL;
 }
 
 size_t public_connection_count(const struct edge *e)

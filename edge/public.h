@@ -16,6 +16,8 @@ int public_start(struct edge *e, char *err, size_t errlen);
 void public_stop_accepting(struct edge *e);
 /* Closes every public connection at once (end of the grace period). */
 void public_close_all(struct edge *e);
+/* Frees the public side after the loop ended (public_close_all closed its handles). */
+void public_free(struct edge *e);
 /* Public connections open now (for drain). */
 size_t public_connection_count(const struct edge *e);
 /* The first HTTPS / HTTP listener's port (tests bind port 0), or 0. */
