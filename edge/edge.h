@@ -23,6 +23,7 @@ struct tunnel_registry;
 struct admin;
 struct public_side;
 struct tunnel_listener;
+struct tcp_ports;
 struct sock_loop;
 
 struct edge {
@@ -37,10 +38,17 @@ struct edge {
     struct admin *admin;
     struct public_side *pub;
     struct tunnel_listener *tl;
+    struct tcp_ports *tcp;         /* public TCP ports (tcp_ports:) */
     FILE *access_log;              /* NULL: off */
     int draining;                  /* SIGTERM received */
     uint64_t started_ms;
 };
+
+struct buf;
+
+/* Builds a REQUEST_TCP block (PROTOCOL.md §8.6) for |host| and the visitor address |client| (may be
+ * NULL) into |b|, initialised with capacity |cap|. Returns 0 or a negative code. */
+int edge_tcp_block(struct buf *b, size_t cap, const char *host, const char *client);
 
 /* Milliseconds since the epoch (wall clock) for RFC 3339 times. */
 int64_t edge_wall_ms(void);

@@ -24,6 +24,7 @@
 #include "public.h"
 #include "sock.h"
 #include "store.h"
+#include "tcp_ports.h"
 #include "tunnel.h"
 #include "tunnel_listener.h"
 #include "version.h"
@@ -77,6 +78,8 @@ static void stop_loop(int code)
     edge.admin = NULL;
     public_stop_accepting(&edge);
     public_close_all(&edge);
+    tcp_ports_stop_accepting(&edge);
+    tcp_ports_close_all(&edge);
     tunnel_listener_stop(&edge);
     tunnel_registry_close_idle(edge.reg, 1);
     uv_signal_stop(&sig_term);
@@ -96,7 +99,7 @@ static void on_drain_tick(uv_timer_t *t)
 
     tunnel_registry_close_idle(edge.reg, 0);
     tunnel_registry_counts(edge.reg, &conns, &streams);
-    if (public_connection_count(&edge) == 0 && streams == 0) {
+    if (public_connection_count(&edge) == 0 && tcp_ports_connection_count(&edge) == 0 && streams == 0) {
         LOG_I("edge drained: exiting");
         uv_timer_stop(t);
         stop_loop(0);
@@ -118,6 +121,7 @@ static void start_drain(void)
     admin_stop(edge.admin);
     edge.admin = NULL;
     public_stop_accepting(&edge);
+    tcp_ports_stop_accepting(&edge);
     tunnel_listener_stop(&edge);
     tunnel_registry_drain(edge.reg);
     drain_deadline = uv_now(edge.loop) + edge.limits.grace_period_ms;
@@ -167,6 +171,8 @@ static void on_hup(uv_signal_t *s, int signum)
         edge.certs = certs;
         if (tunnel_listener_reload(&edge, err, sizeof(err)) < 0)
             LOG_W("reload: tunnel certificate not changed: %s", err);
+        if (tcp_ports_reload(&edge, err, sizeof(err)) < 0)
+            LOG_W("reload: a tcp port could not be opened: %s", err);
         certs_free(old_certs);
         edge_config_free(old);
     }
@@ -267,7 +273,7 @@ static int serve(int argc, char **argv)
     uv_signal_start(&sig_int, on_term, SIGINT);
     uv_signal_start(&sig_hup, on_hup, SIGHUP);
     if (tunnel_listener_start(&edge, err, sizeof(err)) < 0 || public_start(&edge, err, sizeof(err)) < 0 ||
-        admin_start(&edge, err, sizeof(err)) < 0) {
+        tcp_ports_start(&edge, err, sizeof(err)) < 0 || admin_start(&edge, err, sizeof(err)) < 0) {
         fprintf(stderr, "culvert-edge: %s\n", err);
         stop_loop(1);
     } else {
@@ -287,6 +293,7 @@ static int serve(int argc, char **argv)
     tunnel_registry_free(edge.reg);
     tunnel_listener_free(&edge);
     public_free(&edge);
+    tcp_ports_free(&edge);
     store_free(edge.store);
     certs_free(edge.certs);
     edge_config_free(edge.cfg);

@@ -129,6 +129,7 @@ struct pconn {
 #define RQ_F_UPGRADE 0x2000       /* a WebSocket upgrade: raw pipe after a valid 101 */
 #define RQ_F_EXPECT 0x4000        /* Expect: 100-continue, no interim response yet */
 #define RQ_F_SENT_100 0x8000      /* a 100 Continue went to the visitor */
+#define RQ_F_TCP 0x10000          /* Upgrade: culvert-tcp: a REQUEST_TCP stream, 101 after its 200 */
 
 struct preq {
     struct pconn *pc;
@@ -636,6 +637,27 @@ static void st_on_headers(struct mux_stream *s, const struct meta *md, int end, 
         }
         return;
     }
+    if (rq->flags & RQ_F_TCP) {
+        if (status != 200) {
+            answer_local(rq, 502, "The tunnel did not accept this TCP connection.", NULL);
+            return;
+        }
+        /* The connector reached the TCP service: now, and only now, the visitor gets its 101. */
+        rq->status = 101;
+        {
+            char head[256];
+            int n = snprintf(head, sizeof(head),
+                             "HTTP/1.1 101 Switching Protocols\r\nUpgrade: culvert-tcp\r\n"
+                             "Connection: Upgrade\r\nCulvert-Request-Id: %s\r\n\r\n",
+                             rq->id);
+
+            pc_write(rq->pc, head, (size_t)n);
+        }
+        if (pc_closing(rq->pc))
+            return;
+        enter_tunnel(rq);
+        return;
+    }
     if (status == 101) {
         const struct meta_field *acc = meta_get(md, "sec-websocket-accept");
 
@@ -789,7 +811,13 @@ static void st_on_reset(struct mux_stream *s, uint32_t code, void *sdata)
         answer_local(rq, 502, "The connector could not reach the origin service.", NULL);
         break;
     case CODE_NO_SERVICE:
-        answer_local(rq, 502, "The tunnel has no service for this hostname.", NULL);
+        if (rq->flags & RQ_F_TCP)
+            answer_local(rq, 404, "This hostname has no TCP service on its tunnel.", NULL);
+        else
+            answer_local(rq, 502,
+                         "This hostname has no HTTP service on its tunnel (a TCP service is reached "
+                         "with culvert-connector access tcp).",
+                         NULL);
         break;
     default:
         answer_local(rq, 502, NULL, NULL);
@@ -1117,16 +1145,26 @@ static int on_request_head(struct http1_parser *p, const struct http1_head *h, v
     if (h->flags & HTTP1_F_UPGRADE) {
         const struct http1_field *key = http1_head_find(h, "sec-websocket-key");
 
-        if (h->upgrade != HTTP1_UP_WEBSOCKET || key == NULL || key->value_len >= sizeof(rq->ws_key)) {
-            /* culvert-tcp streams (PROTOCOL.md §8.6) come with TCP services. */
-            answer_local(rq, 501, "This upgrade is not served by this edge.", NULL);
+        if (h->upgrade == HTTP1_UP_CULVERT_TCP) {
+            /* The access client's raw TCP stream (PROTOCOL.md §8.6): the connector's ingress decides
+             * whether this hostname is a TCP service; the 101 waits for its answer. */
+            rq->flags |= RQ_F_UPGRADE | RQ_F_TCP;
+        } else if (h->upgrade == HTTP1_UP_WEBSOCKET && key != NULL && key->value_len < sizeof(rq->ws_key)) {
+            memcpy(rq->ws_key, key->value, key->value_len);
+            rq->ws_key[key->value_len] = '\0';
+            rq->flags |= RQ_F_UPGRADE;
+        } else {
+            answer_local(rq, 400, "This upgrade is not supported.", NULL);
             return HTTP1_PAUSE;
         }
-        memcpy(rq->ws_key, key->value, key->value_len);
-        rq->ws_key[key->value_len] = '\0';
-        rq->flags |= RQ_F_UPGRADE;
     }
-    if (build_request_block(rq, h, (rq->flags & RQ_F_UPGRADE) ? META_REQUEST_UPGRADE : META_REQUEST_HTTP) < 0) {
+    if (rq->flags & RQ_F_TCP) {
+        if (edge_tcp_block(&rq->meta, e->limits.max_metadata_size, rq->host, pc->peer) < 0) {
+            answer_local(rq, 500, NULL, NULL);
+            return HTTP1_PAUSE;
+        }
+    } else if (build_request_block(rq, h, (rq->flags & RQ_F_UPGRADE) ? META_REQUEST_UPGRADE
+                                                                     : META_REQUEST_HTTP) < 0) {
         answer_local(rq, 431, NULL, NULL);
         return HTTP1_PAUSE;
     }
