@@ -153,6 +153,7 @@ struct preq {
     uint64_t pending_consume; /* response bytes received but not yet returned to flow control */
     uint64_t start_ms;
     uint64_t expect_deadline; /* RQ_F_EXPECT: when the edge sends its own 100 Continue */
+    uint32_t response_header_ms; /* this host's deadline for the origin's response head */
     struct list_node expect_node;
     char ws_key[32];          /* RQ_F_UPGRADE: Sec-WebSocket-Key, to check the origin's answer */
 };
@@ -502,6 +503,35 @@ static void enter_tunnel(struct preq *rq)
     LOG_D("public rid=%s upgraded to a WebSocket pipe", rq->id);
 }
 
+/* ---- deadlines ---------------------------------------------------------------------------------- */
+
+/*
+ * One deadline per request at a time (RELIABILITY.md §10):
+ *  - while the request body is being read: body_idle between reads (not while the edge itself
+ *    stopped reading because the tunnel has no room: that wait is the origin's, not the visitor's);
+ *  - once the request is complete and until the response head: response_header (per host);
+ *  - while the response streams: send_idle, only while the visitor's socket is over its mark (a
+ *    quiet origin, a long poll or an event stream, is not the visitor's fault).
+ */
+static void preq_arm(struct preq *rq)
+{
+    struct pconn *pc = rq->pc;
+    const struct cv_limits *l = &pc->ps->e->limits;
+    uint64_t ms = 0;
+
+    if (pc->state != PC_S_REQUEST || (rq->flags & RQ_F_LOCAL))
+        return;
+    if (!(rq->flags & RQ_F_IN_DONE)) {
+        if (!(pc->flags & PC_F_READ_STOPPED))
+            ms = l->body_idle_ms;
+    } else if (!(rq->flags & RQ_F_RESP_HEAD)) {
+        ms = rq->response_header_ms;
+    } else if (sock_write_full(pc->sock)) {
+        ms = l->send_idle_ms;
+    }
+    sock_set_timeout(pc->sock, ms);
+}
+
 /* ---- the response, from the stream ---------------------------------------------------------- */
 
 static int is_hop_by_hop_response(const char *name, size_t n)
@@ -676,8 +706,8 @@ static void st_on_headers(struct mux_stream *s, const struct meta *md, int end, 
         return;
     }
     rq->status = status;
-    sock_set_timeout(rq->pc->sock, rq->pc->ps->e->limits.send_idle_ms);
     write_response_head(rq, md, end);
+    preq_arm(rq);
 }
 
 /* Returns credit for response bytes once the visitor's socket has room (RELIABILITY.md §6 slow
@@ -724,8 +754,8 @@ static void st_on_data(struct mux_stream *s, const uint8_t *p, size_t n, void *s
     }
     rq->resp_bytes += n;
     rq->pending_consume += n;
-    sock_set_timeout(pc->sock, pc->ps->e->limits.send_idle_ms);
     give_credit(rq);
+    preq_arm(rq);
 }
 
 static void st_on_end(struct mux_stream *s, void *sdata)
@@ -838,6 +868,7 @@ static void st_on_writable(struct mux_stream *s, void *sdata)
     if (pc->flags & PC_F_READ_STOPPED) {
         pc->flags &= ~PC_F_READ_STOPPED;
         sock_read_start(pc->sock);
+        preq_arm(rq);
     }
     pconn_process(pc);
 }
@@ -1173,8 +1204,9 @@ static int on_request_head(struct http1_parser *p, const struct http1_head *h, v
     if ((h->flags & HTTP1_F_EXPECT_CONTINUE) && (rq->flags & RQ_F_HAS_BODY) && rq->version_minor >= 1)
         expect_start(rq);
     hc = edge_config_host(e->cfg, rq->host);
-    sock_set_timeout(pc->sock, hc != NULL && hc->response_header_ms != 0 ? hc->response_header_ms
-                                                                          : e->limits.response_header_ms);
+    rq->response_header_ms = hc != NULL && hc->response_header_ms != 0 ? hc->response_header_ms
+                                                                       : e->limits.response_header_ms;
+    preq_arm(rq);
     return HTTP1_PAUSE;
 }
 
@@ -1213,6 +1245,7 @@ static int on_request_complete(struct http1_parser *p, void *arg)
         /* An upgrade keeps its direction open: after a 101 it carries the WebSocket bytes. */
         if (rq->stream != NULL && !(rq->flags & RQ_F_LOCAL) && !(rq->flags & RQ_F_UPGRADE))
             mux_stream_end(rq->stream);
+        preq_arm(rq);
     }
     preq_finish_check(rq);
     return HTTP1_PAUSE; /* pipelined requests wait until this one's response is done */
@@ -1277,6 +1310,7 @@ static void pconn_process(struct pconn *pc)
                 if (!(pc->flags & PC_F_READ_STOPPED)) {
                     pc->flags |= PC_F_READ_STOPPED;
                     sock_read_stop(pc->sock);
+                    preq_arm(rq);
                 }
                 break;
             }
@@ -1303,6 +1337,8 @@ static void pconn_process(struct pconn *pc)
             return;
         }
         buf_consume(in, (size_t)used);
+        if (used > 0 && pc->req != NULL && pc->req == rq && !(rq->flags & RQ_F_IN_DONE))
+            preq_arm(rq); /* body bytes arrived: the idle deadline starts again */
         if (http1_state(pc->parser) == HTTP1_S_DONE && pc->req == NULL) {
             pconn_close(pc);
             return;
@@ -1411,8 +1447,10 @@ static void pc_on_drain(struct sock *s, void *arg)
         pipe_on_sock_drain(&pc->pipe);
         return;
     }
-    if (pc->req != NULL)
+    if (pc->req != NULL) {
         give_credit(pc->req);
+        preq_arm(pc->req);
+    }
 }
 
 static void pc_on_timeout(struct sock *s, void *arg)
@@ -1430,7 +1468,17 @@ static void pc_on_timeout(struct sock *s, void *arg)
         answer_parse_error(pc, 408);
         break;
     case PC_S_REQUEST:
-        if (rq != NULL && !(rq->flags & RQ_F_RESP_HEAD)) {
+        if (rq != NULL && !(rq->flags & RQ_F_IN_DONE)) {
+            /* RELIABILITY.md 1.4 (slow POST): the body stopped arriving. */
+            LOG_I("public rid=%s host=%s request body idle for too long", rq->id, rq->host);
+            if (rq->stream != NULL) {
+                mux_stream_reset(rq->stream, CODE_CANCEL);
+                mux_stream_release(rq->stream);
+                rq->stream = NULL;
+            }
+            pc->flags |= PC_F_CLOSE_AFTER;
+            answer_local(rq, 408, NULL, NULL);
+        } else if (rq != NULL && !(rq->flags & RQ_F_RESP_HEAD)) {
             LOG_I("public rid=%s host=%s no response from the origin in time", rq->id, rq->host);
             if (rq->stream != NULL) {
                 mux_stream_reset(rq->stream, CODE_CANCEL);
