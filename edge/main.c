@@ -55,9 +55,10 @@ static void usage(FILE *f)
 
 static void serve_usage(FILE *f)
 {
-    fprintf(f, "usage: culvert-edge serve [--config FILE] [--check]\n"
-               "  --config FILE  edge configuration (default " DEFAULT_CONFIG ")\n"
-               "  --check        validate the configuration and certificates, print \"configuration OK\"\n");
+    fprintf(f, "usage: culvert-edge serve [--config FILE] [--check] [--loglevel LEVEL]\n"
+               "  --config FILE     edge configuration (default " DEFAULT_CONFIG ")\n"
+               "  --check           validate the configuration and certificates, print \"configuration OK\"\n"
+               "  --loglevel LEVEL  error, warn, info (default), debug or trace\n");
 }
 
 /* ---- shutdown ------------------------------------------------------------------------------- */
@@ -216,6 +217,17 @@ static int serve(int argc, char **argv)
             config = argv[i] + 9;
         } else if (strcmp(argv[i], "--check") == 0) {
             check = 1;
+        } else if ((strcmp(argv[i], "--loglevel") == 0 && i + 1 < argc) ||
+                   strncmp(argv[i], "--loglevel=", 11) == 0) {
+            const char *v = argv[i][10] == '=' ? argv[i] + 11 : argv[++i];
+            enum log_level lv;
+
+            if (log_parse_level(v, &lv) < 0) {
+                fprintf(stderr, "culvert-edge serve: --loglevel: \"%s\" is not one of error, warn, "
+                                "info, debug, trace\n", v);
+                return 2;
+            }
+            log_set_level(lv);
         } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             serve_usage(stdout);
             return 0;
