@@ -64,8 +64,20 @@ struct tentry {
     unsigned rr; /* round-robin cursor */
 };
 
+/* Failed registrations per peer address, for the tarpit (RELIABILITY.md §10: 10/min/IP). */
+struct auth_fail {
+    struct auth_fail *next;
+    uint64_t window_start_ms;
+    unsigned count;
+    char ip[64];
+};
+
+#define AUTH_FAIL_BUCKETS 256
+#define AUTH_FAIL_PER_MIN 10
+
 struct tunnel_registry {
     struct edge *e;
+    struct auth_fail *fails[AUTH_FAIL_BUCKETS];
     struct tentry **buckets;
     size_t nbuckets;
     struct list_node pending; /* connections not registered yet */
@@ -171,8 +183,56 @@ void tunnel_registry_free(struct tunnel_registry *r)
             t = next;
         }
     }
+    for (size_t b = 0; b < AUTH_FAIL_BUCKETS; b++) {
+        while (r->fails[b] != NULL) {
+            struct auth_fail *f = r->fails[b];
+
+            r->fails[b] = f->next;
+            mem_free(f);
+        }
+    }
     mem_free(r->buckets);
     mem_free(r);
+}
+
+/* Counts a failed registration from |ip|; returns 1 when the peer is over its budget. Entries older
+ * than a minute are reused or dropped as their bucket is walked. */
+static int auth_fail_note(struct tunnel_registry *r, const char *ip)
+{
+    uint64_t now = uv_now(r->e->loop);
+    uint64_t h = 1469598103934665603ull;
+    struct auth_fail **pp;
+    struct auth_fail *f;
+
+    for (const char *p = ip; *p != '\0'; p++)
+        h = (h ^ (uint8_t)*p) * 1099511628211ull;
+    pp = &r->fails[h % AUTH_FAIL_BUCKETS];
+    while (*pp != NULL) {
+        f = *pp;
+        if (strcmp(f->ip, ip) == 0)
+            break;
+        if (now - f->window_start_ms >= 60000) {
+            *pp = f->next;
+            mem_free(f);
+            continue;
+        }
+        pp = &f->next;
+    }
+    f = *pp;
+    if (f == NULL) {
+        f = mem_calloc(sizeof(*f));
+        if (f == NULL)
+            return 0;
+        snprintf(f->ip, sizeof(f->ip), "%s", ip);
+        f->window_start_ms = now;
+        f->next = NULL;
+        *pp = f;
+    }
+    if (now - f->window_start_ms >= 60000) {
+        f->window_start_ms = now;
+        f->count = 0;
+    }
+    return ++f->count > AUTH_FAIL_PER_MIN;
 }
 
 size_t tunnel_registry_connector_count(const struct tunnel_registry *r, const uint8_t tunnel_id[16])
@@ -481,6 +541,13 @@ static void on_register(struct mux *m, const struct frame_register *rg, void *ar
     /* PROTOCOL.md §4.6: one answer for an unknown tunnel and a wrong secret, after the same work. */
     rec = store_authenticate(e->store, rg->tunnel_id, rg->secret);
     if (rec == NULL) {
+        if (auth_fail_note(r, sock_peer_ip(link_sock(tc->link)))) {
+            /* Tarpit: no answer; the registration deadline closes the connection. */
+            LOG_W_RL("tunnel peer=%s tunnel=%s registration refused: authentication failed (too many "
+                     "failures from this address: answer withheld)",
+                     tc->peer, id);
+            return;
+        }
         LOG_W("tunnel peer=%s tunnel=%s registration refused: authentication failed", tc->peer, id);
         mux_reject(m, CODE_AUTH_FAILED, FRAME_RETRY_NEVER, "authentication failed");
         return;
