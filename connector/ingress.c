@@ -51,6 +51,20 @@ struct ingress {
 
 /* ---- small helpers -------------------------------------------------------------------------- */
 
+/*
+ * How specific a rule's hostname is (PRODUCT.md section 2 "Hostnames", routes and ingress alike):
+ * an exact name beats any wildcard, a longer wildcard beats a shorter one; among equals the first
+ * rule wins (first match, as in cloudflared). Host-less rules rank 0.
+ */
+static size_t rule_rank(const struct ingress_rule *r)
+{
+    if (r->any_host)
+        return 0;
+    if (!r->host.wildcard)
+        return SIZE_MAX;
+    return 1 + r->host.len;
+}
+
 /* Copies |in| into |out| (|n| bytes) for quoting in a message: printable ASCII only, others as
  * '?', cut with "..." when longer than the room. */
 static void sanitize(const char *in, char *out, size_t n)
@@ -954,12 +968,14 @@ static int parse_rule(struct ingress *ing, const struct yaml_node *rn, size_t i,
                            "would never be used (give it a hostname or path, or move it last)",
                            r->number);
 
-    /* A rule an earlier path-less rule already answers for is a mistake worth a warning. */
+    /* A rule an earlier path-less rule already answers for is a mistake worth a warning (an
+     * earlier, less specific wildcard does not hide it: see ingress_match). */
     if (!r->any_host) {
         for (k = 0; k < i; k++) {
             const struct ingress_rule *e = &ing->rules[k];
 
-            if (e->path == NULL && !e->any_host && host_covers(&e->host, &r->host)) {
+            if (e->path == NULL && !e->any_host && host_covers(&e->host, &r->host) &&
+                rule_rank(e) >= rule_rank(r)) {
                 warn_at(warn, warn_arg, rn, base,
                         "rule #%u can never match: rule #%u (hostname %s, no path) comes first "
                         "and matches every request it would",
@@ -1090,6 +1106,8 @@ static long percent_decode(const char *in, size_t n, char *out)
 const struct ingress_rule *ingress_match(struct ingress *ing, const char *host, size_t host_len,
                                          const char *path, size_t path_len)
 {
+    const struct ingress_rule *best = NULL;
+    size_t best_rank = 0;
     struct hostname_host hh;
     char decoded[INGRESS_DECODE_MAX];
     const char *subject = path;
@@ -1120,11 +1138,19 @@ const struct ingress_rule *ingress_match(struct ingress *ing, const char *host, 
 
         if (!r->any_host && (!host_ok || !hostname_pattern_match(&r->host, hh.name, name_len)))
             continue;
+        /* After a wildcard matched, only a more specific hostname can still win. */
+        if (best != NULL && (r->any_host || rule_rank(r) <= best_rank))
+            continue;
         if (r->path_re != NULL && !regex_search(ing, r->path_re, subject, subject_len))
             continue;
-        return r;
+        /* First match, as in cloudflared, except that a wildcard yields to a later rule with a more
+         * specific hostname (PRODUCT.md section 2: exact beats wildcard, longer beats shorter). */
+        if (r->any_host || !r->host.wildcard)
+            return r;
+        best = r;
+        best_rank = rule_rank(r);
     }
-    return &ing->rules[ing->count - 1];
+    return best != NULL ? best : &ing->rules[ing->count - 1];
 }
 
 /* ---- description ---------------------------------------------------------------------------- */

@@ -200,7 +200,10 @@ const struct ingress_rule *ingress_rule_at(const struct ingress *ing, size_t i);
 const struct origin_request *ingress_defaults(const struct ingress *ing);
 
 /*
- * Returns the first rule matching a request, never NULL (the last rule is a catch-all). |host| is
+ * Returns the rule serving a request, never NULL (the last rule is a catch-all): the first rule that
+ * matches, as in cloudflared, except that a match on a wildcard hostname yields to a later matching
+ * rule with a more specific hostname (an exact name, or a longer wildcard), as PRODUCT.md section 2
+ * says for routes and ingress alike; rules without a hostname keep their place. |host| is
  * the request's Host (|host_len| bytes; a port and a trailing dot are ignored, case does not
  * matter); a host that is not a valid name (an IP literal, garbage, empty) matches only rules
  * without a hostname. |path| (|path_len| bytes) is the request target's path; the query string

@@ -528,14 +528,47 @@ static void test_warns_about_unknown_rule_keys_and_shadowed_rules(void **state)
                            "  - service: http_status:404\n",
                            &ing, &err, &w),
                      0);
-    assert_int_equal(w.n, 3);
+    /* Rule #2 is exact: it beats the earlier wildcard (PRODUCT.md section 2), so only rule #3,
+     * hidden by rule #2's equal hostname without a path, is warned about. */
+    assert_int_equal(w.n, 2);
     assert_string_equal(w.lines[0], "config.yml:6:5: ingress[1].sevrice: unknown key, ignored");
     assert_string_equal(w.lines[1],
-                        "config.yml:4:5: ingress[1]: rule #2 can never match: rule #1 (hostname "
-                        "*.example.com, no path) comes first and matches every request it would");
-    assert_string_equal(w.lines[2],
-                        "config.yml:7:5: ingress[2]: rule #3 can never match: rule #1 (hostname "
-                        "*.example.com, no path) comes first and matches every request it would");
+                        "config.yml:7:5: ingress[2]: rule #3 can never match: rule #2 (hostname "
+                        "app.example.com, no path) comes first and matches every request it would");
+    ingress_free(ing);
+}
+
+static void test_match_exact_and_longer_wildcards_beat_earlier_wildcards(void **state)
+{
+    struct ingress *ing = NULL;
+    struct yaml_error err;
+    struct collected w = {.n = 0};
+    const struct ingress_rule *r;
+
+    (void)state;
+    assert_int_equal(build("ingress:\n"
+                           "  - path: ^/health$\n"
+                           "    service: http_status:204\n"
+                           "  - hostname: \"*.example.com\"\n"
+                           "    service: http://localhost:8000\n"
+                           "  - hostname: ssh.example.com\n"
+                           "    service: ssh://localhost:22\n"
+                           "  - hostname: \"*.b.example.com\"\n"
+                           "    service: http://localhost:8002\n"
+                           "  - service: http_status:404\n",
+                           &ing, &err, &w),
+                     0);
+    assert_int_equal(w.n, 0);
+    r = ingress_match(ing, "ssh.example.com", 15, "/", 1);
+    assert_int_equal(r->number, 3); /* exact beats the earlier wildcard */
+    r = ingress_match(ing, "x.b.example.com", 15, "/", 1);
+    assert_int_equal(r->number, 4); /* the longer wildcard beats the shorter one */
+    r = ingress_match(ing, "www.example.com", 15, "/", 1);
+    assert_int_equal(r->number, 2);
+    r = ingress_match(ing, "ssh.example.com", 15, "/health", 7);
+    assert_int_equal(r->number, 1); /* a host-less rule keeps its place, as in cloudflared */
+    r = ingress_match(ing, "other.org", 9, "/", 1);
+    assert_int_equal(r->number, 5);
     ingress_free(ing);
 }
 
@@ -973,6 +1006,7 @@ int main(void)
         cmocka_unit_test(test_rejects_missing_and_invalid_service),
         cmocka_unit_test(test_rejects_empty_or_malformed_ingress),
         cmocka_unit_test(test_warns_about_unknown_rule_keys_and_shadowed_rules),
+        cmocka_unit_test(test_match_exact_and_longer_wildcards_beat_earlier_wildcards),
         cmocka_unit_test(test_match_exact_hostname_and_path),
         cmocka_unit_test(test_match_wildcard_covers_subdomains_not_apex),
         cmocka_unit_test(test_match_path_regex_uses_re2_syntax),
