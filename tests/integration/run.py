@@ -23,6 +23,7 @@ directory (BUILD/itest/MODULE.TEST) is kept; passing tests' directories are remo
 """
 
 import argparse
+import fcntl
 import importlib
 import json
 import os
@@ -41,6 +42,7 @@ import lib  # noqa: E402
 
 DEFAULT_TIMEOUT = 60
 KILL_GRACE = 20  # seconds between SIGTERM to a late child and SIGKILL of its process group
+LOCK_WAIT = 600  # seconds a run waits for another run on the same build directory
 
 
 def discover(tests_dir):
@@ -231,6 +233,23 @@ def main():
                 a.build, b, " SANITIZE=1" if a.reduced else ""), file=sys.stderr)
             return 1
     root = os.path.join(os.path.abspath(a.build), "itest" if a.tests_dir == HERE else "itest-self")
+    # One run at a time per directory: a second run would delete the first one's files.
+    lock_fd = os.open(root + ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print("run.py: another integration run is using %s; waiting (up to %ds)" % (root, LOCK_WAIT),
+              flush=True)
+        deadline = time.monotonic() + LOCK_WAIT
+        while True:
+            try:
+                fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    print("run.py: gave up waiting for %s.lock" % root, file=sys.stderr)
+                    return 1
+                time.sleep(0.5)
     shutil.rmtree(root, ignore_errors=True)
     os.makedirs(root)
     pki = lib.make_pki(os.path.join(root, "pki"))
