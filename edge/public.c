@@ -1317,8 +1317,10 @@ static void pconn_process(struct pconn *pc)
             if (n > space)
                 n = space;
         } else if (rq->flags & RQ_F_LOCAL) {
-            /* Answered already; its body (if any) is not read: the connection closes. */
-            break;
+            /* Answered already. A body is not read (the connection closes after the answer); a
+             * request without one is parsed to its end so that keep-alive goes on. */
+            if (rq->flags & RQ_F_HAS_BODY)
+                break;
         }
         if (http1_paused(pc->parser))
             http1_resume(pc->parser);
