@@ -585,8 +585,8 @@ class Ctx:
             e.start()
         return e
 
-    def origin(self, name="origin"):
-        return Origin(self, name)
+    def origin(self, name="origin", **kw):
+        return Origin(self, name, **kw)
 
     def connector(self, edge, token, **kw):
         c = Connector(self, edge, token, **kw)
@@ -658,12 +658,23 @@ class Ctx:
         self.aux.append(p)
         return p, body, hdr
 
-    def tls_connect(self, port, sni, timeout=10, host="127.0.0.1"):
-        """A TLS socket to host:port with |sni| (None: no SNI), verifying with the test CA."""
+    def tls_connect(self, port, sni, timeout=10, host="127.0.0.1", rcvbuf=None):
+        """A TLS socket to host:port with |sni| (None: no SNI), verifying with the test CA.
+        |rcvbuf|: SO_RCVBUF set before connecting (a small window for slow-reader tests)."""
         c = ssl.create_default_context(cafile=os.path.join(self.pki, "ca.pem"))
         if sni is None:
             c.check_hostname = False
-        raw = socket.create_connection((host, port), timeout=timeout * self.slow)
+        if rcvbuf is not None:
+            raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            raw.settimeout(timeout * self.slow)
+            try:
+                raw.connect((host, port))
+            except Exception:
+                raw.close()
+                raise
+        else:
+            raw = socket.create_connection((host, port), timeout=timeout * self.slow)
         try:
             return c.wrap_socket(raw, server_hostname=sni)
         except Exception:
@@ -895,10 +906,13 @@ class Connector:
 
     Keywords: ingress (list of rules, written to config.yml; default: hello_world catch-all),
     url (--url instead of ingress), ha (2), name ("connector"), args (extra flags), token_mode
-    ("file" | "flag" | "env"), loglevel ("info"), start, wait_ready."""
+    ("file" | "flag" | "env" | "none": no token at all, the config names the credentials),
+    loglevel ("info"), start, wait_ready, config (dict of more top-level config.yml keys, e.g.
+    originRequest), config_text (config.yml written verbatim instead)."""
 
     def __init__(self, ctx, edge, token, ingress=None, url=None, ha=2, name="connector", args=(),
-                 token_mode="file", loglevel="info", start=True, wait_ready=True, grace="2s"):
+                 token_mode="file", loglevel="info", start=True, wait_ready=True, grace="2s",
+                 config=None, config_text=None):
         self.ctx = ctx
         self.edge = edge
         self.token = token
@@ -906,14 +920,18 @@ class Connector:
         self.dir = ctx.mkdir(name)
         self.metrics_port = free_port()
         self.token_file = os.path.join(self.dir, "token")
-        write_file(self.token_file, token + "\n", 0o600)
+        if token is not None:
+            write_file(self.token_file, token + "\n", 0o600)
         self.config = os.path.join(self.dir, "config.yml")
         self.url = url
-        cfg = {}
-        if url is None:
+        cfg = dict(config or {})
+        if url is None and config_text is None:
             cfg["ingress"] = ingress if ingress is not None else [{"service": "hello_world"}]
-        write_file(self.config, "# written by tests/integration/lib.py\n" + yaml_dump(cfg) if cfg
-                   else "# empty\n{}\n")
+        if config_text is not None:
+            write_file(self.config, config_text)
+        else:
+            write_file(self.config, "# written by tests/integration/lib.py\n" + yaml_dump(cfg) if cfg
+                       else "# empty\n{}\n")
         self.argv = [ctx.connector_bin, "run", "--config", self.config,
                      "--metrics", "127.0.0.1:%d" % self.metrics_port,
                      "--retry-base", "100ms", "--heartbeat", "1s", "--grace-period", grace,
@@ -976,17 +994,30 @@ def http_get(host, port, path, timeout=5, headers=None):
 
 
 class Origin:
-    """origin.py in its own process on a free port; .url is http://127.0.0.1:PORT."""
+    """origin.py in its own process on a free port; .url is http://127.0.0.1:PORT.
 
-    def __init__(self, ctx, name="origin"):
+    Keywords: tls ((cert, key) PEM files: an HTTPS origin; .url is https://localhost:PORT, since
+    the test certificates name localhost), unix (True: listen on a unix socket in the origin's
+    directory; .url is unix:PATH, or unix+tls:PATH with tls)."""
+
+    def __init__(self, ctx, name="origin", tls=None, unix=False):
         self.ctx = ctx
         self.name = name
         self.dir = ctx.mkdir(name)
         self.ready_file = os.path.join(self.dir, "port")
         self.request_log = os.path.join(self.dir, "requests.jsonl")
+        self.event_log = os.path.join(self.dir, "events.jsonl")
         write_file(self.request_log, "")
-        self.proc = ctx.spawn(name, [PYTHON, ORIGIN_PY, "--name", name, "--ready-file", self.ready_file,
-                                     "--log", self.request_log])
+        write_file(self.event_log, "")
+        argv = [PYTHON, ORIGIN_PY, "--name", name, "--ready-file", self.ready_file,
+                "--log", self.request_log, "--events", self.event_log]
+        self.unix_path = None
+        if unix:
+            self.unix_path = os.path.join(self.dir, "s.sock")
+            argv += ["--unix", self.unix_path]
+        if tls is not None:
+            argv += ["--tls-cert", tls[0], "--tls-key", tls[1]]
+        self.proc = ctx.spawn(name, argv)
 
         def ready():
             if not self.proc.alive():
@@ -995,11 +1026,17 @@ class Origin:
 
         ctx.wait_until(ready, 10, "origin %s to listen" % name)
         with open(self.ready_file) as f:
-            self.port = int(f.read().strip())
-        self.url = "http://127.0.0.1:%d" % self.port
+            where = f.read().strip()
+        if unix:
+            self.port = None
+            self.url = ("unix+tls:" if tls else "unix:") + self.unix_path
+        else:
+            self.port = int(where)
+            self.url = ("https://localhost:%d" if tls else "http://127.0.0.1:%d") % self.port
 
     def requests(self):
-        """Every request the origin parsed so far: [{"method","path","request_id","name"}]."""
+        """Every request the origin parsed so far: [{"method","path","request_id","name","conn",
+        "host","sni"}]."""
         out = []
         with open(self.request_log) as f:
             for line in f:
@@ -1010,6 +1047,25 @@ class Origin:
 
     def request_count(self):
         return len(self.requests())
+
+    def events(self, name=None):
+        """The origin's event log ([{"event","t","conn",...}]), only events |name| if given."""
+        out = []
+        with open(self.event_log) as f:
+            for line in f:
+                line = line.strip()
+                if line:
+                    e = json.loads(line)
+                    if name is None or e["event"] == name:
+                        out.append(e)
+        return out
+
+    def progress(self, key):
+        """{"sent", "done"} of /bytes?id=KEY, asked directly (not through the tunnel)."""
+        r = http_get("127.0.0.1", self.port, "/progress?id=%s" % key, timeout=5)
+        if r is None or r[0] != 200:
+            raise AssertionError("origin %s: /progress?id=%s did not answer: %r" % (self.name, key, r))
+        return json.loads(r[1])
 
 
 # ---- a ready-made setup ------------------------------------------------------------------------
@@ -1038,3 +1094,137 @@ class Stack:
 
     def resolve(self, host=None):
         return self.edge.resolve(host or self.host)
+
+
+# ---- WebSocket client ----------------------------------------------------------------------------
+
+
+class WebSocket:
+    """A small RFC 6455 client over a connected socket (usually ctx.tls_connect to the edge):
+    handshake, masked frames, ping/pong, close. Frame coding is origin.py's (ws_encode,
+    ws_read_frame), so the test origin and this client agree on one implementation that the
+    culvert binaries must carry unchanged."""
+
+    def __init__(self, sock):
+        import origin as origin_mod  # the frame codec; origin.py sits next to this file
+
+        self.o = origin_mod
+        self.sock = sock
+        self.rd = RawHTTP(sock)
+        self.key = None
+        self.response = None
+
+    @staticmethod
+    def new_key():
+        return base64.b64encode(os.urandom(16)).decode()
+
+    def handshake(self, host, path="/ws/echo", key=None, headers=(), version="13"):
+        """Sends the upgrade request and reads the answer's head (and body, unless 101).
+        Returns the Response; .accept_ok says whether a 101's Sec-WebSocket-Accept is right."""
+        self.key = key or self.new_key()
+        req = ["GET %s HTTP/1.1" % path, "Host: %s" % host, "Upgrade: websocket",
+               "Connection: Upgrade", "Sec-WebSocket-Key: %s" % self.key]
+        if version is not None:
+            req.append("Sec-WebSocket-Version: %s" % version)
+        req += list(headers)
+        self.sock.sendall(("\r\n".join(req) + "\r\n\r\n").encode())
+        r = self.rd.read_response()
+        while r is not None and 100 <= r.status < 200 and r.status != 101:
+            r = self.rd.read_response()
+        self.response = r
+        if r is not None:
+            r.accept_ok = r.status == 101 and r.header("Sec-WebSocket-Accept") == self.o.ws_accept(self.key)
+        return r
+
+    def send(self, opcode, payload=b"", fin=True):
+        self.sock.sendall(self.o.ws_encode(opcode, payload, fin, mask_key=os.urandom(4)))
+
+    def send_text(self, text):
+        self.send(self.o.WS_TEXT, text.encode("utf-8"))
+
+    def send_binary(self, data):
+        self.send(self.o.WS_BINARY, data)
+
+    def ping(self, payload=b""):
+        self.send(self.o.WS_PING, payload)
+
+    def close(self, code=1000, reason=""):
+        self.send(self.o.WS_CLOSE, self.o.ws_close_payload(code, reason))
+
+    def recv_frame(self, timeout=10):
+        """(fin, opcode, masked, payload) of the next frame; EOFError when the stream ended,
+        socket.timeout after |timeout| s."""
+        self.sock.settimeout(timeout)
+        return self.o.ws_read_frame(self.rd._take)
+
+    def recv_message(self, timeout=10):
+        """The next data message, fragments joined: (opcode, payload). Control frames in between
+        are returned as they come: (opcode, payload) with opcode >= 8."""
+        first_op = None
+        parts = []
+        while True:
+            fin, op, _, payload = self.recv_frame(timeout)
+            if op >= 8:
+                return op, payload
+            if first_op is None:
+                first_op = op
+            parts.append(payload)
+            if fin:
+                return first_op, b"".join(parts)
+
+    def closed_after(self, timeout):
+        """True when the peer closes the connection within |timeout| s with no more bytes."""
+        return self.rd.closed_after(timeout)
+
+
+# ---- process memory ------------------------------------------------------------------------------
+
+
+def proc_status_kib(pid):
+    """{"VmRSS": KiB, "VmHWM": KiB} from /proc/PID/status ({} when the process is gone)."""
+    out = {}
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                k, _, v = line.partition(":")
+                if k in ("VmRSS", "VmHWM"):
+                    out[k] = int(v.split()[0])
+    except OSError:
+        pass
+    return out
+
+
+class MemSampler:
+    """Samples VmRSS of processes ({name: pid}) every |interval| s in a thread; stop() returns
+    {name: {"max_rss_kib", "hwm_kib", "samples"}} (VmHWM, the kernel's peak, read at the end)."""
+
+    def __init__(self, pids, interval=0.05):
+        self.pids = dict(pids)
+        self.interval = interval
+        self.max_rss = {n: 0 for n in self.pids}
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def _run(self):
+        while not self._stop.is_set():
+            for n, pid in self.pids.items():
+                v = proc_status_kib(pid).get("VmRSS")
+                if v is not None and v > self.max_rss[n]:
+                    self.max_rss[n] = v
+            self.samples += 1
+            self._stop.wait(self.interval)
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(5)
+        out = {}
+        for n, pid in self.pids.items():
+            st = proc_status_kib(pid)
+            out[n] = {"max_rss_kib": max(self.max_rss[n], st.get("VmRSS", 0)),
+                      "hwm_kib": st.get("VmHWM", 0), "samples": self.samples}
+        return out
