@@ -1313,7 +1313,13 @@ struct buf *sock_in(struct sock *s)
 
 void sock_read_start(struct sock *s)
 {
+    unsigned was_held = s->flags & (SOCK_F_PAUSED | SOCK_F_IN_FULL);
+
     if (s->state >= SOCK_S_CLOSING)
+        return;
+    /* Not paused and not full: nothing to resume (owners call this freely; it must not turn into
+     * epoll_ctl calls per request). */
+    if (was_held == 0)
         return;
     s->flags &= ~SOCK_F_PAUSED;
     if (buf_space(&s->in) > 0)
