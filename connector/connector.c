@@ -18,6 +18,7 @@
 #include "meta.h"
 #include "mux.h"
 #include "origin_http.h"
+#include "origin_tcp.h"
 #include "supervisor.h"
 
 struct ingress_ref *connector_ingress_hold(struct connector *c)
@@ -65,8 +66,12 @@ int connector_dispatch(struct connector *c, struct mux_stream *s, const struct m
     c->streams_total++;
     c->streams_active++;
     if (md->type == META_REQUEST_TCP) {
-        /* tcp streams (PROTOCOL.md §8.6) come with TCP services. */
-        rv = CODE_NO_SERVICE;
+        /* tcp streams (PROTOCOL.md §8.6) are served only by TCP services: an HTTP rule never
+         * receives one. */
+        rv = rule->service.kind == INGRESS_SVC_TCP ? origin_tcp_start(c, ref, rule, s, md, end)
+                                                   : CODE_NO_SERVICE;
+        if (rv == 0)
+            return 0; /* the stream owns the reference */
         goto refuse;
     }
     switch (rule->service.kind) {
@@ -83,8 +88,17 @@ int connector_dispatch(struct connector *c, struct mux_stream *s, const struct m
         rv = status_start(c, s, rule->service.status, end);
         break;
     case INGRESS_SVC_TCP:
+        /* A WebSocket to a TCP service is terminated here (cloudflared does the same); a plain
+         * HTTP request is not served: tcp:// is reached with `access tcp` or a WebSocket. */
+        if (md->type == META_REQUEST_UPGRADE) {
+            rv = origin_tcp_start(c, ref, rule, s, md, end);
+            if (rv == 0)
+                return 0; /* the stream owns the reference */
+            break;
+        }
+        rv = CODE_NO_SERVICE;
+        break;
     default:
-        /* A tcp:// service is reached with `access tcp`, not with an HTTP request. */
         rv = CODE_NO_SERVICE;
         break;
     }
