@@ -81,7 +81,7 @@ _NODELAY_ORIGIN = (
 class Origin(lib.Origin):
     """lib.Origin (origin.py, same endpoints and request log) with TCP_NODELAY on its connections."""
 
-    def __init__(self, ctx, name="origin"):  # noqa: super().__init__ would start plain origin.py
+    def __init__(self, ctx, name="origin", host="127.0.0.1"):  # not super(): it starts plain origin.py
         self.ctx = ctx
         self.name = name
         self.dir = ctx.mkdir(name)
@@ -89,7 +89,8 @@ class Origin(lib.Origin):
         self.request_log = os.path.join(self.dir, "requests.jsonl")
         lib.write_file(self.request_log, "")
         self.proc = ctx.spawn(name, [lib.PYTHON, "-c", _NODELAY_ORIGIN % lib.HERE, "--name", name,
-                                     "--ready-file", self.ready_file, "--log", self.request_log])
+                                     "--ready-file", self.ready_file, "--log", self.request_log,
+                                     "--host", host])
 
         def ready():
             if not self.proc.alive():
@@ -99,7 +100,7 @@ class Origin(lib.Origin):
         ctx.wait_until(ready, 10, "origin %s to listen" % name)
         with open(self.ready_file) as f:
             self.port = int(f.read().strip())
-        self.url = "http://127.0.0.1:%d" % self.port
+        self.url = "http://%s:%d" % (host, self.port)
 
 
 # ---- the load client ---------------------------------------------------------------------------
@@ -339,18 +340,21 @@ def curl_name(ctx, edge, host, path="/name"):
 
 class Netns:
     """A network namespace with a veth pair to the root namespace: |root_ip| on the root side,
-    |ns_ip| inside (both in 198.18.0.0/15, RELIABILITY.md §7), loopback up inside. delete() removes
-    both (the veth goes with the namespace); call it in a finally block."""
+    |ns_ip| inside, a /30 of 198.18.0.0/15 (RELIABILITY.md §7) chosen from the PID so that two runs
+    at once (plain and sanitizer builds) do not collide; loopback up inside. delete() removes both;
+    call it in a finally block."""
 
-    def __init__(self, ctx, tag, root_ip="198.18.0.1", ns_ip="198.18.0.2", prefix=30):
+    def __init__(self, ctx, tag):
         self.ctx = ctx
-        suffix = "%d" % (os.getpid() % 100000)
+        pid = os.getpid()
+        suffix = "%d" % (pid % 100000)
         self.name = "cv%s%s" % (tag, suffix)
         self.veth_root = ("cv%sr%s" % (tag, suffix))[:15]
         self.veth_ns = ("cv%sn%s" % (tag, suffix))[:15]
-        self.root_ip = root_ip
-        self.ns_ip = ns_ip
-        self.prefix = prefix
+        base = (198 << 24) | (18 << 16) | ((pid % 32768) * 4)
+        self.root_ip = socket.inet_ntoa((base + 1).to_bytes(4, "big"))
+        self.ns_ip = socket.inet_ntoa((base + 2).to_bytes(4, "big"))
+        self.prefix = 30
         self.created = False
         self.veth_created = False
 
