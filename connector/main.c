@@ -1,7 +1,7 @@
 /*
- * main.c - culvert-connector: command line (run, ingress validate|rule, --version, --help), the
- * loop, and signals (TERM drains within the grace period, a second TERM or INT exits at once, HUP
- * reloads the ingress rules and origin options).
+ * main.c - culvert-connector: command line (run, ingress validate|rule, access tcp|ssh, --version,
+ * --help), the loop, and signals (TERM drains within the grace period, a second TERM or INT exits
+ * at once, HUP reloads the ingress rules and origin options).
  *
  * Exit codes (PRODUCT.md section 2): 0 success, 2 usage or configuration error, 1 anything else
  * (among them: the edge rejected the token).
@@ -15,6 +15,7 @@
 #include <openssl/crypto.h>
 #include <uv.h>
 
+#include "access.h"
 #include "connector.h"
 #include "connector_config.h"
 #include "err.h"
@@ -43,6 +44,10 @@ static void usage(FILE *f)
             "                             [--region R]\n"
             "       culvert-connector ingress validate [--config FILE]\n"
             "       culvert-connector ingress rule URL [--config FILE]\n"
+            "       culvert-connector access tcp --hostname H --url [HOST:]PORT [--edge-url URL]\n"
+            "                                    [--edge-ca F] [--header 'Name: value']...\n"
+            "       culvert-connector access ssh --hostname H [--edge-url URL] [--edge-ca F]\n"
+            "                                    [--header 'Name: value']...\n"
             "       culvert-connector --version | --help\n"
             "\n"
             "run connects out to the edge with the tunnel token (also $CULVERT_TOKEN or $TUNNEL_TOKEN,\n"
@@ -225,6 +230,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: culvert-connector ingress validate|rule URL [--config FILE]\n");
         return 2;
     }
+    if (strcmp(argv[1], "access") == 0)
+        return access_main(argc - 2, argv + 2);
     fprintf(stderr, "culvert-connector: unknown command \"%s\"\n", argv[1]);
     usage(stderr);
     return 2;
