@@ -24,6 +24,8 @@ Endpoints (any method unless said):
   anything else    like /echo
   /bytes?...&fast=1 the bytes of gen_fast(N, S) instead (a faster generator, for GiB transfers)
   /bytes?...&id=X  records how many body bytes it has written so far, read with /progress?id=X
+  ?drop_next=1     (any endpoint) answers normally, then reads the next request on the same
+                   connection and closes 100 ms later without answering it (event "dropped")
   /progress?id=X   JSON {"sent": bytes written so far by /bytes?id=X, "done": bool} (asked directly,
                    not through the tunnel)
   /upload          also takes ?no100=1: no interim 100 Continue for Expect: 100-continue (else
@@ -202,6 +204,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def setup(self):
         self.conn_id = self.server.next_conn_id()
+        self.drop_next = False
         self.sni = None
         if isinstance(self.request, ssl.SSLSocket):
             self.request.settimeout(10)
@@ -341,6 +344,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
         url = urllib.parse.urlsplit(self.path)
         q = urllib.parse.parse_qs(url.query)
         path = url.path
+        if self.drop_next:
+            # Asked for by the previous request on this connection: close without an answer, as an
+            # origin whose keep-alive timeout just expired does.
+            self.event("dropped", path=self.path)
+            time.sleep(0.1)  # whatever the proxy sends with the request has arrived by then
+            self.close_connection = True
+            return
+        if q.get("drop_next", ["0"])[0] == "1":
+            self.drop_next = True
         if (self.headers.get("Upgrade", "").lower() == "websocket"
                 and self.headers.get("Sec-WebSocket-Key")):
             if path == "/ws/echo":

@@ -286,3 +286,27 @@ def test_disable_chunked_encoding_411_and_content_length_bodies(ctx):
     expect_eq(j["transfer_encoding"], "chunked", "framing at the origin (chunked)")
     # GET without a body is unaffected.
     expect_eq(edge.get(h("nochunk"), "/name").status, 200, "disableChunkedEncoding: a GET")
+
+
+@lib.timeout(60)
+def test_pooled_connection_closed_by_the_origin_is_retried_once(ctx):
+    edge = ctx.edge()
+    t = edge.tunnel_with_route("rt", [h("rt")])
+    o = ctx.origin("o")
+    ctx.connector(edge, t["token"], ingress=[{"service": o.url}])
+    # The origin answers, then drops the next request on that connection without a byte: the
+    # connector must retry it on a fresh connection (nothing was sent to the visitor yet).
+    expect_eq(edge.get(h("rt"), "/name?drop_next=1").status, 200, "first request")
+    r = edge.get(h("rt"), "/echo?second=1")
+    expect_eq(r.status, 200, "a request whose pooled connection the origin closed")
+    rid = request_id_of(r)
+    tries = [x for x in o.requests() if x["request_id"] == rid]
+    expect_eq(len(tries), 2, "arrivals of the retried request at the origin (dropped once, then answered)")
+    expect(tries[0]["conn"] != tries[1]["conn"], "the retry used the same connection: %r" % tries)
+    expect_eq(len(o.events("dropped")), 1, "requests the origin dropped")
+    # A request with a body that already went out is not retried: the visitor gets an error.
+    expect_eq(edge.get(h("rt"), "/name?drop_next=1").status, 200, "third request")
+    n_before = o.request_count()
+    r = ctx.curl(edge.url(h("rt"), "/upload"), resolve=edge.resolve(h("rt")), data="x" * 1000)
+    expect_eq(r.status, 502, "a POST whose body went to a connection the origin dropped")
+    expect_eq(o.request_count() - n_before, 1, "arrivals of the POST (never retried)")
