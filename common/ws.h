@@ -1,5 +1,5 @@
 /*
- * ws.h - WebSocket frames (RFC 6455 §5): an incremental decoder and the encoders, pure and sans-I/O.
+ * ws.h - WebSocket frames (RFC 6455 §5): an incremental decoder and the encoders, pure, sans-I/O.
  *
  * Who uses it. The connector terminates WebSockets whose ingress rule is a TCP service
  * (connector/origin_tcp.c, the server role): binary frames from the visitor carry the bytes, the

@@ -199,8 +199,8 @@ static void ot_fail(struct otcp *ot, uint32_t code, const char *why)
 static int half_closed(const struct otcp *ot)
 {
     if (ot->flags & OT_F_WS)
-        return (ot->flags & (OT_F_CLOSE_RCVD | OT_F_EDGE_END | OT_F_TARGET_EOF | OT_F_CLOSE_SENT)) !=
-               0;
+        return (ot->flags &
+                (OT_F_CLOSE_RCVD | OT_F_EDGE_END | OT_F_TARGET_EOF | OT_F_CLOSE_SENT)) != 0;
     return (ot->pipe.flags & (PIPE_F_SOCK_EOF | PIPE_F_STREAM_END)) != 0;
 }
 
@@ -405,7 +405,8 @@ static void ws_visitor_done(struct otcp *ot)
         sock_shutdown(ot->sock); /* after the queued payload: FIN */
 }
 
-/* Fails the WebSocket connection (RFC 6455 §7.1.7): Close with |code|, no more bytes either way. */
+/* Fails the WebSocket connection (RFC 6455 §7.1.7): Close with |code|, no more bytes either
+ * way. */
 static void ws_fail(struct otcp *ot, uint16_t code, const char *why)
 {
     if (ot->flags & (OT_F_FAILED | OT_F_FINISHED))
@@ -797,7 +798,8 @@ static void on_resolved(int status, struct addrinfo *res, void *arg)
         ot_fail(ot, CODE_ORIGIN_UNREACHABLE, why);
         return;
     }
-    for (const struct addrinfo *ai = res; ai != NULL && ot->naddrs < OT_MAX_ADDRS; ai = ai->ai_next) {
+    for (const struct addrinfo *ai = res; ai != NULL && ot->naddrs < OT_MAX_ADDRS;
+         ai = ai->ai_next) {
         if ((ai->ai_family != AF_INET && ai->ai_family != AF_INET6) ||
             ai->ai_addrlen > sizeof(ot->addrs[0]))
             continue;
@@ -880,7 +882,8 @@ static const struct mux_stream_hooks stream_hooks = {
 
 static int field_is(const struct meta_field *f, const char *value)
 {
-    return f != NULL && f->value_len == strlen(value) && strncasecmp(f->value, value, f->value_len) == 0;
+    return f != NULL && f->value_len == strlen(value) &&
+           strncasecmp(f->value, value, f->value_len) == 0;
 }
 
 /* RFC 6455 §4.2.1 for the connector's own end of a WebSocket: returns 0, or the HTTP status to

@@ -131,7 +131,7 @@ static uint8_t *hex(const char *text, size_t *n)
 
 static const uint8_t rfc_mask[4] = {0x37, 0xfa, 0x21, 0x3d};
 
-/* ---- RFC 6455 §5.7 examples --------------------------------------------------------------------- */
+/* ---- RFC 6455 §5.7 examples ------------------------------------------------------------------ */
 
 static void test_rfc_unmasked_text_hello(void **state)
 {
@@ -260,7 +260,7 @@ static void test_rfc_256_and_64k_binary_lengths(void **state)
     free(frame);
 }
 
-/* ---- splits ------------------------------------------------------------------------------------- */
+/* ---- splits ---------------------------------------------------------------------------------- */
 
 /* A client's stream: masked binary 300 bytes (16-bit length), a ping between the fragments of a
  * message, a masked 70 KiB frame (64-bit length), an empty frame, a close. */
@@ -404,7 +404,7 @@ static void test_boundary_and_message_state(void **state)
     assert_true(ws_decoder_in_message(&d)); /* not final */
 }
 
-/* ---- refusals ----------------------------------------------------------------------------------- */
+/* ---- refusals -------------------------------------------------------------------------------- */
 
 static int decode_err(enum ws_role role, uint64_t max, const char *text, const char **why)
 {
@@ -599,7 +599,7 @@ static void test_errors_are_final(void **state)
     assert_int_equal(ws_decode(&d, good, 2, out, 0, &ev, NULL), CV_EINVAL);
 }
 
-/* ---- encoders and helpers ------------------------------------------------------------------------ */
+/* ---- encoders and helpers -------------------------------------------------------------------- */
 
 static void test_encoders_refuse_invalid_frames(void **state)
 {
@@ -612,8 +612,10 @@ static void test_encoders_refuse_invalid_frames(void **state)
     assert_int_equal(ws_encode_header(out, WS_OP_PING, 0, 0, NULL), CV_EINVAL);
     assert_int_equal(ws_encode_header(out, WS_OP_CLOSE, 1, 126, NULL), CV_EINVAL);
     assert_int_equal(ws_encode_header(out, WS_OP_BINARY, 1, (uint64_t)1 << 63, NULL), CV_EINVAL);
-    assert_int_equal(ws_encode_control(out, sizeof(out), WS_OP_BINARY, payload, 1, NULL), CV_EINVAL);
-    assert_int_equal(ws_encode_control(out, sizeof(out), WS_OP_PING, payload, 126, NULL), CV_EINVAL);
+    assert_int_equal(ws_encode_control(out, sizeof(out), WS_OP_BINARY, payload, 1, NULL),
+                     CV_EINVAL);
+    assert_int_equal(ws_encode_control(out, sizeof(out), WS_OP_PING, payload, 126, NULL),
+                     CV_EINVAL);
     assert_int_equal(ws_encode_control(out, 6, WS_OP_PING, payload, 5, NULL), CV_EFULL);
     assert_int_equal(ws_encode_close(out, sizeof(out), 1005, NULL, 0, NULL), CV_EINVAL);
     assert_int_equal(ws_encode_close(out, sizeof(out), 1000, "\xff", 1, NULL), CV_EINVAL);
