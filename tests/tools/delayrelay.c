@@ -12,14 +12,15 @@
  * Closes are passed on at once, without the delay, so that a killed peer is seen immediately:
  *  - FIN: the bytes still queued in that direction are written now, then the write side of the
  *    other socket is shut down (a half-close; the other direction keeps flowing);
- *  - RST (a read or write error): both sockets are closed with SO_LINGER {1, 0}, which sends RST,
- *    and the queued bytes are dropped. A target that refuses the connection is passed on as RST too.
+ *  - RST (a read or write error): both sockets are closed with SO_LINGER {1, 0}, which sends
+ *    RST, and the queued bytes are dropped. A target that refuses the connection is passed on as
+ *    RST too.
  *
  * Memory per connection is bounded: a direction that holds RELAY_HIGH bytes stops reading its
  * source until it is back under RELAY_LOW.
  *
- * Once listening, prints "delayrelay listening on HOST:PORT" on stdout (the tests read the port from
- * it). SIGTERM or SIGINT closes everything and exits 0. One loop thread.
+ * Once listening, prints "delayrelay listening on HOST:PORT" on stdout (the tests read the port
+ * from it). SIGTERM or SIGINT closes everything and exits 0. One loop thread.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -172,7 +173,8 @@ static void rconn_abort(struct rconn *rc, const char *why, int err)
 {
     if (rc->state == RCONN_S_CLOSING)
         return;
-    LOG_I("conn=%u reset: %s%s%s", rc->id, why, err != 0 ? ": " : "", err != 0 ? uv_strerror(err) : "");
+    LOG_I("conn=%u reset: %s%s%s", rc->id, why, err != 0 ? ": " : "",
+          err != 0 ? uv_strerror(err) : "");
     rconn_close(rc, 1);
 }
 
@@ -233,10 +235,14 @@ static int half_release(struct half *h, int all)
     struct list_node *p;
     int rv;
 
-    while ((p = list_first(&h->queue)) != NULL) {
-        struct chunk *c = container_of(p, struct chunk, node);
+    for (;;) {
+        struct chunk *c;
         uv_buf_t b;
 
+        p = list_first(&h->queue);
+        if (p == NULL)
+            break;
+        c = container_of(p, struct chunk, node);
         if (!all && c->due_ms > now)
             break;
         list_remove(&c->node);
@@ -448,7 +454,8 @@ static void on_accept(uv_stream_t *server, int status)
     }
     uv_tcp_nodelay(&rc->client, 1);
     rc->connect_req.data = rc;
-    rv = uv_tcp_connect(&rc->connect_req, &rc->target, (const struct sockaddr *)&r->target, on_connect);
+    rv = uv_tcp_connect(&rc->connect_req, &rc->target, (const struct sockaddr *)&r->target,
+                        on_connect);
     if (rv < 0) {
         rconn_abort(rc, "cannot connect to the target", rv);
         return;
@@ -514,7 +521,8 @@ static int split_host_port(const char *s, char *host, size_t hlen, unsigned long
     return 0;
 }
 
-static int resolve(uv_loop_t *loop, const char *host, unsigned long port, struct sockaddr_storage *out)
+static int resolve(uv_loop_t *loop, const char *host, unsigned long port,
+                   struct sockaddr_storage *out)
 {
     struct addrinfo hints;
     uv_getaddrinfo_t req;
@@ -538,7 +546,8 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: delayrelay LISTEN_PORT TARGET_HOST:TARGET_PORT DELAY_MS [--listen-host H]\n"
                "  relays TCP connections to the target, delaying each chunk by DELAY_MS each way;\n"
-               "  FIN and RST pass at once. LISTEN_PORT 0 picks a free port (printed on stdout).\n");
+               "  FIN and RST pass at once. LISTEN_PORT 0 picks a free port (printed on\n"
+               "  stdout).\n");
 }
 
 int main(int argc, char **argv)
@@ -601,7 +610,8 @@ int main(int argc, char **argv)
     if (rv == 0)
         rv = uv_tcp_getsockname(&r.listener, (struct sockaddr *)&laddr, &namelen);
     if (rv < 0) {
-        fprintf(stderr, "delayrelay: cannot listen on %s:%lu: %s\n", listen_host, lport, uv_strerror(rv));
+        fprintf(stderr, "delayrelay: cannot listen on %s:%lu: %s\n", listen_host, lport,
+                uv_strerror(rv));
         uv_close((uv_handle_t *)&r.listener, NULL);
         uv_run(&loop, UV_RUN_DEFAULT);
         uv_loop_close(&loop);
@@ -620,7 +630,8 @@ int main(int argc, char **argv)
     r.sig_int.data = &r;
     uv_signal_start(&r.sig_term, on_signal, SIGTERM);
     uv_signal_start(&r.sig_int, on_signal, SIGINT);
-    printf("delayrelay listening on %s:%lu -> %s, delay %lums each way\n", lname, lport, pos[1], delay);
+    printf("delayrelay listening on %s:%lu -> %s, delay %lums each way\n", lname, lport, pos[1],
+           delay);
     fflush(stdout);
     uv_run(&loop, UV_RUN_DEFAULT);
     rv = uv_loop_close(&loop);
