@@ -298,6 +298,25 @@ def origin_indices(origin):
     return out
 
 
+def edge_story(edge, results, limit=4):
+    """What the edge logged about some requests of a Load: the access log line of each (found by
+    its ?i=) and every edge log line naming its request id. For failure messages."""
+    try:
+        with open(edge.access_log, encoding="utf-8", errors="replace") as f:
+            access = f.read().splitlines()
+    except OSError:
+        access = []
+    log = edge.proc.text().splitlines() if edge.proc is not None else []
+    out = []
+    for r in list(results)[:limit]:
+        line = next((a for a in access if re.search(r"[?&]i=%d[ &]" % r.i, a)), None)
+        out.append("i=%d access: %s" % (r.i, line))
+        m = re.search(r"rid=(\w+)", line or "")
+        if m:
+            out += ["    " + x for x in log if "rid=%s" % m.group(1) in x]
+    return "\n".join(out)
+
+
 # ---- the edge's view -----------------------------------------------------------------------------
 
 

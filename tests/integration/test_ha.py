@@ -178,7 +178,8 @@ def test_nearest_connector_takes_the_load_and_the_next_takes_over_after_sigkill(
     not_in_flight = [r for r in failed if r.i not in at_origin]
     expect(not not_in_flight,
            "%d requests failed that the killed connector's origin never saw (they should have been "
-           "retried on another connector): %s" % (len(not_in_flight), not_in_flight[:10]))
+           "retried on another connector): %s\nwhat the edge logged:\n%s" % (
+               len(not_in_flight), not_in_flight[:10], ha_lib.edge_story(edge, not_in_flight)))
     expect(len(failed) <= load.nthreads,
            "%d requests failed, more than the %d that can be in flight" % (len(failed), load.nthreads))
     for r in failed:
@@ -212,8 +213,7 @@ def test_rolling_restart_of_two_connectors_under_load_fails_no_request(ctx):
     marks = []
     try:
         load.wait_count(200, 20)
-        for i, c in enumerate(conns):
-            region = "r%d" % (i + 1)
+        for c in conns:
             t0 = time.monotonic()
             c.proc.send(signal.SIGTERM)
             rc = c.proc.wait(10 * ctx.slow)
@@ -226,7 +226,6 @@ def test_rolling_restart_of_two_connectors_under_load_fails_no_request(ctx):
             c.start()  # the same flags, a new process (log c1.2.log)
             ha_lib.wait_connections(ctx, edge, "app", {"r1": 2, "r2": 2}, 10,
                                     "%s to register both connections again" % c.name)
-            t_back = time.monotonic()
             marks.append((c.name, t0, t_exit, t_restart))
             n = load.count()
             load.wait_count(n + 100, 20, "requests after %s is back" % c.name)
@@ -234,7 +233,8 @@ def test_rolling_restart_of_two_connectors_under_load_fails_no_request(ctx):
         load.stop()
     res = load.snapshot()
     ctx.note("rolling restart: %d requests, names %r, marks %r" % (len(res), dict(load.names()), marks))
-    expect(not load.failures(), "requests failed during the rolling restart: %s" % load.describe_failures())
+    expect(not load.failures(), "requests failed during the rolling restart: %s\nwhat the edge logged:\n%s" % (
+        load.describe_failures(), ha_lib.edge_story(edge, load.failures())))
     for name, t0, t_exit, t_restart in marks:
         down = [r for r in res if r.t0 > t_exit and r.t1 < t_restart]
         expect(len(down) >= 50, "only %d requests ran while %s was down" % (len(down), name))
@@ -243,7 +243,6 @@ def test_rolling_restart_of_two_connectors_under_load_fails_no_request(ctx):
                "the origin of %s answered while it was down: %r" % (name, dict(served)))
     names = load.names()
     expect(names["o1"] > 0 and names["o2"] > 0, "both connectors served: %r" % dict(names))
-
 
 
 @lib.timeout(60)
@@ -452,12 +451,12 @@ def _three(ctx, balance, ha=2):
         origins.append(o)
         _connector(ctx, edge, t["token"], o, "c%d" % (i + 1), "r%d" % (i + 1), ha=ha)
     ha_lib.wait_connections(ctx, edge, "app", {"r1": ha, "r2": ha, "r3": ha}, 10)
-    return edge
+    return edge, origins
 
 
 @lib.timeout(60)
 def test_balance_round_robin_spreads_requests_over_connectors(ctx):
-    edge = _three(ctx, "round_robin")
+    edge, _ = _three(ctx, "round_robin")
     load = ha_lib.Load(ctx, edge, HOST, threads=1, total=120).start().wait(30)
     expect(not load.failures(), load.describe_failures())
     names = load.names()
@@ -469,7 +468,7 @@ def test_balance_round_robin_spreads_requests_over_connectors(ctx):
 
 @lib.timeout(60)
 def test_balance_least_streams_spreads_concurrent_requests(ctx):
-    edge = _three(ctx, "least_streams")
+    edge, origins = _three(ctx, "least_streams")
     n = 12
     slow_ms = int(1500 * ctx.slow)
     load = ha_lib.Load(ctx, edge, HOST, path="/slow?ms=%d" % slow_ms, threads=n, total=n).start().wait(30)
@@ -477,14 +476,8 @@ def test_balance_least_streams_spreads_concurrent_requests(ctx):
     expect(not load.failures(), load.describe_failures())
     expect(max(r.t0 for r in res) < min(r.t1 for r in res),
            "the %d slow requests did not overlap (the test needs them concurrent)" % n)
-    served = {}
-    for i, name in enumerate(("o1", "o2", "o3")):
-        o = [x for x in ctx.procs if x.name == name]
-        expect(o, "origin %s" % name)
     # /slow answers "slow N", not the name: count at the origins instead.
-    for o in [p for p in ctx.procs if p.name in ("o1", "o2", "o3")]:
-        with open(os.path.join(ctx.path(o.name), "requests.jsonl")) as f:
-            served[o.name] = sum(1 for line in f if "/slow" in line)
+    served = {o.name: _slow_at(o) for o in origins}
     ctx.note("least_streams, %d concurrent slow requests over 3 connectors x 2 connections: %r" % (n, served))
     expect(sum(served.values()) == n, "origins saw %r, expected %d requests in all" % (served, n))
     for name, k in served.items():
@@ -579,7 +572,8 @@ def test_silent_connector_is_dropped_after_missed_heartbeats_and_reconnects_afte
         hung.wait(10)
         res = hung.snapshot()
         expect(all(r.ok and r.name == "o-b" for r in res),
-               "requests sent to the silent connector should be retried on B: %r" % res)
+               "requests sent to the silent connector should be retried on B: %r\nwhat the edge "
+               "logged:\n%s" % (res, ha_lib.edge_story(edge, [r for r in res if not r.ok])))
         expect(all(r.t1 <= t_drop + 1.0 * ctx.slow for r in res),
                "requests held by the silent connector ended long after the drop: %r (drop at %.3f)" % (res, t_drop))
         # New requests go straight to B, no waiting for a dead link.
