@@ -410,7 +410,9 @@ def test_slow_reader_holds_the_origin_back(ctx):
         got = len(rd.buf)
         rd.buf = b""
         while got < 256 * 1024:
-            got += len(s.recv(65536))
+            d = s.recv(65536)
+            expect(d, "the connection closed after %d bytes" % got)
+            got += len(d)
         # Stop reading: the origin must stop too once the buffers on the way are full.
         last, stable_since, t0 = -1, time.monotonic(), time.monotonic()
         while time.monotonic() - stable_since < 1.0 * ctx.slow:

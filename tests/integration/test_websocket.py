@@ -10,7 +10,7 @@ import time
 
 import lib
 import origin as ws
-from lib import DOMAIN, expect, expect_eq
+from lib import expect, expect_eq
 
 
 def open_ws(ctx, st, path="/ws/echo", host=None):
