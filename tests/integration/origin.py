@@ -48,7 +48,7 @@ A request with `Upgrade: websocket` and a valid key:
                    Events: ws_open, ws_frame (opcode, length), ws_close_received (code, reason),
                    ws_close_sent (code), ws_end.
   /ws/bad-accept   101 with a wrong Sec-WebSocket-Accept, then raw echo (must never reach a visitor)
-  /ws/refuse       a normal 200 answer (no upgrade)
+  /ws/refuse       a normal 200 answer (no upgrade), its body 50 ms after its head
   anything else    101, then every byte received is echoed back raw until the client closes.
 
 Request log: one JSON object per line per request, written before the answer:
@@ -360,8 +360,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if path == "/ws/bad-accept":
                 return self.websocket(bad_accept=True)
             if path == "/ws/refuse":
+                # A plain answer, its body 50 ms after its head (two reads for the proxy).
+                body = b"no upgrade here\n"
                 self.close_connection = True
-                return self.answer(200, b"no upgrade here\n", "text/plain")
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.flush()
+                time.sleep(0.05)
+                self.wfile.write(body)
+                return
             return self.websocket()
         if path == "/upload":
             h = hashlib.sha256()
