@@ -28,6 +28,7 @@ struct link {
     struct mux_hooks mh; /* ours: forwards to |owner| */
     enum link_heartbeat hb_mode;
     uint64_t hb_ms;
+    unsigned misses; /* limits.heartbeat_misses, for the log */
     unsigned flags;
     int close_err;
 };
@@ -198,7 +199,7 @@ static void on_timeout(struct sock *s, void *arg)
         rv = mux_ping(l->mux);
         if (rv == CV_ETIMEDOUT) {
             /* §10.2: heartbeat_misses PINGs unanswered: the link is dead. */
-            LOG_W("link peer=%s heartbeat lost: no PONG to %u PINGs", sock_peer(s), 5u);
+            LOG_W("link peer=%s heartbeat lost: no PONG to %u PINGs", sock_peer(s), l->misses);
             link_abort(l, CV_ETIMEDOUT);
             return;
         }
@@ -243,6 +244,7 @@ struct link *link_new(struct sock *s, enum mux_role role, const struct cv_limits
     l->lh = lh;
     l->arg = arg;
     l->hb_ms = lim->heartbeat_ms;
+    l->misses = lim->heartbeat_misses;
     l->mh.on_register = fwd_register;
     l->mh.on_registered = fwd_registered;
     l->mh.on_stream_open = fwd_stream_open;

@@ -71,6 +71,7 @@ struct supervisor {
     int done_called;
     uint64_t reconnects;
     uv_timer_t grace;
+    uv_timer_t tick; /* while draining: closes connections whose streams are done */
     supervisor_done_cb done;
     void *done_arg;
 };
@@ -107,6 +108,7 @@ static void maybe_done(struct supervisor *sv)
     }
     sv->done_called = 1;
     uv_timer_stop(&sv->grace);
+    uv_timer_stop(&sv->tick);
     if (sv->done != NULL)
         sv->done(sv, sv->done_arg);
 }
@@ -390,6 +392,11 @@ static void slot_retry(struct slot *sl)
 
 /* ---- supervisor ----------------------------------------------------------------------------- */
 
+static void on_tick(uv_timer_t *t)
+{
+    supervisor_poke(t->data);
+}
+
 static void on_grace(uv_timer_t *t)
 {
     struct supervisor *sv = t->data;
@@ -412,6 +419,8 @@ struct supervisor *supervisor_start(struct connector *c, supervisor_done_cb done
     sv->done_arg = arg;
     uv_timer_init(c->loop, &sv->grace);
     sv->grace.data = sv;
+    uv_timer_init(c->loop, &sv->tick);
+    sv->tick.data = sv;
     for (unsigned i = 0; i < sv->n; i++) {
         struct slot *sl = &sv->slots[i];
 
@@ -448,6 +457,9 @@ void supervisor_drain(struct supervisor *sv, uint64_t grace_ms)
         }
     }
     uv_timer_start(&sv->grace, on_grace, grace_ms, 0);
+    /* A stream's end is only counted once its last frame is flushed, after the owner's last call:
+     * check on a short tick too, not only when streams end. */
+    uv_timer_start(&sv->tick, on_tick, 50, 50);
     maybe_done(sv);
 }
 
@@ -490,6 +502,7 @@ void supervisor_close_handles(struct supervisor *sv)
     for (unsigned i = 0; i < sv->n; i++)
         uv_close((uv_handle_t *)&sv->slots[i].timer, NULL);
     uv_close((uv_handle_t *)&sv->grace, NULL);
+    uv_close((uv_handle_t *)&sv->tick, NULL);
 }
 
 size_t supervisor_ready(const struct supervisor *sv)

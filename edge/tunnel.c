@@ -305,23 +305,23 @@ static size_t conn_streams(const struct tconn *tc)
     return st.open_streams;
 }
 
-struct mux *tunnel_registry_pick(struct tunnel_registry *r, const uint8_t tunnel_id[16],
-                                 const struct mux *avoid, int *why)
+/* May connection |tc| take the stream? Not the one to avoid, nor any of the connector to avoid. */
+static int conn_allowed(const struct tconn *tc, const struct mux *avoid, const struct tconnector *avoid_ctr)
 {
-    struct tentry *t = tentry_find(r, tunnel_id);
-    enum balance_policy policy = r->e->cfg->balance;
+    return link_mux(tc->link) != avoid && (avoid_ctr == NULL || tc->ctr != avoid_ctr);
+}
+
+static struct tconn *pick_in(struct tentry *t, enum balance_policy policy, const struct mux *avoid,
+                             const struct tconnector *avoid_ctr, int *saturated)
+{
     struct tconn *best = NULL;
     uint64_t best_rtt = UINT64_MAX;
     size_t best_streams = SIZE_MAX;
-    int saturated = 0;
     size_t index = 0;
     size_t usable = 0;
     struct list_node *p;
     struct list_node *q;
 
-    *why = CV_ENOTFOUND;
-    if (t == NULL)
-        return NULL;
     if (policy == BALANCE_ROUND_ROBIN) {
         /* Count usable connections, then take the rr-th. */
         list_for_each(p, &t->connectors)
@@ -330,12 +330,12 @@ struct mux *tunnel_registry_pick(struct tunnel_registry *r, const uint8_t tunnel
             {
                 struct tconn *tc = container_of(q, struct tconn, node);
 
-                if (link_mux(tc->link) != avoid && conn_usable(tc, &saturated))
+                if (conn_allowed(tc, avoid, avoid_ctr) && conn_usable(tc, saturated))
                     usable++;
             }
         }
         if (usable == 0)
-            goto none;
+            return NULL;
         t->rr++;
         list_for_each(p, &t->connectors)
         {
@@ -343,13 +343,13 @@ struct mux *tunnel_registry_pick(struct tunnel_registry *r, const uint8_t tunnel
             {
                 struct tconn *tc = container_of(q, struct tconn, node);
 
-                if (link_mux(tc->link) == avoid || !conn_usable(tc, &saturated))
+                if (!conn_allowed(tc, avoid, avoid_ctr) || !conn_usable(tc, saturated))
                     continue;
                 if (index++ == t->rr % usable)
-                    return link_mux(tc->link);
+                    return tc;
             }
         }
-        goto none;
+        return NULL;
     }
     list_for_each(p, &t->connectors)
     {
@@ -361,7 +361,7 @@ struct mux *tunnel_registry_pick(struct tunnel_registry *r, const uint8_t tunnel
             uint64_t rtt;
             size_t streams;
 
-            if (link_mux(tc->link) == avoid || !conn_usable(tc, &saturated))
+            if (!conn_allowed(tc, avoid, avoid_ctr) || !conn_usable(tc, saturated))
                 continue;
             streams = conn_streams(tc);
             if (policy == BALANCE_LEAST_STREAMS) {
@@ -385,9 +385,34 @@ struct mux *tunnel_registry_pick(struct tunnel_registry *r, const uint8_t tunnel
             }
         }
     }
-    if (best != NULL)
-        return link_mux(best->link);
-none:
+    return best;
+}
+
+struct mux *tunnel_registry_pick(struct tunnel_registry *r, const uint8_t tunnel_id[16],
+                                 const struct mux *avoid, int *why)
+{
+    struct tentry *t = tentry_find(r, tunnel_id);
+    const struct tconnector *avoid_ctr = NULL;
+    int saturated = 0;
+    struct tconn *tc;
+
+    *why = CV_ENOTFOUND;
+    if (t == NULL)
+        return NULL;
+    if (avoid != NULL) {
+        /* A stream that failed on |avoid| goes to another connector first: the failure (a kill, a
+         * drain, a lost link) usually takes all of that connector's connections within moments.
+         * Only when no other connector can take it, another connection of the same one. The
+         * connection is alive here: callers pass the mux whose failure they are handling. */
+        const struct tconn *atc = link_arg((const struct link *)mux_arg(avoid));
+
+        avoid_ctr = atc != NULL ? atc->ctr : NULL;
+    }
+    tc = pick_in(t, r->e->cfg->balance, avoid, avoid_ctr, &saturated);
+    if (tc == NULL && avoid_ctr != NULL)
+        tc = pick_in(t, r->e->cfg->balance, avoid, NULL, &saturated);
+    if (tc != NULL)
+        return link_mux(tc->link);
     *why = saturated ? CV_ELIMIT : CV_ENOTFOUND;
     return NULL;
 }

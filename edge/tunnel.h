@@ -53,9 +53,11 @@ void tunnel_registry_drain(struct tunnel_registry *r);
 void tunnel_registry_counts(const struct tunnel_registry *r, size_t *conns, size_t *streams);
 
 /*
- * Picks a connection of |tunnel_id| for a new stream by the configured policy, skipping
- * |avoid| (a connection that just failed this request, or NULL). Returns the mux to open the stream
- * on, or NULL when no connector is online (*|why| CV_ENOTFOUND) or all are saturated (CV_ELIMIT).
+ * Picks a connection of |tunnel_id| for a new stream by the configured policy. |avoid| (or NULL) is a
+ * connection that just failed this stream (a retry): it is skipped, and so is every connection of
+ * its connector unless no other connector can take the stream. |avoid| must still be registered
+ * (callers pass it from within its own failure handling). Returns the mux to open the stream on, or
+ * NULL when no connector is online (*|why| CV_ENOTFOUND) or all are saturated (CV_ELIMIT).
  */
 struct mux *tunnel_registry_pick(struct tunnel_registry *r, const uint8_t tunnel_id[16],
                                  const struct mux *avoid, int *why);
