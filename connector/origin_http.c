@@ -73,7 +73,8 @@ struct oconn {
     uint64_t keepalive_ms;
     int reused;                 /* served an exchange before */
     int connected;
-    int closing;       /* never reused */
+    int closing;       /* being closed: nothing more is parsed */
+    int no_reuse;      /* the exchange left the framing in doubt: never back to the pool */
     int sock_closing;  /* sock_close/sock_abort was called */
 };
 
@@ -433,6 +434,7 @@ static void oreq_finish(struct oreq *rq)
         oc->req = NULL;
         /* Reuse only after a clean exchange whose request fully went out (RELIABILITY.md 5.2). */
         if (!(rq->flags & RQ_F_DEAD) && (rq->flags & RQ_F_LAST_SENT) && !oc->closing &&
+            !oc->no_reuse &&
             http1_state(oc->parser) == HTTP1_S_IDLE && buf_len(sock_in(oc->sock)) == 0 &&
             oc->pool->nidle < rq->rule->origin.keepalive_connections && !oc->pool->pools->closing &&
             !c->draining) {
@@ -498,7 +500,7 @@ static int on_resp_head(struct http1_parser *p, const struct http1_head *h, void
         }
     } else if (rq->flags & RQ_F_UPGRADE) {
         /* Any other answer to an upgrade ends the connection's use (RELIABILITY.md 5.2). */
-        oc->closing = 1;
+        oc->no_reuse = 1;
     }
     /* A 101 keeps the stream open: the WebSocket bytes follow (PROTOCOL.md §8.5). */
     end = (h->flags & HTTP1_F_NO_BODY) != 0 && !(h->flags & HTTP1_F_INTERIM) && h->status != 101;
@@ -566,7 +568,7 @@ static int on_resp_complete(struct http1_parser *p, void *arg)
     rq->flags |= RQ_F_RESP_DONE;
     /* A response before the request body ended leaves the connection unusable. */
     if (!(rq->flags & RQ_F_LAST_SENT))
-        oc->closing = 1;
+        oc->no_reuse = 1;
     /* oconn_process() finishes the exchange once the parser's input is consumed. */
     return HTTP1_PAUSE;
 }
@@ -909,7 +911,10 @@ static int dial_addr(struct oreq *rq, struct opool *pool, const struct sockaddr 
     rq->oc = oc;
     if (rq->flags & RQ_F_HEAD_METHOD)
         http1_expect_head_response(oc->parser);
-    sock_set_timeout(oc->sock, rq->rule->origin.connect_timeout_ms + rq->rule->origin.tls_timeout_ms);
+    /* connectTimeout bounds the TCP connect; a TLS origin adds tlsTimeout for its handshake (the
+     * sock reports both as one step). */
+    sock_set_timeout(oc->sock, rq->rule->origin.connect_timeout_ms +
+                                   (pool->ctx != NULL ? rq->rule->origin.tls_timeout_ms : 0));
     return 0;
 }
 
