@@ -194,6 +194,9 @@ WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # http.server writes the head and the body separately: without TCP_NODELAY, Nagle plus the
+    # peer's delayed ACK hold every keep-alive response back by about 40 ms.
+    disable_nagle_algorithm = True
     server_version = "culvert-test-origin"
     sys_version = ""
 
