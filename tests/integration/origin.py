@@ -194,9 +194,13 @@ WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    # http.server writes the head and the body separately: without TCP_NODELAY, Nagle plus the
-    # peer's delayed ACK hold every keep-alive response back by about 40 ms.
-    disable_nagle_algorithm = True
+    def setup(self):
+        # http.server writes the head and the body separately: without TCP_NODELAY, Nagle plus the
+        # peer's delayed ACK hold every keep-alive response back by about 40 ms (TCP only: the
+        # option does not exist on unix sockets).
+        if self.request.family in (socket.AF_INET, socket.AF_INET6):
+            self.disable_nagle_algorithm = True
+        super().setup()
     server_version = "culvert-test-origin"
     sys_version = ""
 
