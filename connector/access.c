@@ -729,7 +729,7 @@ static void sio_on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
     *b = uv_buf_init((char *)p, (unsigned)buf_tailroom(&s->in_buf));
 }
 
-static void sio_on_read(uv_stream_t *h, ssize_t n, const uv_buf_t *b);
+static void sio_got(struct sio *s, ssize_t n);
 
 /* stdin is a file: one read() per loop iteration while reading is wanted. */
 static void sio_on_idle_read(uv_idle_t *h)
@@ -737,7 +737,6 @@ static void sio_on_idle_read(uv_idle_t *h)
     struct sio *s = h->data;
     uint8_t *p = buf_reserve(&s->in_buf, 1, NULL);
     ssize_t n;
-    uv_buf_t b;
 
     if (p == NULL) {
         sio_update_reading(s);
@@ -746,16 +745,20 @@ static void sio_on_idle_read(uv_idle_t *h)
     n = read(0, p, buf_tailroom(&s->in_buf));
     if (n < 0 && (errno == EINTR || errno == EAGAIN))
         return;
-    b = uv_buf_init((char *)p, 0);
-    sio_on_read((uv_stream_t *)(void *)h, n == 0 ? UV_EOF : n < 0 ? -errno : n, &b);
+    sio_got(s, n == 0 ? UV_EOF : n < 0 ? -errno : n);
 }
 
 static void sio_on_read(uv_stream_t *h, ssize_t n, const uv_buf_t *b)
 {
-    struct sio *s = h->data;
+    (void)b; /* the bytes landed in in_buf (sio_on_alloc) */
+    sio_got(h->data, n);
+}
+
+/* |n| bytes landed in |in_buf|, or the end (UV_EOF), or an error. */
+static void sio_got(struct sio *s, ssize_t n)
+{
     struct tun *t = s->t;
 
-    (void)b;
     if (n == 0 || t == NULL)
         return;
     if (n == UV_ENOBUFS) {
@@ -878,11 +881,8 @@ static void local_close(struct tun *t, int abort)
         return;
     }
     if (t->sio != NULL) {
-        if (!abort && t->sio->queued > 0 && t->sio->out_open && !t->sio->shut) {
-            /* stdout is closed once its writes are done (sio_on_write). */
-            sio_close_handle(t->sio, 0);
-            return;
-        }
+        /* A graceful end comes only once stdout's writes are done (tun_check_done); an abort
+         * cancels them. */
         sio_close_handle(t->sio, 0);
         sio_close_handle(t->sio, 1);
     }
