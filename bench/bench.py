@@ -398,6 +398,7 @@ class Bench:
             os.makedirs(self.dirs[d], exist_ok=True)
         os.chmod(self.work, 0o755)
         self.origin_port = None
+        self.metrics_ports = {}  # connector name -> its metrics port
 
     # -- setup --
 
@@ -711,6 +712,7 @@ ingress:
   - service: http_status:404
 """.format(h=hostname, s=service))
         mport = free_port()
+        self.metrics_ports[name] = mport
         p = self.procs.start(name, list(wrapper) + [self.conn_bin, "run", "--config", cfg,
                                                    "--token-file", token_file,
                                                    "--metrics", "127.0.0.1:%d" % mport])
@@ -800,6 +802,9 @@ ingress:
             # Catches a proxy left broken by the last phase (e.g. by clients that went away
             # mid-response when wrk stopped).
             self.healthy(name, target, "after the last phase (1 MiB x 10)")
+        for role, n in roles.items():
+            if n in self.metrics_ports:
+                self.note_open_streams(name, r, role, n)
         try:
             self.mem_snapshot(r, "peak", roles, hwm=True)
         except self.PHASE_ERRORS as e:
@@ -813,8 +818,9 @@ ingress:
         r.setdefault("failed", "%s: %s" % (phase, e))
 
     def healthy(self, name, target, when):
-        """GET the small page and the 1 MiB file (10 s each); notes a proxy that stopped working."""
-        for path, size in (("/100b.html", 100), ("/1m.bin", 1 << 20)):
+        """GET the small page and the 1 MiB file 4 times each (10 s each, a new connection each);
+        notes a proxy that stopped working."""
+        for path, size in (("/100b.html", 100), ("/1m.bin", 1 << 20)) * 4:
             c = target.connection(10)
             try:
                 c.request("GET", path)
@@ -835,6 +841,24 @@ ingress:
             finally:
                 c.close()
         return True
+
+    def note_open_streams(self, name, r, role, n):
+        """A connector should hold no stream once the clients are gone (read from its /metrics)."""
+        time.sleep(2.0)
+        try:
+            st, body = Target("http", self.metrics_ports[n], "127.0.0.1", None).get("/metrics", 5.0)
+            m = re.search(rb"^culvert_streams_open (\d+)", body, re.M)
+            if st != 200 or m is None:
+                return
+            k = int(m.group(1))
+            r["streams_open_after_%s" % role] = k
+            if k:
+                msg = ("%s: the %s still holds %d stream(s) 2 s after the last client went away "
+                       "(culvert_streams_open in its /metrics)" % (name, n, k))
+                log(msg)
+                self.notes.append(msg)
+        except (OSError, http.client.HTTPException) as e:
+            self.notes.append("%s: cannot read %s's /metrics: %s" % (name, n, e))
 
     def stop_roles(self, name, roles):
         for n in list(roles.values())[::-1]:
@@ -1230,7 +1254,7 @@ ingress:
                 return "?"
         m["nginx"] = ver(["nginx", "-v"], r"nginx/(\S+)")
         m["haproxy"] = ver(["haproxy", "-v"], r"version (\S+)")
-        m["openssh"] = ver(["ssh", "-V"], r"OpenSSH_(\S+?),")
+        m["openssh"] = ver(["ssh", "-V"], r"OpenSSH_(\S+)")
         m["openssl"] = ver(["openssl", "version"], r"OpenSSL (\S+)")
         m["wrk"] = ver(["wrk", "-v"], r"wrk (\S+)")
         m["curl"] = ver(["curl", "-V"], r"curl (\S+)")
@@ -1388,7 +1412,7 @@ def report(b, stamp):
     for sc, err in b.errors:
         tsv.append("%s\terror\t%s" % (sc, err.replace("\t", " ").replace("\n", " ")))
 
-    md = ["# Culvert benchmark, %s" % meta.get("date", stamp), ""]
+    md = ["# Culvert benchmark, started %s" % meta.get("date", stamp), ""]
     md.append("Machine: %s, %s cores, %s GiB, %s, kernel %s. Load average at start %s, at end %s." % (
         meta.get("cpu"), meta.get("cores"), meta.get("memory_gib"), meta.get("os"), meta.get("kernel"),
         " ".join(meta.get("loadavg_start", [])), " ".join(meta.get("loadavg_end", []))))
