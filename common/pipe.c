@@ -61,6 +61,10 @@ void pipe_start(struct pipe *p, struct sock *s, struct mux_stream *st)
     p->to_stream = 0;
     p->flags = 0;
     move_to_stream(p);
+    /* Bytes may have filled the input buffer while the owner waited for the other side (which
+     * stopped reading): the pipe reads from now on. */
+    if (!(p->flags & PIPE_F_STOPPED))
+        sock_read_start(s);
 }
 
 void pipe_on_sock_data(struct pipe *p)

@@ -34,7 +34,7 @@ struct pipe {
 };
 
 /* Starts piping between |s| and |st| (both borrowed; the owner keeps them alive). Bytes already in
- * the sock's input buffer are moved at once. */
+ * the sock's input buffer are moved at once, and reading resumes if it had stopped. */
 void pipe_start(struct pipe *p, struct sock *s, struct mux_stream *st);
 /* Forward from the owner's hooks. */
 void pipe_on_sock_data(struct pipe *p);                                /* sock on_data */
