@@ -61,7 +61,7 @@ LIBLLHTTP := $(B)/libllhttp.a
 EDGE_BIN := $(B)/culvert-edge
 CONN_BIN := $(B)/culvert-connector
 
-.PHONY: all deps test unit integration test-asan fuzz fuzz-replay demo bench clean tools check-deps
+.PHONY: all deps test unit integration build-tests fuzz fuzz-replay demo bench clean tools
 .DEFAULT_GOAL := all
 
 all: $(EDGE_BIN) $(CONN_BIN) $(TOOL_BIN)
@@ -163,11 +163,16 @@ fuzz:
 integration: all
 	$(PYTHON) tests/integration/run.py --build $(B) $(if $(filter 1,$(SANITIZE)),--reduced,)
 
+# Everything the tests run, built in parallel.
+build-tests: all $(UNIT_BIN) $(FUZZ_REPLAY)
+
 # `make test`: deps, plain build + unit + integration, then the ASan+UBSan build + unit + reduced
-# integration.
+# integration (small bodies, no long waits). Builds use both cores; tests run one at a time.
 test: deps
-	$(MAKE) --no-print-directory all unit integration
-	$(MAKE) --no-print-directory SANITIZE=1 all unit integration
+	$(MAKE) --no-print-directory -j2 build-tests
+	$(MAKE) --no-print-directory unit integration
+	$(MAKE) --no-print-directory SANITIZE=1 -j2 build-tests
+	$(MAKE) --no-print-directory SANITIZE=1 unit integration
 
 # ---- demo -------------------------------------------------------------------------------------
 

@@ -58,6 +58,17 @@ class TestTimeout(Exception):
     """Raised in the test's main thread when run.py's deadline passes (SIGTERM to the child)."""
 
 
+def full_only(why):
+    """Decorator: the test is left out of the reduced (sanitizer) run, which must stay short: long
+    waits on timers, timing and load measurements run in the plain build only. |why| says why."""
+
+    def deco(fn):
+        fn.full_only = why
+        return fn
+
+    return deco
+
+
 def timeout(seconds):
     """Decorator: the test's deadline in seconds (doubled in --reduced, sanitizer builds)."""
 

@@ -78,6 +78,8 @@ def child_main(a):
     try:
         mod = importlib.import_module(a.module)
         fn = getattr(mod, a.func)
+        if a.reduced and getattr(fn, "full_only", None):
+            raise lib.Skip("plain build only: " + fn.full_only)
         ctx = lib.Ctx(a.build, a.dir, a.pki, reduced=a.reduced, verbose=a.verbose, bin_dir=a.bin_dir)
         try:
             fn(ctx)

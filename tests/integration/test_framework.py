@@ -56,6 +56,7 @@ def pid_alive(pid):
 
 
 @lib.timeout(60)
+@lib.full_only("tests the runner itself, not the binaries")
 def test_runner_reports_and_cleans_up(ctx):
     d = ctx.mkdir("selftests")
     lib.write_file(os.path.join(d, "test_sample.py"), SAMPLE)

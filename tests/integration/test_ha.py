@@ -358,6 +358,7 @@ def _ts(text):
 
 
 @lib.timeout(90)
+@lib.full_only("backoff timing")
 def test_edge_restart_under_load_connectors_back_off_within_jitter_bounds(ctx):
     # A small base so that a short outage reaches the cap: windows 20, 40, ..., 640 ms, then 640.
     base_ms = 20
@@ -455,6 +456,7 @@ def _three(ctx, balance, ha=2):
 
 
 @lib.timeout(60)
+@lib.full_only("a load distribution measurement")
 def test_balance_round_robin_spreads_requests_over_connectors(ctx):
     edge, _ = _three(ctx, "round_robin")
     load = ha_lib.Load(ctx, edge, HOST, threads=1, total=120).start().wait(30)
@@ -467,6 +469,7 @@ def test_balance_round_robin_spreads_requests_over_connectors(ctx):
 
 
 @lib.timeout(60)
+@lib.full_only("a load distribution measurement")
 def test_balance_least_streams_spreads_concurrent_requests(ctx):
     edge, origins = _three(ctx, "least_streams")
     n = 12
@@ -486,6 +489,7 @@ def test_balance_least_streams_spreads_concurrent_requests(ctx):
 
 
 @lib.timeout(90)
+@lib.full_only("a saturation load measurement")
 def test_nearest_spills_to_the_next_connector_when_the_nearest_is_saturated(ctx):
     # The connector advertises max_concurrent_streams 256 per connection (limits.h; no flag changes
     # it): with one connection, 256 streams in flight saturate the nearest connector.
@@ -536,6 +540,7 @@ def test_nearest_spills_to_the_next_connector_when_the_nearest_is_saturated(ctx)
 
 
 @lib.timeout(60)
+@lib.full_only("heartbeat timing")
 def test_silent_connector_is_dropped_after_missed_heartbeats_and_reconnects_after_sigcont(ctx):
     hb_ms = 300
     misses = 3

@@ -364,6 +364,7 @@ def test_expect_continue_edge_sends_its_own_100_after_300ms(ctx):
 
 
 @lib.timeout(60)
+@lib.full_only("arrival timing")
 def test_server_sent_events_arrive_before_the_next_is_sent(ctx):
     st = lib.Stack(ctx)
     n, ms = 5, 300
@@ -398,6 +399,7 @@ def test_server_sent_events_arrive_before_the_next_is_sent(ctx):
 
 
 @lib.timeout(90)
+@lib.full_only("a back-pressure measurement over time")
 def test_slow_reader_holds_the_origin_back(ctx):
     st = lib.Stack(ctx)
     pids = {"edge": st.edge.proc.pid, "connector": st.connector.proc.pid}
@@ -539,6 +541,7 @@ def wait_status(ctx, proc, hdr, timeout):
 
 
 @lib.timeout(60)
+@lib.full_only("waits for timeouts")
 def test_per_host_response_header_timeout(ctx):
     hosts = [h("slowpoke"), h("patient"), "a.wild." + DOMAIN]
     st = lib.Stack(ctx, hosts=hosts, edge_kw={"extra": {"hosts": [
@@ -565,6 +568,7 @@ def test_per_host_response_header_timeout(ctx):
 
 
 @lib.timeout(60)
+@lib.full_only("waits for timeouts")
 def test_header_read_timeout_408_per_sni(ctx):
     st = lib.Stack(ctx, hosts=[h("quick"), h("calm")], edge_kw={"extra": {
         "timeouts": {"header_read": "3s"},
@@ -620,6 +624,7 @@ def test_header_read_timeout_408_per_sni(ctx):
 
 
 @lib.timeout(60)
+@lib.full_only("waits for timeouts")
 def test_keepalive_idle_close_per_sni(ctx):
     st = lib.Stack(ctx, hosts=[h("brief"), h("lingering")], edge_kw={"extra": {
         "timeouts": {"keepalive_idle": "3s"},

@@ -97,6 +97,7 @@ def test_http_host_header_seen_by_the_origin(ctx):
 
 
 @lib.timeout(90)
+@lib.full_only("waits for timeouts")
 def test_connect_timeout_504(ctx):
     bh = Blackhole()
     if not bh.check():
@@ -119,6 +120,7 @@ def test_connect_timeout_504(ctx):
 
 
 @lib.timeout(90)
+@lib.full_only("waits for timeouts")
 def test_tls_timeout_504(ctx):
     # A TLS origin that never answers the handshake: the kernel completes the TCP connect (the
     # backlog has room), nothing ever accepts or speaks.
@@ -149,6 +151,7 @@ def conns_of(origin):
 
 
 @lib.timeout(90)
+@lib.full_only("waits for the idle timeout")
 def test_keep_alive_pool_reuse_cap_and_idle_timeout(ctx):
     edge = ctx.edge()
     names = ["reuse", "nokeep", "cap", "idle"]

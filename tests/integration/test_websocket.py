@@ -134,6 +134,7 @@ def test_websocket_tcp_close_from_either_side(ctx):
 
 
 @lib.timeout(60)
+@lib.full_only("waits across heartbeats")
 def test_idle_websocket_survives_heartbeats(ctx):
     st = lib.Stack(ctx, edge_kw={"limits": {"heartbeat_ms": "500ms"}})
     w, r = open_ws(ctx, st)
