@@ -616,9 +616,10 @@ backend hop2
         run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", os.path.join(d, "host_ed25519")], 20)
         run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", os.path.join(d, "client_ed25519")], 20)
         shutil.copy(os.path.join(d, "client_ed25519.pub"), os.path.join(d, "authorized_keys"))
-        if not os.path.isdir("/run/sshd"):  # sshd's privilege separation directory
+        if not os.path.isdir("/run/sshd"):
+            # sshd's privilege separation directory, which the openssh-server package creates at
+            # boot. Left in place afterwards: another sshd on the machine may need it too.
             os.makedirs("/run/sshd", 0o755)
-            self.made_run_sshd = True
         ps, pr = free_port(), free_port()
         cfg = os.path.join(self.dirs["conf"], "sshd_config")
         write(cfg, """# written by bench/bench.py: a private sshd on loopback, key login only
@@ -1567,11 +1568,6 @@ def main():
     finally:
         signal.alarm(0)
         b.procs.stop_all()
-        if getattr(b, "made_run_sshd", False):
-            try:
-                os.rmdir("/run/sshd")
-            except OSError:
-                pass
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")
     tsv, md = report(b, stamp)
     print(md)
