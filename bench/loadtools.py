@@ -142,8 +142,8 @@ async def ws_client_open(i, args, ctx, sem, conns, errors, times):
                 args.connect_host, args.port, ssl=ctx, server_hostname=args.host,
                 local_addr=(source_address(i), 0), limit=4096), args.timeout)
         except Exception as e:  # noqa: BLE001 - every failure is counted by kind
-            errors["connect: " + type(e).__name__ + " " + str(e)[:60]] = \
-                errors.get("connect: " + type(e).__name__ + " " + str(e)[:60], 0) + 1
+            k = "connect: %s %s" % (type(e).__name__, str(e)[:60])
+            errors[k] = errors.get(k, 0) + 1
             return
         key = base64.b64encode(os.urandom(16))
         writer.write(b"GET /ws/%d HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
