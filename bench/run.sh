@@ -57,9 +57,20 @@ killtree() {
     done
     kill -9 "$1" 2>/dev/null || true
 }
+pypid=""
 cleanup() {
     rc=$?
     trap - EXIT INT TERM
+    # bench.py stops what it started when told to (SIGTERM); give it the time to do so.
+    if [ -n "$pypid" ] && kill -0 "$pypid" 2>/dev/null; then
+        kill -TERM "$pypid" 2>/dev/null || true
+        i=0
+        while kill -0 "$pypid" 2>/dev/null && [ $i -lt 60 ]; do
+            sleep 0.5
+            i=$((i + 1))
+        done
+        kill -9 "$pypid" 2>/dev/null || true
+    fi
     if [ -f "$WORK/pids" ]; then
         while read -r pid st name; do
             [ -r "/proc/$pid/stat" ] || continue
@@ -80,4 +91,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-python3 bench/bench.py --work "$WORK" "$@"
+python3 bench/bench.py --work "$WORK" "$@" &
+pypid=$!
+wait "$pypid"
