@@ -524,7 +524,10 @@ static int stream_mark_reset(struct mux_stream *s)
     list_remove(&s->notify_node);
     buf_cleanup(&s->sendq);
     stream_unopen(s);
-    rv = conn_credit(m, s->recv_unconsumed + s->consumed_pending);
+    /* Bytes delivered but never consumed go back to the connection window now. Consumed ones
+     * already did (mux_stream_consumed credits the connection at once); only the stream's own
+     * window was waiting for them, and the stream is gone. */
+    rv = conn_credit(m, s->recv_unconsumed);
     s->recv_unconsumed = 0;
     s->consumed_pending = 0;
     return rv;
@@ -1687,6 +1690,12 @@ void mux_stream_release(struct mux_stream *s)
 {
     if (!(s->flags & S_F_HELD))
         return;
+    /* §9.4: the application will never consume what it still holds: the connection window gets
+     * it back, or every finished stream would shrink it for good. */
+    if (s->recv_unconsumed > 0) {
+        conn_credit(s->m, s->recv_unconsumed);
+        s->recv_unconsumed = 0;
+    }
     s->flags &= ~S_F_HELD;
     s->sh = NULL;
     s->data = NULL;

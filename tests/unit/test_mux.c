@@ -578,6 +578,41 @@ static void test_connection_window_bounds_all_streams(void **state)
         assert_true(edge_side.data_len[i] > 0);
 }
 
+static void test_released_streams_return_unconsumed_bytes_to_the_connection(void **state)
+{
+    struct cv_limits small = limits;
+    static uint8_t chunk[60000];
+    struct buf resp;
+    int err = 0;
+
+    (void)state;
+    /* The edge gets a small connection window and never consumes: each finished stream is released
+     * with its bytes unconsumed. The window must come back, or the fourth stream would starve. */
+    mux_free(edge_side.m);
+    mux_free(conn_side.m);
+    small.connection_window = 130000;
+    edge_side.m = mux_new(MUX_ROLE_EDGE, &small, &hooks, &edge_side);
+    conn_side.m = mux_new(MUX_ROLE_CONNECTOR, &limits, &hooks, &conn_side);
+    do_register();
+    edge_side.auto_consume = 0;
+    memset(chunk, 'z', sizeof(chunk));
+    for (int i = 0; i < 8; i++) {
+        assert_non_null(edge_open("/n", 1, &err));
+        pump();
+        build_response(&resp, "200", "60000");
+        assert_int_equal(mux_stream_headers(conn_side.streams[i], resp.pos, buf_len(&resp), 0), 0);
+        buf_cleanup(&resp);
+        assert_int_equal(mux_stream_write(conn_side.streams[i], chunk, sizeof(chunk), 1),
+                         (ssize_t)sizeof(chunk));
+        pump();
+        assert_int_equal(edge_side.data_len[i], sizeof(chunk));
+        assert_int_equal(edge_side.ends[i], 1);
+        mux_stream_release(edge_side.streams[i]);
+        edge_side.streams[i] = NULL;
+        pump();
+    }
+}
+
 static void test_ping_measures_rtt_and_misses_are_counted(void **state)
 {
     (void)state;
@@ -1278,6 +1313,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_request_and_response_bodies_cross_both_ways, setup, teardown),
         cmocka_unit_test_setup_teardown(test_zero_window_blocks_writer_until_window_update, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connection_window_bounds_all_streams, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_released_streams_return_unconsumed_bytes_to_the_connection, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ping_measures_rtt_and_misses_are_counted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_forged_pong_does_not_fake_rtt, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pong_goes_ahead_of_queued_data, setup, teardown),
