@@ -1,0 +1,653 @@
+"""TCP services through the tunnel (issue 5; PRODUCT.md sections 2-4, PROTOCOL.md 8.6): tcp:// and
+ssh:// ingress rules, `culvert-connector access ssh|tcp` (Upgrade: culvert-tcp), public TCP ports on
+the edge (edge.yml tcp_ports) with and without PROXY protocol v2, WebSocket clients reaching a TCP
+service, error pages, and idle streams.
+
+The TCP origin is tcp_lib.py (an echo port and an "answer" port that replies after the client's
+EOF); the SSH server is Debian's OpenSSH on a loopback port with keys made in the test directory."""
+
+import hashlib
+import os
+import socket
+import time
+
+import lib
+import origin as ws
+import tcp_lib
+from lib import DOMAIN, expect, expect_eq
+
+
+def h(name):
+    return "%s.%s" % (name, DOMAIN)
+
+
+ECHO, ANSWER, WEB, SSH, PP = h("echo"), h("answer"), h("web"), h("ssh"), h("pp")
+
+MIB = 1024 * 1024
+
+
+class TcpSetup:
+    """An edge, a tunnel "tcp" routed from ECHO and ANSWER (plus |routes|), tcp_lib's origin and a
+    connector with the rules ECHO -> echo port, ANSWER -> answer port, then |rules(origin)|, then
+    a 404 catch-all. |web|: also origin.py behind WEB (an HTTP-only hostname)."""
+
+    def __init__(self, ctx, edge_kw=None, rules=None, routes=(), web=False, tcp_ports=None, ha=2):
+        self.ctx = ctx
+        kw = dict(edge_kw or {})
+        if tcp_ports:
+            kw.setdefault("extra", {})["tcp_ports"] = tcp_ports
+        self.edge = ctx.edge(**kw)
+        self.origin = tcp_lib.TcpOrigin(ctx)
+        self.web = ctx.origin("web") if web else None
+        hosts = [ECHO, ANSWER] + ([WEB] if web else []) + list(routes)
+        self.tunnel = self.edge.tunnel_with_route("tcp", hosts)
+        ingress = [{"hostname": ECHO, "service": self.origin.echo_url},
+                   {"hostname": ANSWER, "service": self.origin.answer_url}]
+        if web:
+            ingress.append({"hostname": WEB, "service": self.web.url})
+        ingress += list(rules(self.origin) if rules else [])
+        ingress.append({"service": "http_status:404"})
+        self.connector = ctx.connector(self.edge, self.tunnel["token"], ingress=ingress, ha=ha)
+
+    def access(self, hostname, name="access", **kw):
+        return tcp_lib.Access(self.ctx, self.edge, hostname, name=name, **kw)
+
+
+def sizes(ctx, full, reduced):
+    return reduced if ctx.reduced else full
+
+
+def connect_port(ctx, port, timeout=10):
+    return socket.create_connection(("127.0.0.1", port), timeout=timeout * ctx.slow)
+
+
+def closed_at_once(ctx, port, send=b"hello"):
+    """Connects to |port|, sends |send| and reads: (seconds until EOF or reset, bytes, how)."""
+    s = connect_port(ctx, port)
+    try:
+        t0 = time.monotonic()
+        try:
+            s.sendall(send)
+        except OSError:
+            pass
+        s.settimeout(5 * ctx.slow)
+        got, how = tcp_lib.recv_all(s)
+        return time.monotonic() - t0, got, how
+    finally:
+        s.close()
+
+
+# ---- 1. a real OpenSSH server behind an ssh:// rule --------------------------------------------
+
+
+def start_sshd(ctx):
+    """sshd on a free loopback port, key login only, host and user keys in the test directory.
+    Returns (port, user key path)."""
+    sshd = "/usr/sbin/sshd"
+    if not os.path.exists(sshd):
+        ctx.skip("openssh-server is not installed (no /usr/sbin/sshd)")
+    d = ctx.mkdir("ssh")
+    os.chmod(d, 0o700)
+    for k in ("host_ed25519", "user_ed25519"):
+        ctx.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", k, "-f", os.path.join(d, k)], check=0)
+    with open(os.path.join(d, "user_ed25519.pub")) as f:
+        lib.write_file(os.path.join(d, "authorized_keys"), f.read(), 0o600)
+    if not os.path.isdir("/run/sshd"):
+        # The privilege separation directory the package creates at boot; left in place.
+        os.makedirs("/run/sshd", 0o755, exist_ok=True)
+    port = lib.free_port()
+    cfg = lib.write_file(os.path.join(d, "sshd_config"), """# written by tests/integration/test_tcp.py
+Port {port}
+ListenAddress 127.0.0.1
+HostKey {d}/host_ed25519
+PidFile {d}/sshd.pid
+AuthorizedKeysFile {d}/authorized_keys
+PermitRootLogin prohibit-password
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+X11Forwarding no
+AllowTcpForwarding no
+PrintMotd no
+PrintLastLog no
+UseDNS no
+Subsystem sftp /usr/lib/openssh/sftp-server
+LogLevel INFO
+""".format(port=port, d=d))
+    ctx.run([sshd, "-t", "-f", cfg], check=0)
+    p = ctx.spawn("sshd", [sshd, "-D", "-e", "-f", cfg])
+    p.wait_log(r"Server listening on 127\.0\.0\.1 port %d" % port, 10)
+    return port, os.path.join(d, "user_ed25519")
+
+
+def ssh_options(ctx, edge, key):
+    proxy = "%s access ssh --hostname %%h --edge-url https://127.0.0.1:%d --edge-ca %s" % (
+        ctx.connector_bin, edge.https_port, os.path.join(ctx.pki, "ca.pem"))
+    return ["-F", "/dev/null", "-i", key, "-o", "ProxyCommand=" + proxy, "-o", "BatchMode=yes",
+            "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+            "-o", "GlobalKnownHostsFile=/dev/null", "-o", "IdentitiesOnly=yes",
+            "-o", "ConnectTimeout=20", "-o", "ServerAliveInterval=10", "-o", "LogLevel=ERROR"]
+
+
+def no_sanitizer_report(r, what):
+    """The access client runs as ssh's ProxyCommand: its stderr is ssh's."""
+    for m in lib.SANITIZER_MARKERS:
+        expect(m not in r.stderr, "%s: sanitizer report from the access client:\n%s" % (what, r.stderr[-3000:]))
+
+
+def write_random_file(path, size):
+    h = hashlib.sha256()
+    with open(path, "wb") as f:
+        left = size
+        while left > 0:
+            b = os.urandom(min(left, 4 * MIB))
+            f.write(b)
+            h.update(b)
+            left -= len(b)
+    return h.hexdigest()
+
+
+@lib.timeout(120)
+def test_ssh_command_and_scp_both_ways_through_access_ssh(ctx):
+    port, key = start_sshd(ctx)
+    edge = ctx.edge()
+    t = edge.tunnel_with_route("ssh", [SSH])
+    ctx.connector(edge, t["token"], ingress=[{"hostname": SSH, "service": "ssh://127.0.0.1:%d" % port},
+                                             {"service": "http_status:404"}])
+    opts = ssh_options(ctx, edge, key)
+    r = ctx.run(["ssh"] + opts + ["root@" + SSH, "echo", "hello"], timeout=30)
+    no_sanitizer_report(r, "ssh echo hello")
+    expect_eq((r.returncode, r.stdout), (0, "hello\n"),
+              "ssh through `access ssh` running `echo hello` (stderr: %s)" % r.stderr[-1500:])
+
+    size = sizes(ctx, 200 * MIB, 8 * MIB)
+    src = ctx.path("ssh", "upload.bin")
+    want = write_random_file(src, size)
+    remote = ctx.path("ssh", "remote.bin")
+    t0 = time.monotonic()
+    r = ctx.run(["scp", "-q"] + opts + [src, "root@%s:%s" % (SSH, remote)], timeout=90)
+    up = time.monotonic() - t0
+    no_sanitizer_report(r, "scp upload")
+    expect_eq(r.returncode, 0, "scp of %d bytes to the server (stderr: %s)" % (size, r.stderr[-1500:]))
+    expect_eq(os.path.getsize(remote), size, "size of the uploaded file at the server")
+    expect_eq(lib.sha256_file(remote), want, "sha256 of the uploaded file at the server")
+    os.unlink(src)
+
+    back = ctx.path("ssh", "download.bin")
+    t0 = time.monotonic()
+    r = ctx.run(["scp", "-q"] + opts + ["root@%s:%s" % (SSH, remote), back], timeout=90)
+    down = time.monotonic() - t0
+    no_sanitizer_report(r, "scp download")
+    expect_eq(r.returncode, 0, "scp of %d bytes from the server (stderr: %s)" % (size, r.stderr[-1500:]))
+    expect_eq(os.path.getsize(back), size, "size of the downloaded file")
+    expect_eq(lib.sha256_file(back), want, "sha256 of the downloaded file")
+    ctx.note("scp %d bytes: up %.2fs (%.0f MiB/s), down %.2fs (%.0f MiB/s)" % (
+        size, up, size / MIB / up, down, size / MIB / down))
+    os.unlink(back)
+    os.unlink(remote)
+
+
+# ---- 2. access tcp with a plain TCP origin ---------------------------------------------------
+
+
+@lib.timeout(90)
+def test_access_tcp_parallel_connections_echo_byte_exact(ctx):
+    st = TcpSetup(ctx)
+    acc = st.access(ECHO)
+    count, size = sizes(ctx, (100, MIB), (20, 256 * 1024))
+    problems, secs = tcp_lib.echo_parallel(acc.connect, count, size, timeout=40 * ctx.slow)
+    ctx.note("%d x %d bytes echoed in %.2fs" % (count, size, secs))
+    expect(not problems, "%d of %d connections through access tcp failed:\n  %s" % (
+        len(problems), count, "\n  ".join(sorted(problems)[:20])))
+    opens = st.origin.events("open", port="echo")
+    expect_eq(len(opens), count, "connections at the echo origin")
+    expect(all(e["proxy"] is None for e in opens), "a PROXY header without proxyProtocol: %r" %
+           [e["proxy"] for e in opens if e["proxy"]][:3])
+    # Every client closed: each origin connection ends too (close_notify -> END_STREAM -> FIN).
+    ctx.wait_until(lambda: len(st.origin.events("close", port="echo")) == count, 10,
+                   "all %d origin connections to close after their clients did" % count)
+    bad = [e for e in st.origin.events("close") if e["n"] != size]
+    expect(not bad, "origin connections that did not receive exactly %d bytes: %r" % (size, bad[:5]))
+
+
+@lib.timeout(60)
+def test_access_tcp_half_close_reaches_origin_and_answer_arrives(ctx):
+    st = TcpSetup(ctx)
+    acc = st.access(ANSWER, name="access-answer")
+    size = sizes(ctx, MIB, 256 * 1024)
+    data = tcp_lib.pattern_bytes(size, 7)
+    s = acc.connect()
+    try:
+        got, how = tcp_lib.half_close_exchange(s, data, 20 * ctx.slow)
+    finally:
+        s.close()
+    p = tcp_lib.check_answer(got, how, data, "answer after shutdown(SHUT_WR) through access tcp")
+    expect(p is None, p)
+    ev = [e for e in st.origin.events("eof", port="answer")]
+    expect_eq([e["n"] for e in ev], [size], "bytes the answer origin had at the client's EOF")
+
+    # Nothing sent, shutdown at once (possibly before the edge's 101 reached the access client).
+    s = acc.connect()
+    try:
+        got, how = tcp_lib.half_close_exchange(s, b"", 20 * ctx.slow)
+    finally:
+        s.close()
+    p = tcp_lib.check_answer(got, how, b"", "answer to an empty half-closed connection")
+    expect(p is None, p)
+
+    # The echo origin: every byte comes back after our half-close, then its own FIN.
+    acc2 = st.access(ECHO, name="access-echo")
+    data = tcp_lib.pattern_bytes(size, 8)
+    s = acc2.connect()
+    try:
+        got, how = tcp_lib.half_close_exchange(s, data, 20 * ctx.slow)
+    finally:
+        s.close()
+    expect(got == data and how == "eof", "echo after half-close: %d of %d bytes back, read ended by %s" % (
+        len(got), len(data), how))
+
+
+# ---- 3. public TCP ports on the edge --------------------------------------------------------
+
+
+def tcp_port(listen_port, hostname, tunnel="tcp"):
+    return {"listen": "127.0.0.1:%d" % listen_port, "tunnel": tunnel, "hostname": hostname}
+
+
+@lib.timeout(60)
+def test_public_tcp_port_echo_and_half_close(ctx):
+    p_echo, p_answer = lib.free_ports(2)
+    st = TcpSetup(ctx, tcp_ports=[tcp_port(p_echo, ECHO), tcp_port(p_answer, ANSWER)])
+    ctx.wait_until(lambda: not closed_quickly_probe(ctx, p_echo), 10,
+                   "the public TCP port to carry connections once the connector is up")
+    count, size = sizes(ctx, (10, MIB), (5, 256 * 1024))
+    problems, secs = tcp_lib.echo_parallel(lambda: connect_port(ctx, p_echo), count, size, 30 * ctx.slow)
+    ctx.note("public port: %d x %d bytes echoed in %.2fs" % (count, size, secs))
+    expect(not problems, "echo through the public TCP port:\n  " + "\n  ".join(problems[:20]))
+
+    data = tcp_lib.pattern_bytes(sizes(ctx, MIB, 256 * 1024), 11)
+    s = connect_port(ctx, p_answer)
+    try:
+        got, how = tcp_lib.half_close_exchange(s, data, 20 * ctx.slow)
+    finally:
+        s.close()
+    p = tcp_lib.check_answer(got, how, data, "answer after shutdown(SHUT_WR) on the public TCP port")
+    expect(p is None, p)
+
+    s = connect_port(ctx, p_echo)
+    try:
+        got, how = tcp_lib.half_close_exchange(s, data, 20 * ctx.slow)
+    finally:
+        s.close()
+    expect(got == data and how == "eof", "echo after half-close on the public port: %d of %d bytes, %s" % (
+        len(got), len(data), how))
+    expect(all(e["proxy"] is None for e in st.origin.events("open")),
+           "a PROXY header reached the origin without proxyProtocol: %r" %
+           [e["proxy"] for e in st.origin.events("open") if e["proxy"]][:3])
+
+
+def closed_quickly_probe(ctx, port):
+    """True when a connection to the echo |port| does not echo a probe (the path is not up yet)."""
+    s = connect_port(ctx, port)
+    try:
+        s.settimeout(3 * ctx.slow)
+        s.sendall(b"probe\n")
+        got = tcp_lib.recv_exact(s, 6)
+        return got != b"probe\n"
+    except OSError:
+        return True
+    finally:
+        s.close()
+
+
+@lib.timeout(60)
+def test_public_tcp_port_proxy_protocol_v2(ctx):
+    p_pp, p_plain = lib.free_ports(2)
+    st = TcpSetup(ctx, tcp_ports=[tcp_port(p_pp, PP), tcp_port(p_plain, ECHO)], routes=[PP],
+                  rules=lambda o: [{"hostname": PP, "service": o.echo_url,
+                                    "originRequest": {"proxyProtocol": "v2"}}])
+    ctx.wait_until(lambda: not closed_quickly_probe(ctx, p_plain), 10, "the plain public TCP port to echo")
+    size = sizes(ctx, 256 * 1024, 64 * 1024)
+
+    # With proxyProtocol v2: the header names the visitor's address and port, then the bytes.
+    s = connect_port(ctx, p_pp)
+    try:
+        s.settimeout(20 * ctx.slow)
+        me = s.getsockname()
+        data = b"PP-1 " + tcp_lib.pattern_bytes(size, 21)
+        p = tcp_lib.echo_once(s, data, "echo with PROXY v2")
+        expect(p is None, p)
+    finally:
+        s.close()
+    ev = st.origin.event_by_head("PP-1 ")
+    expect(ev is not None, "the origin did not record the PROXY v2 connection: %r" % st.origin.events())
+    pp = ev["proxy"]
+    expect(pp is not None, "no PROXY v2 header at the origin with proxyProtocol: v2")
+    expect("error" not in pp, "malformed PROXY v2 header: %s" % pp.get("error"))
+    expect_eq((pp["version"], pp["command"]), (2, "PROXY"), "PROXY v2 version and command")
+    expect(pp["family"] in ("TCP4", "TCP6"), "PROXY v2 family %r" % pp["family"])
+    src = [tcp_lib.unmap_v4(pp["src"][0]), pp["src"][1]]
+    expect_eq(src, [me[0], me[1]], "PROXY v2 source: the visitor's address and port")
+    dst = [tcp_lib.unmap_v4(pp["dst"][0]), pp["dst"][1]]
+    expect_eq(dst, ["127.0.0.1", st.origin.echo_port], "PROXY v2 destination (origin_tcp.h: the target)")
+
+    # The same origin behind a rule without proxyProtocol: no header.
+    s = connect_port(ctx, p_plain)
+    try:
+        s.settimeout(20 * ctx.slow)
+        p = tcp_lib.echo_once(s, b"PLAIN-1 " + tcp_lib.pattern_bytes(size, 22), "echo without PROXY")
+        expect(p is None, p)
+    finally:
+        s.close()
+    ev = st.origin.event_by_head("PLAIN-1 ")
+    expect(ev is not None, "the origin did not record the plain connection")
+    expect_eq(ev["proxy"], None, "PROXY header on a rule without proxyProtocol")
+
+    # Through the access client, the header names the access client's address as the edge saw it.
+    acc = st.access(PP)
+    s = acc.connect()
+    try:
+        s.settimeout(20 * ctx.slow)
+        p = tcp_lib.echo_once(s, b"PP-2 " + tcp_lib.pattern_bytes(size, 23), "echo with PROXY v2 via access")
+        expect(p is None, p)
+    finally:
+        s.close()
+    ev = st.origin.event_by_head("PP-2 ")
+    expect(ev is not None and ev["proxy"] is not None and "error" not in ev["proxy"],
+           "PROXY v2 header through access tcp: %r" % (ev,))
+    expect_eq(tcp_lib.unmap_v4(ev["proxy"]["src"][0]), "127.0.0.1", "PROXY v2 source address via access tcp")
+    expect(ev["proxy"]["src"][1] not in (0, acc.port), "PROXY v2 source port via access tcp: %r" % ev["proxy"])
+
+
+@lib.timeout(60)
+def test_public_tcp_port_before_its_tunnel_exists(ctx):
+    origin = tcp_lib.TcpOrigin(ctx)
+    port = lib.free_port()
+    edge = ctx.edge(extra={"tcp_ports": [tcp_port(port, ECHO, tunnel="late")]})
+    secs, got, how = closed_at_once(ctx, port)
+    expect(got == b"" and secs < 1.5 * ctx.slow,
+           "a tcp_port whose tunnel does not exist: expected a close at once, got %r after %.2fs (%s)" % (
+               got[:100], secs, how))
+    edge.proc.wait_log(r'tunnel "late" does not exist', 5)
+
+    t = edge.create_tunnel("late")
+    secs, got, how = closed_at_once(ctx, port)
+    expect(got == b"" and secs < 1.5 * ctx.slow,
+           "a tcp_port whose tunnel has no connector: expected a close at once, got %r after %.2fs (%s)" % (
+               got[:100], secs, how))
+    edge.proc.wait_log(r"no connector online", 5)
+    expect_eq(origin.events(), [], "origin events before any connector")
+
+    ctx.connector(edge, t["token"], ingress=[{"hostname": ECHO, "service": origin.echo_url},
+                                             {"service": "http_status:404"}])
+    ctx.wait_until(lambda: not closed_quickly_probe(ctx, port), 10,
+                   "the tcp_port to carry connections once the tunnel and a connector exist")
+    data = tcp_lib.pattern_bytes(sizes(ctx, MIB, 256 * 1024), 31)
+    s = connect_port(ctx, port)
+    try:
+        got, how = tcp_lib.half_close_exchange(s, data, 20 * ctx.slow)
+    finally:
+        s.close()
+    expect(got == data and how == "eof", "echo and half-close on the late tunnel's port: %d of %d bytes, %s" % (
+        len(got), len(data), how))
+
+
+# ---- 4. WebSocket clients to a TCP service ----------------------------------------------------
+
+
+def ws_open(ctx, st, host):
+    s = ctx.tls_connect(st.edge.https_port, host)
+    w = lib.WebSocket(s)
+    r = w.handshake(host, "/")
+    expect(r is not None, "%s: no answer to the WebSocket handshake" % host)
+    expect_eq(r.status, 101, "%s: WebSocket handshake status (body %r)" % (host, r.body[:300]))
+    expect(r.accept_ok, "%s: Sec-WebSocket-Accept %r does not answer the key %r" % (
+        host, r.header("Sec-WebSocket-Accept"), w.key))
+    expect_eq((r.header("Upgrade") or "").lower(), "websocket", "%s: Upgrade on the 101" % host)
+    return w
+
+
+def ws_read_data(w, n=None, timeout=10):
+    """Reads data frames until |n| payload bytes (or, with n None, until a Close frame).
+    Returns (payload, close frame payload or None)."""
+    parts = []
+    got = 0
+    while n is None or got < n:
+        fin, op, masked, payload = w.recv_frame(timeout)
+        expect(not masked, "a frame from the edge arrived masked")
+        if op == ws.WS_CLOSE:
+            return b"".join(parts), payload
+        if op in (ws.WS_PING, ws.WS_PONG):
+            continue
+        expect(op in (ws.WS_BINARY, ws.WS_CONT), "unexpected frame opcode %d" % op)
+        parts.append(payload)
+        got += len(payload)
+    return b"".join(parts), None
+
+
+@lib.timeout(60)
+def test_websocket_client_to_tcp_service(ctx):
+    st = TcpSetup(ctx)
+    size = sizes(ctx, 512 * 1024, 64 * 1024)
+    w = ws_open(ctx, st, ECHO)
+    try:
+        data = tcp_lib.pattern_bytes(size, 41)
+        # Binary frames of several sizes; the bytes come back framed however the connector likes.
+        cuts = [0, 1, 126, 65536 + 3, len(data)]
+        for a, b in zip(cuts, cuts[1:]):
+            w.send_binary(data[a:b])
+        got, close = ws_read_data(w, len(data), timeout=20 * ctx.slow)
+        expect(close is None, "Close frame %r before the echo was complete" % (close,))
+        expect_eq((len(got), hashlib.sha256(got).hexdigest()), (len(data), hashlib.sha256(data).hexdigest()),
+                  "bytes echoed through the WebSocket")
+        w.ping(b"are you there")
+        fin, op, _, payload = w.recv_frame(5 * ctx.slow)
+        expect_eq((op, payload), (ws.WS_PONG, b"are you there"), "the answer to a ping")
+        # Our Close ends our direction: the echo origin sees EOF, closes, and that becomes a Close.
+        w.close(1000, "bye")
+        rest, close = ws_read_data(w, None, timeout=10 * ctx.slow)
+        expect_eq(rest, b"", "data after our Close on the echo service")
+        expect(close is not None, "no Close frame after the echo service ended")
+        expect(w.closed_after(5 * ctx.slow), "the edge kept the connection open after the Close handshake")
+    finally:
+        w.sock.close()
+
+    # The answer service replies only after our Close: its answer must still arrive, then a Close.
+    w = ws_open(ctx, st, ANSWER)
+    try:
+        data = tcp_lib.pattern_bytes(size, 42)
+        for off in range(0, len(data), 100000):
+            w.send_binary(data[off:off + 100000])
+        w.close(1000, "done sending")
+        got, close = ws_read_data(w, None, timeout=20 * ctx.slow)
+        want = tcp_lib.expected_answer(data)
+        expect(got == want, "answer after our Close: %d of %d bytes, first line %r" % (
+            len(got), len(want), got.split(b"\n", 1)[0][:100]))
+        expect(close is not None, "no Close frame after the answer")
+        code, _ = ws.ws_parse_close(close)
+        expect(code in (None, 1000), "Close code after the service ended normally: %r" % code)
+        expect(w.closed_after(5 * ctx.slow), "the edge kept the connection open after the Close handshake")
+    finally:
+        w.sock.close()
+    ev = st.origin.events("eof", port="answer")
+    expect_eq([e["n"] for e in ev], [len(data)], "bytes at the answer origin when our Close arrived")
+
+
+def ws_raw_handshake(ctx, st, host, lines):
+    s = ctx.tls_connect(st.edge.https_port, host)
+    try:
+        s.sendall(("\r\n".join(["GET / HTTP/1.1", "Host: %s" % host, "Upgrade: websocket",
+                                "Connection: Upgrade"] + lines) + "\r\n\r\n").encode())
+        rd = lib.RawHTTP(s)
+        s.settimeout(10 * ctx.slow)
+        return rd.read_response()
+    finally:
+        s.close()
+
+
+@lib.timeout(60)
+def test_websocket_bad_handshake_to_tcp_service_refused(ctx):
+    st = TcpSetup(ctx)
+    good_key = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=="
+    cases = [
+        ("a key that is not base64", ["Sec-WebSocket-Key: not a key at all!!", "Sec-WebSocket-Version: 13"], 400),
+        ("a key of 8 bytes", ["Sec-WebSocket-Key: AAAAAAAAAAA=", "Sec-WebSocket-Version: 13"], 400),
+        ("no key", ["Sec-WebSocket-Version: 13"], 400),
+        ("version 8", [good_key, "Sec-WebSocket-Version: 8"], 426),
+        ("version 14", [good_key, "Sec-WebSocket-Version: 14"], 426),
+    ]
+    problems = []
+    for host in (ECHO, ANSWER):
+        for what, lines, want in cases:
+            r = ws_raw_handshake(ctx, st, host, lines)
+            if r is None:
+                problems.append("%s, %s: no answer" % (host, what))
+                continue
+            if r.status != want:
+                problems.append("%s, %s: expected %d, got %d" % (host, what, want, r.status))
+            if want == 426 and r.header("Sec-WebSocket-Version") != "13":
+                problems.append("%s, %s: the 426 carries Sec-WebSocket-Version %r, expected 13" % (
+                    host, what, r.header("Sec-WebSocket-Version")))
+    expect(not problems, "bad handshakes to a TCP service:\n  " + "\n  ".join(problems))
+    # And a good one still works on the same setup.
+    w = ws_open(ctx, st, ECHO)
+    try:
+        w.send_binary(b"still fine")
+        got, _ = ws_read_data(w, 10, timeout=10 * ctx.slow)
+        expect_eq(got, b"still fine", "echo after the refused handshakes")
+    finally:
+        w.sock.close()
+    expect(all(e["head"].startswith("still fine") for e in st.origin.events("open")),
+           "a refused handshake reached the TCP origin: %r" % st.origin.events("open"))
+
+
+# ---- 5. error pages --------------------------------------------------------------------------
+
+
+@lib.timeout(60)
+def test_tcp_hostname_requested_as_plain_http_gets_error_page(ctx):
+    st = TcpSetup(ctx)
+    r = st.edge.get(ECHO, "/index.html")
+    expect(r.status is not None and 500 <= r.status < 600, "GET on a TCP hostname: status %r" % r.status)
+    rid = r.header("Culvert-Request-Id")
+    expect(rid, "the error answer has no Culvert-Request-Id")
+    text = r.text()
+    expect("text/html" in (r.header("Content-Type") or ""), "not an HTML page: %r" % (r,))
+    expect(rid in text, "the page does not name the request id %s:\n%s" % (rid, text[:800]))
+    expect("TCP" in text or "no HTTP service" in text,
+           "the page does not say the hostname is a TCP service:\n%s" % text[:800])
+    r = st.edge.get(ECHO, "/", headers=["Accept: application/json"])
+    j = r.json()
+    expect_eq((j.get("status"), j.get("request_id")), (r.status, r.header("Culvert-Request-Id")),
+              "JSON error for a TCP hostname")
+    time.sleep(0.3)
+    heads = [e["head"] for e in st.origin.events("open")]
+    expect(not any("GET" in x for x in heads), "the HTTP request reached the TCP service: %r" % heads)
+
+
+@lib.timeout(60)
+def test_access_tcp_to_http_only_or_unknown_hostname_says_why_and_closes(ctx):
+    st = TcpSetup(ctx, web=True)
+    cases = [(WEB, "access-web", ["404", "no TCP service"]), (h("nowhere"), "access-nowhere", ["404"])]
+    for host, name, words in cases:
+        acc = st.access(host, name=name)
+        start = acc.proc.log_size()
+        s = acc.connect()
+        try:
+            s.sendall(b"hello?")
+            s.settimeout(10 * ctx.slow)
+            t0 = time.monotonic()
+            got, how = tcp_lib.recv_all(s)
+            secs = time.monotonic() - t0
+        finally:
+            s.close()
+        expect(got == b"" and how in ("eof", "reset"),
+               "access tcp to %s: expected the local connection closed without bytes, got %r (%s)" % (
+                   host, got[:200], how))
+        ctx.note("access tcp to %s: local connection closed after %.2fs (%s)" % (host, secs, how))
+        m = acc.proc.wait_log(r"culvert-connector access: .*%s.*" % host.replace(".", r"\."), 5, start)
+        line = m.group(0)
+        for w in words:
+            expect(w in line, "access tcp to %s: the message %r does not say %r" % (host, line, w))
+        rc = acc.proc.stop()
+        ctx.note("access tcp to %s exited with %s after SIGTERM" % (host, rc))
+    expect_eq(st.web.requests(), [], "requests at the HTTP origin from access tcp")
+
+
+# ---- 6. idle streams -------------------------------------------------------------------------
+
+
+@lib.timeout(60)
+@lib.full_only("waits across heartbeats")
+def test_idle_access_tcp_stream_survives_heartbeats(ctx):
+    st = TcpSetup(ctx, edge_kw={"limits": {"heartbeat_ms": "500ms"}})
+    acc = st.access(ECHO)
+    s = acc.connect()
+    try:
+        p = tcp_lib.echo_once(s, b"before idling", "echo before idling")
+        expect(p is None, p)
+        s.settimeout(4.0)  # eight edge heartbeats, four of the connector's
+        try:
+            d = s.recv(1)
+            raise AssertionError("the idle TCP stream got %r (data or its end) while idle" % d)
+        except socket.timeout:
+            pass
+        s.settimeout(10)
+        p = tcp_lib.echo_once(s, b"after idling", "echo after 4 s idle")
+        expect(p is None, p)
+    finally:
+        s.close()
+    closes = [e for e in st.origin.events("close") if e["how"] != "eof"]
+    expect_eq(closes, [], "origin connections that ended abnormally")
+
+
+@lib.timeout(60)
+@lib.full_only("measures an idle timeout")
+def test_tcp_idle_timeout_closes_an_idle_stream(ctx):
+    idle = h("idle")
+    st = TcpSetup(ctx, routes=[idle], rules=lambda o: [
+        {"hostname": idle, "service": o.echo_url, "originRequest": {"tcpIdleTimeout": "1s"}}])
+    acc = st.access(idle)
+    # Traffic every 300 ms keeps a stream open past the limit: it is an idle limit, not a lifetime.
+    s = acc.connect()
+    try:
+        s.settimeout(5)
+        t0 = time.monotonic()
+        i = 0
+        while True:
+            p = tcp_lib.echo_once(s, b"tick %d " % i, "tick %d" % i)
+            expect(p is None, "%s (a busy stream was closed by tcpIdleTimeout)" % p)
+            last = time.monotonic()
+            if last - t0 >= 2.5:
+                break
+            time.sleep(0.3)
+            i += 1
+        # Now idle: the stream ends about 1 s after the last byte.
+        got, how = tcp_lib.recv_all(s)
+        secs = time.monotonic() - last
+    finally:
+        s.close()
+    # A stream ended by the service side counts as a failed connection for the access client,
+    # which then exits 1 (access.c): stopped here so the cleanup's exit-code check does not apply.
+    ctx.note("access tcp exited with %s after SIGTERM" % acc.proc.stop())
+    expect_eq(got, b"", "bytes while idle")
+    expect(how in ("eof", "reset"), "the idle stream did not end within 5 s (%s)" % how)
+    expect(0.8 <= secs <= 2.5, "tcpIdleTimeout 1s ended the idle stream after %.2fs" % secs)
+    ctx.note("tcpIdleTimeout 1s: idle stream ended after %.2fs (%s)" % (secs, how))
+    ctx.wait_until(lambda: st.origin.events("close"), 5, "the origin connection to end with the idle stream")
+    # A stream on the echo rule (no tcpIdleTimeout) idle as long is not closed.
+    acc2 = st.access(ECHO, name="access-echo")
+    s = acc2.connect()
+    try:
+        p = tcp_lib.echo_once(s, b"no limit", "echo on a rule without tcpIdleTimeout")
+        expect(p is None, p)
+        s.settimeout(2.0)
+        try:
+            d = s.recv(1)
+            raise AssertionError("a stream without tcpIdleTimeout ended or got %r within 2 s idle" % d)
+        except socket.timeout:
+            pass
+    finally:
+        s.close()
