@@ -223,10 +223,8 @@ def main():
                                                     servers["answer"].server_address[1]), flush=True)
     while not done.wait(0.2):
         pass
-    for s in servers.values():
-        s.shutdown()
-        s.server_close()
-    return 0
+    # Every event line is already flushed; connection threads may be blocked in a read: no joins.
+    os._exit(0)
 
 
 # ---- the test side -----------------------------------------------------------------------------
@@ -309,6 +307,148 @@ class Access:
 
     def connect(self, timeout=10):
         return socket.create_connection(("127.0.0.1", self.port), timeout=timeout * self.ctx.slow)
+
+
+class CulvertTcpClient:
+    """The edge's `Upgrade: culvert-tcp` spoken directly (what `access tcp` does), over TLS 1.3 with
+    memory BIOs so that each direction can end on its own: shutdown_write() sends close_notify and
+    reading continues until the edge's close_notify (or the connection's end).
+
+        c = CulvertTcpClient(ctx, edge.https_port, host)   # TLS handshake with SNI |host|
+        r = c.upgrade()                                    # lib.Response: 101, or an error page
+        c.send(b"..."); c.shutdown_write(); data, how = c.recv_all()
+    """
+
+    def __init__(self, ctx, port, host, timeout=10):
+        import ssl
+
+        self.ssl = ssl
+        self.host = host
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout * ctx.slow)
+        c = ssl.create_default_context(cafile=os.path.join(ctx.pki, "ca.pem"))
+        c.minimum_version = ssl.TLSVersion.TLSv1_3
+        self.inc = ssl.MemoryBIO()
+        self.out = ssl.MemoryBIO()
+        self.obj = c.wrap_bio(self.inc, self.out, server_hostname=host)
+        self.buf = b""
+        self.eof = None  # "close_notify" | "eof" | "reset" once the edge's direction ended
+        while True:
+            try:
+                self.obj.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                self._flush()
+                if not self._fill():
+                    raise ConnectionError("the edge closed the connection during the TLS handshake")
+        self._flush()
+
+    def _flush(self):
+        d = self.out.read()
+        if d:
+            self.sock.sendall(d)
+
+    def _fill(self):
+        try:
+            d = self.sock.recv(262144)
+        except ConnectionResetError:
+            self.inc.write_eof()
+            self.eof = self.eof or "reset"
+            return False
+        if not d:
+            self.inc.write_eof()
+            return False
+        self.inc.write(d)
+        return True
+
+    def read_some(self):
+        """Application bytes (b"" once the edge's direction has ended; see .eof)."""
+        ssl = self.ssl
+        while True:
+            try:
+                d = self.obj.read(262144)
+                if d:
+                    return d
+                self.eof = self.eof or "close_notify"
+                return b""
+            except ssl.SSLZeroReturnError:
+                self.eof = self.eof or "close_notify"
+                return b""
+            except ssl.SSLWantReadError:
+                self._flush()
+                if not self._fill():
+                    if self.eof is None:
+                        self.eof = "eof"
+                    # A read after the transport's end either raises (no close_notify) or not.
+                    try:
+                        d = self.obj.read(262144)
+                        if d:
+                            return d
+                    except (ssl.SSLError, ssl.SSLZeroReturnError):
+                        pass
+                    return b""
+            except ssl.SSLError:
+                self.eof = self.eof or "eof"
+                return b""
+
+    def upgrade(self, headers=()):
+        """Sends the culvert-tcp upgrade request; returns the answer's lib.Response (for a 101,
+        bytes read past its head stay in .buf)."""
+        import lib
+
+        req = ["GET / HTTP/1.1", "Host: %s" % self.host, "Upgrade: culvert-tcp", "Connection: Upgrade"]
+        req += list(headers)
+        self.send(("\r\n".join(req) + "\r\n\r\n").encode())
+        while b"\r\n\r\n" not in self.buf:
+            d = self.read_some()
+            if not d:
+                return None
+            self.buf += d
+        head, _, rest = self.buf.partition(b"\r\n\r\n")
+        self.buf = rest
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split()[1])
+        hdrs = [(k.strip(), v.strip()) for k, _, v in (x.partition(":") for x in lines[1:])]
+        r = lib.Response(status, hdrs, b"", lines[0])
+        if status != 101:
+            n = int(r.header("Content-Length") or "0")
+            while len(self.buf) < n:
+                d = self.read_some()
+                if not d:
+                    break
+                self.buf += d
+            r.body, self.buf = self.buf[:n], self.buf[n:]
+        return r
+
+    def send(self, data):
+        mv = memoryview(data)
+        for off in range(0, len(data), 16384):
+            self.obj.write(mv[off:off + 16384])
+            self._flush()
+
+    def shutdown_write(self):
+        """close_notify: the end of our direction (the edge may keep sending)."""
+        try:
+            self.obj.unwrap()
+        except (self.ssl.SSLWantReadError, self.ssl.SSLError):
+            pass
+        self._flush()
+
+    def recv_all(self):
+        """Reads until the edge's direction ends: (bytes, how: "close_notify" | "eof" | "reset")."""
+        parts = [self.buf]
+        self.buf = b""
+        try:
+            while True:
+                d = self.read_some()
+                if not d:
+                    break
+                parts.append(d)
+        except socket.timeout:
+            return b"".join(parts), "timeout"
+        return b"".join(parts), self.eof
+
+    def close(self):
+        self.sock.close()
 
 
 def pattern_bytes(n, seed):

@@ -249,6 +249,123 @@ def test_access_tcp_half_close_reaches_origin_and_answer_arrives(ctx):
         len(got), len(data), how))
 
 
+@lib.timeout(60)
+def test_culvert_tcp_upgrade_raw_pipe_and_close_notify_half_close(ctx):
+    """The edge's side of `Upgrade: culvert-tcp` without the access client: 101 (with the request id)
+    once the connector connected, then raw bytes; our close_notify ends our direction only."""
+    st = TcpSetup(ctx)
+    c = tcp_lib.CulvertTcpClient(ctx, st.edge.https_port, ANSWER)
+    try:
+        r = c.upgrade()
+        expect(r is not None, "no answer to the culvert-tcp upgrade")
+        expect_eq(r.status, 101, "culvert-tcp upgrade status (body %r)" % (r.body[:300] if r else b""))
+        expect_eq((r.header("Upgrade") or "").lower(), "culvert-tcp", "Upgrade on the 101")
+        expect(r.header("Culvert-Request-Id"), "no Culvert-Request-Id on the 101")
+        data = tcp_lib.pattern_bytes(sizes(ctx, 512 * 1024, 64 * 1024), 51)
+        c.send(data)
+        c.shutdown_write()
+        got, how = c.recv_all()
+    finally:
+        c.close()
+    want = tcp_lib.expected_answer(data)
+    expect(got == want, "answer after our close_notify: %d of %d bytes, first line %r" % (
+        len(got), len(want), got.split(b"\n", 1)[0][:100]))
+    expect_eq(how, "close_notify", "how the edge ended its direction after the service's FIN")
+
+    c = tcp_lib.CulvertTcpClient(ctx, st.edge.https_port, ECHO)
+    try:
+        expect_eq(c.upgrade().status, 101, "culvert-tcp upgrade to the echo service")
+        for i in range(20):
+            msg = b"line %d\n" % i
+            c.send(msg)
+            got = c.buf
+            c.buf = b""
+            while len(got) < len(msg):
+                d = c.read_some()
+                expect(d, "the echo ended after %r" % got)
+                got += d
+            expect_eq(got, msg, "echo %d over the raw culvert-tcp pipe" % i)
+        c.shutdown_write()
+        got, how = c.recv_all()
+        expect_eq((got, how), (b"", "close_notify"), "the echo service's end after our close_notify")
+    finally:
+        c.close()
+
+
+@lib.timeout(60)
+def test_ssh_and_rdp_rules_carry_any_tcp(ctx):
+    rdp = h("rdp")
+    st = TcpSetup(ctx, routes=[SSH, rdp], rules=lambda o: [
+        {"hostname": SSH, "service": "ssh://127.0.0.1:%d" % o.echo_port},
+        {"hostname": rdp, "service": "rdp://127.0.0.1:%d" % o.answer_port}])
+    size = sizes(ctx, 256 * 1024, 64 * 1024)
+    a_ssh = st.access(SSH, name="access-ssh-rule")
+    s = a_ssh.connect()
+    try:
+        s.settimeout(20 * ctx.slow)
+        p = tcp_lib.echo_once(s, tcp_lib.pattern_bytes(size, 61), "echo behind an ssh:// rule")
+        expect(p is None, p)
+    finally:
+        s.close()
+    a_rdp = st.access(rdp, name="access-rdp-rule")
+    data = tcp_lib.pattern_bytes(size, 62)
+    s = a_rdp.connect()
+    try:
+        got, how = tcp_lib.half_close_exchange(s, data, 20 * ctx.slow)
+    finally:
+        s.close()
+    p = tcp_lib.check_answer(got, how, data, "answer behind an rdp:// rule")
+    expect(p is None, p)
+
+
+@lib.timeout(60)
+def test_access_tcp_slow_reader_backpressure(ctx):
+    """A client that stops reading while the echo service keeps sending: nothing is lost, and the
+    edge, connector and access client hold only their windows' worth (PRODUCT.md section 4)."""
+    st = TcpSetup(ctx)
+    acc = st.access(ECHO)
+    size = sizes(ctx, 64 * MIB, 4 * MIB)
+    data = tcp_lib.pattern_bytes(size, 71)
+    s = acc.connect()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    sampler = lib.MemSampler({"edge": st.edge.proc.pid, "connector": st.connector.proc.pid,
+                              "access": acc.proc.pid})
+    before = {n: lib.proc_status_kib(p).get("VmRSS", 0) for n, p in sampler.pids.items()}
+    sampler.start()
+    sent = [0]
+    err = []
+
+    def send():
+        try:
+            mv = memoryview(data)
+            for off in range(0, size, 65536):
+                s.sendall(mv[off:off + 65536])
+                sent[0] = off + len(mv[off:off + 65536])
+        except OSError as e:
+            err.append(e)
+
+    import threading
+    t = threading.Thread(target=send, daemon=True)
+    t.start()
+    try:
+        time.sleep(2.0)  # not reading: every buffer on the way fills, then the sender must stop
+        held = sent[0]  # what kernel buffers and the processes took (noted; kernel sizes vary)
+        s.settimeout(30 * ctx.slow)
+        got = tcp_lib.recv_exact(s, size)
+        t.join(30)
+    finally:
+        s.close()
+        mem = sampler.stop()
+    ctx.note("slow reader: %d of %d bytes taken while not reading; RSS %r (before %r)" % (held, size, mem, before))
+    expect(not err, "sending failed: %s" % (err[:1],))
+    expect(got == data, "slow reader: %d of %d bytes back, byte-exact: %s" % (len(got), size, got == data[:len(got)]))
+    if not ctx.reduced:
+        for n, m in mem.items():
+            growth = (m["max_rss_kib"] - before[n]) / 1024.0
+            expect(growth < 16, "%s grew by %.1f MiB while %.1f MiB waited behind a slow reader" % (
+                n, growth, held / MIB))
+
+
 # ---- 3. public TCP ports on the edge --------------------------------------------------------
 
 
@@ -392,6 +509,102 @@ def test_public_tcp_port_before_its_tunnel_exists(ctx):
         s.close()
     expect(got == data and how == "eof", "echo and half-close on the late tunnel's port: %d of %d bytes, %s" % (
         len(got), len(data), how))
+
+
+@lib.timeout(60)
+def test_public_tcp_ports_follow_a_reload(ctx):
+    """SIGHUP (PRODUCT.md section 4): a kept port takes its new hostname, a new port opens, a removed
+    one stops accepting; a connection in progress on a kept port goes on."""
+    import signal
+
+    pa, pb = lib.free_ports(2)
+    st = TcpSetup(ctx, tcp_ports=[tcp_port(pa, ECHO)])
+    ctx.wait_until(lambda: not closed_quickly_probe(ctx, pa), 10, "port A to echo")
+    s = connect_port(ctx, pa)
+    try:
+        s.settimeout(10 * ctx.slow)
+        p = tcp_lib.echo_once(s, b"before the reload", "echo on A before the reload")
+        expect(p is None, p)
+
+        st.edge.cfg["tcp_ports"] = [tcp_port(pa, ANSWER), tcp_port(pb, ECHO)]
+        st.edge.write_config()
+        start = st.edge.proc.log_size()
+        st.edge.proc.send(signal.SIGHUP)
+        st.edge.proc.wait_log(r"configuration reloaded", 5, start)
+
+        p = tcp_lib.echo_once(s, b"after the reload", "echo on A's connection opened before the reload")
+        expect(p is None, p)
+        data = tcp_lib.pattern_bytes(64 * 1024, 81)
+        s2 = connect_port(ctx, pa)
+        try:
+            got, how = tcp_lib.half_close_exchange(s2, data, 10 * ctx.slow)
+        finally:
+            s2.close()
+        p = tcp_lib.check_answer(got, how, data, "port A after its hostname changed to the answer service")
+        expect(p is None, p)
+        expect(not closed_quickly_probe(ctx, pb), "the port added by the reload does not echo")
+
+        st.edge.cfg["tcp_ports"] = [tcp_port(pb, ECHO)]
+        st.edge.write_config()
+        start = st.edge.proc.log_size()
+        st.edge.proc.send(signal.SIGHUP)
+        st.edge.proc.wait_log(r"configuration reloaded", 5, start)
+        try:
+            x = connect_port(ctx, pa, timeout=2)
+            x.close()
+            raise AssertionError("port A still accepts connections after the reload removed it")
+        except ConnectionRefusedError:
+            pass
+        expect(not closed_quickly_probe(ctx, pb), "port B stopped echoing after an unrelated reload")
+    finally:
+        s.close()
+
+
+@lib.timeout(60)
+def test_unreachable_tcp_target_gives_clear_errors(ctx):
+    dead = h("dead")
+    closed = lib.free_port()
+    p_dead = lib.free_port()
+    st = TcpSetup(ctx, routes=[dead], tcp_ports=[tcp_port(p_dead, dead)],
+                  rules=lambda o: [{"hostname": dead, "service": "tcp://127.0.0.1:%d" % closed}])
+    # culvert-tcp: an error page instead of the 101.
+    c = tcp_lib.CulvertTcpClient(ctx, st.edge.https_port, dead)
+    try:
+        r = c.upgrade()
+    finally:
+        c.close()
+    expect(r is not None, "no answer to a culvert-tcp upgrade for an unreachable service")
+    expect_eq(r.status, 502, "culvert-tcp upgrade to an unreachable service (body %r)" % r.body[:300])
+    rid = r.header("Culvert-Request-Id")
+    expect(rid and rid.encode() in r.body, "the 502 page does not name the request id %r: %r" % (rid, r.body[:500]))
+    expect(b"could not reach" in r.body, "the 502 page does not say the service could not be reached: %r" %
+           r.body[:500])
+    # A WebSocket client: the same 502, never a 101.
+    s = ctx.tls_connect(st.edge.https_port, dead)
+    try:
+        w = lib.WebSocket(s)
+        r = w.handshake(dead, "/")
+    finally:
+        s.close()
+    expect(r is not None and r.status == 502, "WebSocket to an unreachable TCP service: %r" % (r,))
+    # access tcp: the edge's answer on stderr, the local connection closed.
+    acc = st.access(dead)
+    start = acc.proc.log_size()
+    s = acc.connect()
+    try:
+        s.settimeout(10 * ctx.slow)
+        got, how = tcp_lib.recv_all(s)
+    finally:
+        s.close()
+    expect(got == b"" and how in ("eof", "reset"), "access tcp to an unreachable service: got %r (%s)" % (
+        got[:200], how))
+    line = acc.proc.wait_log(r"culvert-connector access: .*dead\.culvert\.test.*", 5, start).group(0)
+    expect("502" in line and "could not reach" in line, "access tcp's message for an unreachable service: %r" % line)
+    ctx.note("access tcp exited with %s after SIGTERM" % acc.proc.stop())
+    # The public TCP port: closed at once.
+    secs, got, how = closed_at_once(ctx, p_dead)
+    expect(got == b"" and secs < 2 * ctx.slow, "public TCP port to an unreachable service: %r after %.2fs (%s)" % (
+        got[:100], secs, how))
 
 
 # ---- 4. WebSocket clients to a TCP service ----------------------------------------------------
