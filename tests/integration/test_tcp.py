@@ -8,7 +8,9 @@ EOF); the SSH server is Debian's OpenSSH on a loopback port with keys made in th
 
 import hashlib
 import os
+import signal
 import socket
+import threading
 import time
 
 import lib
@@ -161,6 +163,12 @@ def test_ssh_command_and_scp_both_ways_through_access_ssh(ctx):
     no_sanitizer_report(r, "ssh echo hello")
     expect_eq((r.returncode, r.stdout), (0, "hello\n"),
               "ssh through `access ssh` running `echo hello` (stderr: %s)" % r.stderr[-1500:])
+    # A hostname the edge does not know: ssh fails, and the access client's message says why.
+    r = ctx.run(["ssh"] + opts + ["root@" + h("nowhere"), "true"], timeout=30)
+    no_sanitizer_report(r, "ssh to an unknown hostname")
+    expect(r.returncode != 0, "ssh to an unknown hostname succeeded")
+    expect("culvert-connector access:" in r.stderr and "404" in r.stderr,
+           "ssh to an unknown hostname: the access client did not say why (stderr: %s)" % r.stderr[-1500:])
 
     size = sizes(ctx, 200 * MIB, 8 * MIB)
     src = ctx.path("ssh", "upload.bin")
@@ -344,7 +352,6 @@ def test_access_tcp_slow_reader_backpressure(ctx):
         except OSError as e:
             err.append(e)
 
-    import threading
     t = threading.Thread(target=send, daemon=True)
     t.start()
     try:
@@ -515,8 +522,6 @@ def test_public_tcp_port_before_its_tunnel_exists(ctx):
 def test_public_tcp_ports_follow_a_reload(ctx):
     """SIGHUP (PRODUCT.md section 4): a kept port takes its new hostname, a new port opens, a removed
     one stops accepting; a connection in progress on a kept port goes on."""
-    import signal
-
     pa, pb = lib.free_ports(2)
     st = TcpSetup(ctx, tcp_ports=[tcp_port(pa, ECHO)])
     ctx.wait_until(lambda: not closed_quickly_probe(ctx, pa), 10, "port A to echo")
