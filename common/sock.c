@@ -38,6 +38,7 @@
 #define SOCK_OUT_HIGH_DEFAULT (256 * 1024)
 #define SOCK_CLOSE_WAIT_DEFAULT_MS 5000
 #define SOCK_READ_CHUNK (64 * 1024)    /* one read; also the loop's shared ciphertext buffer */
+#define SOCK_SWEEP_MS 1000             /* a socket idle this long (one to two intervals) is trimmed */
 #define SOCK_TLS_WRITE_CHUNK (64 * 1024) /* plaintext per SSL_write: keeps the BIO small */
 #define SOCK_DECRYPT_ROUNDS 32           /* on_data calls per callback, then yield (libuv: 32) */
 
@@ -72,6 +73,8 @@ enum sock_state {
 #define SOCK_F_NO_NOTIFY (1u << 19)   /* closing after a TLS failure: alert, no close_notify */
 #define SOCK_F_SILENT (1u << 20)      /* creation failed: no hook is ever called */
 #define SOCK_F_EOF_DONE (1u << 21)    /* on_eof ran: blocks delivering input and a second on_eof */
+#define SOCK_F_BUSY (1u << 22)        /* I/O since the last sweep: keeps buffers allocated */
+#define SOCK_F_DRAIN_OWED (1u << 23)  /* a direct write emptied the queue: on_drain in the pass */
 
 struct sock_loop {
     uv_loop_t *loop;
@@ -84,6 +87,8 @@ struct sock_loop {
     unsigned nsocks;
     unsigned pending_closes;
     uint8_t *rbuf; /* SOCK_READ_CHUNK bytes: TLS ciphertext, discarded input; used synchronously */
+    struct list_node all; /* every sock, for the idle sweep */
+    uv_timer_t sweep;     /* gives idle sockets' buffers back (see on_sweep) */
 };
 
 struct sock {
@@ -108,6 +113,7 @@ struct sock {
     uv_write_t wreq;
     uv_shutdown_t sreq;
     struct list_node flush_node;
+    struct list_node all_node;
     int use_tls;
     struct tls tls;
     struct buf in;       /* plaintext for the owner */
@@ -156,6 +162,9 @@ static void loop_activate(struct sock_loop *sl)
     sl->active = 1;
 }
 
+static int sock_live(const struct sock *s);
+static void on_sweep(uv_timer_t *t);
+
 int sock_loop_init(struct sock_loop **out, uv_loop_t *loop)
 {
     struct sock_loop *sl = mem_calloc(sizeof(*sl));
@@ -170,12 +179,41 @@ int sock_loop_init(struct sock_loop **out, uv_loop_t *loop)
     }
     sl->loop = loop;
     list_init(&sl->flush_list);
+    list_init(&sl->all);
+    uv_timer_init(loop, &sl->sweep);
+    sl->sweep.data = sl;
+    uv_timer_start(&sl->sweep, on_sweep, SOCK_SWEEP_MS, SOCK_SWEEP_MS);
+    uv_unref((uv_handle_t *)&sl->sweep);
     uv_check_init(loop, &sl->check);
     uv_idle_init(loop, &sl->idle);
     sl->check.data = sl;
     sl->idle.data = sl;
     *out = sl;
     return 0;
+}
+
+static void idle_release(struct sock *s);
+
+/*
+ * Buffers are given back when a socket has been idle for a whole sweep interval, not after every
+ * read or write: releasing at once would allocate and free them (and OpenSSL's record buffers) for
+ * every request on a busy connection, while idle connections (thousands of WebSockets) must hold
+ * next to nothing.
+ */
+static void on_sweep(uv_timer_t *t)
+{
+    struct sock_loop *sl = t->data;
+    struct list_node *n;
+
+    list_for_each(n, &sl->all)
+    {
+        struct sock *s = container_of(n, struct sock, all_node);
+
+        if (s->flags & SOCK_F_BUSY)
+            s->flags &= ~SOCK_F_BUSY;
+        else
+            idle_release(s);
+    }
 }
 
 static void on_loop_handle_close(uv_handle_t *h)
@@ -194,12 +232,28 @@ void sock_loop_cleanup(struct sock_loop *sl)
         return;
     if (sl->nsocks > 0)
         LOG_E("sock loop cleanup with %u sockets still alive", sl->nsocks);
-    sl->pending_closes = 2;
+    sl->pending_closes = 3;
+    uv_close((uv_handle_t *)&sl->sweep, on_loop_handle_close);
     uv_close((uv_handle_t *)&sl->check, on_loop_handle_close);
     uv_close((uv_handle_t *)&sl->idle, on_loop_handle_close);
 }
 
 /* ---- references and callback nesting -------------------------------------------------------- */
+
+/* Frees the buffers of an idle, live socket that hold nothing. */
+static void idle_release(struct sock *s)
+{
+    if (s->state == SOCK_S_CLOSED || !sock_live(s))
+        return;
+    if (buf_len(&s->in) == 0)
+        buf_release(&s->in);
+    if (!(s->flags & SOCK_F_WRITING) && sock_write_queued(s) == 0) {
+        buf_release(&s->pending);
+        buf_release(&s->inflight);
+        if (s->use_tls && s->state == SOCK_S_OPEN)
+            tls_release_buffers(&s->tls);
+    }
+}
 
 static void sock_destroy(struct sock *s)
 {
@@ -211,6 +265,7 @@ static void sock_destroy(struct sock *s)
     buf_cleanup(&s->early);
     if (s->use_tls)
         tls_cleanup(&s->tls);
+    list_remove(&s->all_node);
     sl->nsocks--;
     mem_free(s);
 }
@@ -407,8 +462,7 @@ static void deliver_plain(struct sock *s)
         s->hooks->on_data(s, s->arg);
     if (!sock_live(s))
         return;
-    if (buf_len(&s->in) == 0)
-        buf_release(&s->in);
+    s->flags |= SOCK_F_BUSY;
     if (buf_space(&s->in) == 0)
         s->flags |= SOCK_F_IN_FULL;
     else
@@ -654,8 +708,7 @@ static void tls_decrypt(struct sock *s)
             s->hooks->on_data(s, s->arg);
         if (!sock_live(s))
             return;
-        if (buf_len(&s->in) == 0)
-            buf_release(&s->in);
+        s->flags |= SOCK_F_BUSY;
         if (rv < 0 && rv != CV_ECLOSED) {
             sock_fail_text(s, CV_ETLS, s->tls.last_error);
             return;
@@ -687,8 +740,6 @@ static void tls_decrypt(struct sock *s)
                 sock_fail_text(s, CV_ETLS, "unexpected EOF (no close_notify)");
                 return;
             }
-            if (buf_len(&s->pending) == 0)
-                tls_release_buffers(&s->tls);
             update_reading(s);
             return;
         }
@@ -721,6 +772,33 @@ static void start_write(struct sock *s)
     s->wlen = buf_len(&s->inflight);
     b.base = (char *)s->inflight.pos;
     b.len = s->wlen;
+    /* Most writes fit in the socket buffer at once: write directly. A uv_write request would cost
+     * a callback in the next iteration and, in libuv 1.44, an epoll_ctl on every completion. */
+    rv = uv_try_write(&s->h.stream, &b, 1);
+    if (rv > 0) {
+        buf_consume(&s->inflight, (size_t)rv);
+        s->flags |= SOCK_F_BUSY;
+        if (buf_len(&s->inflight) == 0) {
+            s->wlen = 0;
+            if ((s->flags & SOCK_F_ABOVE_HIGH) && sock_write_queued(s) <= s->out_high / 2) {
+                s->flags &= ~SOCK_F_ABOVE_HIGH;
+                s->flags |= SOCK_F_DRAIN_OWED; /* told from the flush pass, not from here */
+                sock_schedule(s);
+            }
+            if (buf_len(&s->pending) > 0)
+                sock_schedule(s); /* the next batch goes out in the pass */
+            return;
+        }
+        s->wlen = buf_len(&s->inflight);
+        b.base = (char *)s->inflight.pos;
+        b.len = s->wlen;
+    } else if (rv < 0 && rv != UV_EAGAIN) {
+        if (s->state == SOCK_S_CLOSING)
+            close_handles(s, 1);
+        else
+            sock_fail(s, rv, "write");
+        return;
+    }
     rv = uv_write(&s->wreq, &s->h.stream, &b, 1, on_write_done);
     if (rv < 0) {
         if (s->state == SOCK_S_CLOSING)
@@ -787,13 +865,7 @@ static void on_write_done(uv_write_t *req, int status)
             s->hooks->on_drain(s, s->arg);
     }
     sock_progress(s);
-    if (s->state != SOCK_S_CLOSED && !(s->flags & SOCK_F_WRITING) && sock_write_queued(s) == 0) {
-        /* Idle output: give the memory back. */
-        buf_release(&s->pending);
-        buf_release(&s->inflight);
-        if (s->use_tls)
-            tls_release_buffers(&s->tls);
-    }
+    s->flags |= SOCK_F_BUSY; /* the idle sweep gives the buffers back later */
 out:
     sock_leave(s);
     sock_release(s); /* the request's */
@@ -869,6 +941,11 @@ static void flush_one(struct sock *s)
     if (s->flags & SOCK_F_FAIL_LATER) {
         s->flags &= ~SOCK_F_FAIL_LATER;
         sock_fail_text(s, s->error, s->err_text);
+    }
+    if ((s->flags & SOCK_F_DRAIN_OWED) && sock_live(s)) {
+        s->flags &= ~SOCK_F_DRAIN_OWED;
+        if (s->hooks->on_drain != NULL)
+            s->hooks->on_drain(s, s->arg);
     }
     if ((s->flags & SOCK_F_WANT_FLUSH) && sock_live(s)) {
         s->flags &= ~SOCK_F_WANT_FLUSH;
@@ -1109,6 +1186,7 @@ static struct sock *sock_alloc(struct sock_loop *sl, const struct sock_opts *o,
     s->creq.data = s;
     s->wreq.data = s;
     s->sreq.data = s;
+    list_push_back(&sl->all, &s->all_node);
     sl->nsocks++;
     return s;
 }

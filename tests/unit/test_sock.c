@@ -252,7 +252,7 @@ static void h_data(struct sock *s, void *arg)
     if (p->close_after_rx > 0 && p->rx >= p->close_after_rx)
         sock_close(s);
     if (p->idle_after_rx > 0 && p->rx >= p->idle_after_rx)
-        uv_timer_start(&p->e->aux, on_idle_check, 50, 0);
+        uv_timer_start(&p->e->aux, on_idle_check, 2100, 0); /* two sweeps: idle for one whole */
     if (p->pause_each_data) {
         p->pauses++;
         p->paused = 1;
@@ -619,7 +619,9 @@ static void on_resume(uv_timer_t *t)
     e->client.drains_at_resume = e->client.drains;
     e->client.queued_at_resume = sock_write_queued(e->client.s);
     assert_true(e->client.was_full);
-    assert_true(e->client.queued_at_resume >= 256 * 1024);
+    /* Bytes the kernel took are no longer queued (direct writes): the writer is held above the
+     * drain mark (half of out_high), so no on_drain has come yet. */
+    assert_true(e->client.queued_at_resume > 128 * 1024);
     assert_int_equal(srv->held, 64 * 1024);
     srv->hold = 0;
     take(srv); /* consumed outside on_data: sock_read_start() resumes */
