@@ -38,6 +38,7 @@
 #define SOCK_OUT_HIGH_DEFAULT (256 * 1024)
 #define SOCK_CLOSE_WAIT_DEFAULT_MS 5000
 #define SOCK_READ_CHUNK (64 * 1024)    /* one read; also the loop's shared ciphertext buffer */
+#define SOCK_RECORD (16 * 1024)        /* a TLS record's plaintext; a first plain read */
 #define SOCK_SWEEP_MS 1000             /* a socket idle this long (one to two intervals) is trimmed */
 #define SOCK_TLS_WRITE_CHUNK (64 * 1024) /* plaintext per SSL_write: keeps the BIO small */
 #define SOCK_DECRYPT_ROUNDS 32           /* on_data calls per callback, then yield (libuv: 32) */
@@ -119,7 +120,8 @@ struct sock {
     struct buf in;       /* plaintext for the owner */
     struct buf pending;  /* output being filled (ciphertext when TLS) */
     struct buf inflight; /* output owned by the write request */
-    struct buf early;    /* TLS: plaintext written before the handshake finished */
+    struct buf early;    /* TLS: plaintext not yet encrypted (before the handshake finished, and
+                          * between flush passes, so that one pass makes full-size records) */
     size_t wlen;         /* bytes of |inflight| in the write request */
     size_t out_high;
     uint64_t close_wait_ms;
@@ -250,6 +252,7 @@ static void idle_release(struct sock *s)
     if (!(s->flags & SOCK_F_WRITING) && sock_write_queued(s) == 0) {
         buf_release(&s->pending);
         buf_release(&s->inflight);
+        buf_release(&s->early);
         if (s->use_tls && s->state == SOCK_S_OPEN)
             tls_release_buffers(&s->tls);
     }
@@ -442,8 +445,10 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
         return;
     }
     want = buf_space(&s->in);
-    if (want > SOCK_READ_CHUNK)
-        want = SOCK_READ_CHUNK;
+    /* An unallocated buffer starts small (a connection that only pings holds little); it grows
+     * to full reads when data keeps coming. */
+    if (want > (s->in.base == NULL ? SOCK_RECORD : SOCK_READ_CHUNK))
+        want = s->in.base == NULL ? SOCK_RECORD : SOCK_READ_CHUNK;
     p = want > 0 ? buf_reserve(&s->in, want, NULL) : NULL;
     if (p == NULL) {
         /* Full (or out of memory): libuv reports UV_ENOBUFS to on_read. */
@@ -602,6 +607,23 @@ static int tls_encrypt(struct sock *s, const uint8_t *p, size_t n)
     return 0;
 }
 
+/*
+ * Encrypts the plaintext written since the last pass in one go. Writing each sock_write() as its
+ * own record would double the records (and their cost) for a head followed by a small body.
+ * Returns 0 or a negative code (the caller fails the sock).
+ */
+static int encrypt_early(struct sock *s)
+{
+    int rv;
+
+    if (!s->use_tls || !s->tls.handshake_done || buf_len(&s->early) == 0 ||
+        s->tls.close_notify_sent)
+        return 0;
+    rv = tls_encrypt(s, s->early.pos, buf_len(&s->early));
+    buf_consume(&s->early, buf_len(&s->early));
+    return rv;
+}
+
 static void handshake_finished(struct sock *s)
 {
     int rv;
@@ -686,8 +708,9 @@ static void tls_decrypt(struct sock *s)
 
             if (want == 0)
                 break;
-            if (want > SOCK_READ_CHUNK)
-                want = SOCK_READ_CHUNK;
+            /* SSL_read yields at most one record: room for one is enough. */
+            if (want > SOCK_RECORD)
+                want = SOCK_RECORD;
             dst = buf_reserve(&s->in, want, &err);
             if (dst == NULL) {
                 sock_fail(s, err, "read buffer");
@@ -821,6 +844,15 @@ static void sock_progress(struct sock *s)
     if (s->state == SOCK_S_CLOSED || s->state == SOCK_S_CONNECTING ||
         (s->flags & SOCK_F_ABORT_SCHED))
         return;
+    rv = encrypt_early(s);
+    if (rv < 0) {
+        /* Part of it may be encrypted already: the record stream is broken. */
+        if (s->state == SOCK_S_CLOSING)
+            close_handles(s, 1);
+        else
+            sock_fail_text(s, rv, rv == CV_ETLS ? s->tls.last_error : cv_strerror(rv));
+        return;
+    }
     start_write(s);
     if (s->state == SOCK_S_CLOSED)
         return;
@@ -912,12 +944,10 @@ int sock_write(struct sock *s, const void *p, size_t n)
         if (rv < 0)
             return rv;
     } else {
-        rv = tls_encrypt(s, p, n);
-        if (rv < 0) {
-            /* Part of it may be encrypted already: the record stream is broken. */
-            sock_fail_later(s, rv, "TLS write");
+        /* Encrypted in the flush pass, together with everything else written until then. */
+        rv = buf_append(&s->early, p, n);
+        if (rv < 0)
             return rv;
-        }
     }
     if (sock_write_queued(s) >= s->out_high)
         s->flags |= SOCK_F_ABOVE_HIGH;
@@ -1068,7 +1098,11 @@ static void do_close(struct sock *s)
     s->flags |= SOCK_F_SHUT_WANTED;
     s->flags &= ~(SOCK_F_PAUSED | SOCK_F_IN_FULL | SOCK_F_DECRYPT | SOCK_F_WANT_FLUSH);
     if (s->use_tls && !(s->flags & SOCK_F_NO_NOTIFY) && !s->tls.close_notify_sent) {
-        /* Early plaintext cannot exist here: the handshake is done. */
+        /* Plaintext still waiting goes before the close_notify. */
+        if (encrypt_early(s) < 0) {
+            close_handles(s, 1);
+            return;
+        }
         tls_shutdown(&s->tls);
         if (tls_collect(s) < 0) {
             close_handles(s, 1);
@@ -1113,6 +1147,10 @@ int sock_shutdown(struct sock *s)
         return 0;
     s->flags |= SOCK_F_SHUT_WANTED;
     if (s->use_tls && s->tls.handshake_done) {
+        if (encrypt_early(s) < 0) {
+            sock_fail_later(s, CV_ETLS, "TLS write");
+            return CV_ETLS;
+        }
         tls_shutdown(&s->tls);
         if (tls_collect(s) < 0) {
             sock_fail_later(s, CV_ENOMEM, "TLS output");
