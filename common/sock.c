@@ -576,15 +576,24 @@ static void on_read(uv_stream_t *h, ssize_t n, const uv_buf_t *b)
 static int tls_collect(struct sock *s)
 {
     const uint8_t *p;
-    size_t n = tls_pending_out(&s->tls, &p);
-    int rv;
+    size_t n;
+    uint8_t *dst;
+    int rv = 0;
 
+    if (s->tls.sink) {
+        /* OpenSSL wrote straight into |pending|. */
+        if (buf_len(&s->pending) > 0)
+            sock_schedule(s);
+        return 0;
+    }
+    n = tls_pending_out(&s->tls, &p);
     if (n == 0)
         return 0;
-    rv = buf_append(&s->pending, p, n);
-    if (rv < 0)
+    /* Straight from OpenSSL's write BIO into the output buffer: one copy. */
+    dst = buf_reserve(&s->pending, n, &rv);
+    if (dst == NULL)
         return rv;
-    tls_consume_out(&s->tls, n);
+    buf_commit(&s->pending, tls_take_out(&s->tls, dst, n));
     sock_schedule(s);
     return 0;
 }
@@ -943,11 +952,21 @@ int sock_write(struct sock *s, const void *p, size_t n)
         rv = buf_append(&s->early, p, n);
         if (rv < 0)
             return rv;
-    } else {
-        /* Encrypted in the flush pass, together with everything else written until then. */
+    } else if (buf_len(&s->early) + n < SOCK_RECORD) {
+        /* Small: encrypted in the flush pass, together with what else is written until then. */
         rv = buf_append(&s->early, p, n);
         if (rv < 0)
             return rv;
+    } else {
+        /* Enough for full records: encrypt now, without the extra copy. */
+        rv = encrypt_early(s);
+        if (rv == 0)
+            rv = tls_encrypt(s, p, n);
+        if (rv < 0) {
+            /* Part of it may be encrypted already: the record stream is broken. */
+            sock_fail_later(s, rv, "TLS write");
+            return rv;
+        }
     }
     if (sock_write_queued(s) >= s->out_high)
         s->flags |= SOCK_F_ABOVE_HIGH;
@@ -1297,6 +1316,8 @@ struct sock *sock_accept(struct sock_loop *sl, uv_stream_t *server, const struct
         goto fail;
     if (o != NULL && o->tls_ctx != NULL) {
         rv = tls_init_server(&s->tls, o->tls_ctx);
+        if (rv == 0)
+            rv = tls_set_sink(&s->tls, &s->pending);
         if (rv < 0)
             goto fail;
         s->use_tls = 1;
@@ -1360,6 +1381,8 @@ static struct sock *client_new(struct sock_loop *sl, const struct sock_opts *o,
     s->flags |= SOCK_F_CLIENT;
     if (o != NULL && o->tls_ctx != NULL) {
         rv = tls_init_client(&s->tls, o->tls_ctx, o->servername);
+        if (rv == 0)
+            rv = tls_set_sink(&s->tls, &s->pending);
         if (rv < 0) {
             *err = rv;
             s->flags |= SOCK_F_SILENT;

@@ -26,6 +26,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509_vfy.h>
 #include <openssl/x509v3.h>
+#include "buf.h"
 
 #include "err.h"
 #include "mem.h"
@@ -412,6 +413,81 @@ fail:
 }
 
 /* Creates the SSL object and its two memory BIOs. */
+/* ---- a write BIO that appends ciphertext straight to the caller's buffer (tls_set_sink) ---- */
+
+static BIO_METHOD *sink_method;
+
+static int sink_write(BIO *b, const char *data, int len)
+{
+    struct buf *out = BIO_get_data(b);
+
+    BIO_clear_retry_flags(b);
+    if (out == NULL || len < 0 || buf_append(out, data, (size_t)len) < 0)
+        return -1;
+    return len;
+}
+
+static long sink_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+    (void)b;
+    (void)num;
+    (void)ptr;
+    switch (cmd) {
+    case BIO_CTRL_FLUSH:
+        return 1;
+    case BIO_CTRL_PENDING:
+    case BIO_CTRL_WPENDING:
+        return 0;
+    default:
+        return 0;
+    }
+}
+
+static BIO_METHOD *sink_get_method(void)
+{
+    if (sink_method != NULL)
+        return sink_method;
+    sink_method = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "culvert sink");
+    if (sink_method == NULL)
+        return NULL;
+    if (BIO_meth_set_write(sink_method, sink_write) != 1 ||
+        BIO_meth_set_ctrl(sink_method, sink_ctrl) != 1) {
+        BIO_meth_free(sink_method);
+        sink_method = NULL;
+    }
+    return sink_method;
+}
+
+int tls_set_sink(struct tls *t, struct buf *out)
+{
+    BIO_METHOD *m;
+    BIO *b;
+
+    ERR_clear_error();
+    m = sink_get_method();
+    b = m != NULL ? BIO_new(m) : NULL;
+    if (b == NULL) {
+        ERR_clear_error();
+        return CV_ENOMEM;
+    }
+    /* Whatever the memory BIO holds (nothing, before the first flight) goes first. */
+    if (t->wbio != NULL && BIO_ctrl_pending(t->wbio) > 0) {
+        const uint8_t *p;
+        size_t n = tls_pending_out(t, &p);
+
+        if (buf_append(out, p, n) < 0) {
+            BIO_free(b);
+            return CV_ENOMEM;
+        }
+    }
+    BIO_set_data(b, out);
+    BIO_set_init(b, 1);
+    SSL_set0_wbio(t->ssl, b); /* frees the memory BIO */
+    t->wbio = NULL;
+    t->sink = 1;
+    return 0;
+}
+
 static int tls_init_common(struct tls *t, SSL_CTX *ctx)
 {
     memset(t, 0, sizeof(*t));
@@ -692,6 +768,19 @@ void tls_consume_out(struct tls *t, size_t n)
     }
 }
 
+size_t tls_take_out(struct tls *t, uint8_t *dst, size_t cap)
+{
+    size_t got = 0;
+
+    if (t->wbio == NULL || cap == 0)
+        return 0;
+    if (cap > (size_t)INT_MAX)
+        cap = (size_t)INT_MAX;
+    if (BIO_read_ex(t->wbio, dst, cap, &got) != 1)
+        return 0;
+    return got;
+}
+
 /* Replaces a memory BIO (read or write side) with a fresh one if it is empty but grew large. */
 static void swap_if_big(struct tls *t, int is_write)
 {
@@ -721,6 +810,10 @@ static void swap_if_big(struct tls *t, int is_write)
 
 void tls_release_buffers(struct tls *t)
 {
+    if (t->sink) {
+        swap_if_big(t, 0);
+        return;
+    }
     if (t->ssl == NULL)
         return;
     swap_if_big(t, 0);

@@ -62,6 +62,7 @@ struct tls {
     int handshake_done;
     int close_notify_sent;
     int close_notify_received;
+    int sink; /* ciphertext goes straight to the buffer given to tls_set_sink */
     char last_error[256]; /* reason of the last failure, e.g. "certificate verify failed: hostname
                              mismatch" or OpenSSL's reasons ("; "-separated) */
 };
@@ -93,8 +94,17 @@ int tls_write(struct tls *t, const uint8_t *p, size_t n);
 /* Queues close_notify (once; before the handshake finished there is no session and nothing is
  * queued). Returns 0, or CV_ETLS if OpenSSL refuses (after a fatal error). */
 int tls_shutdown(struct tls *t);
+struct buf;
+/*
+ * From now on, ciphertext is appended straight to |out| (borrowed: it must outlive |t|) instead of a
+ * memory BIO: no copy between OpenSSL and the caller's output. tls_pending_out() then returns 0.
+ * Returns 0 or CV_ENOMEM.
+ */
+int tls_set_sink(struct tls *t, struct buf *out);
 /* Ciphertext waiting to be sent: returns its length and points *|p| at it. */
 size_t tls_pending_out(struct tls *t, const uint8_t **p);
+/* Moves up to |cap| bytes of pending ciphertext into |dst| (one copy). Returns the count. */
+size_t tls_take_out(struct tls *t, uint8_t *dst, size_t cap);
 /* Drops |n| bytes of pending ciphertext (the caller copied them). */
 void tls_consume_out(struct tls *t, size_t n);
 /* Idle connections: replaces an empty memory BIO whose storage grew large with a fresh one, so an
