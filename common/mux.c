@@ -288,6 +288,16 @@ enum mux_state mux_state(const struct mux *m)
     return m->state;
 }
 
+uint32_t mux_open_streams(const struct mux *m)
+{
+    return m->nstreams;
+}
+
+int64_t mux_send_window(const struct mux *m)
+{
+    return m->conn_send_window;
+}
+
 void mux_stats(const struct mux *m, struct mux_stats *st)
 {
     struct list_node *pos;

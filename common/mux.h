@@ -112,6 +112,9 @@ void mux_free(struct mux *m);
 enum mux_state mux_state(const struct mux *m);
 const char *mux_state_name(enum mux_state st);
 void mux_stats(const struct mux *m, struct mux_stats *st);
+/* Cheap counters for per-request decisions (mux_stats walks every stream). */
+uint32_t mux_open_streams(const struct mux *m);
+int64_t mux_send_window(const struct mux *m);
 /* Our settings as announced in REGISTER/REGISTERED (from the limits). */
 void mux_local_settings(const struct mux *m, struct frame_settings *s);
 /* The peer's settings (valid once registered). */

@@ -29,9 +29,9 @@ struct ingress_ref *connector_ingress_hold(struct connector *c)
 
 void connector_ingress_release(struct connector *c, struct ingress_ref *r)
 {
-    (void)c;
     if (r == NULL || --r->refs > 0)
         return;
+    origin_pools_forget(c->pools);
     ingress_free(r->ing);
     mem_free(r);
 }

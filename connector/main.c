@@ -198,8 +198,9 @@ static int run(int argc, char **argv)
     if (uv_loop_close(&loop) != 0)
         LOG_W("event loop closed with handles still open");
     supervisor_free(conn.sup);
-    origin_pools_free(conn.pools);
     connector_ingress_release(&conn, conn.ingress);
+    origin_pools_free(conn.pools);
+    conn.pools = NULL;
     SSL_CTX_free(conn.edge_ctx);
     rv = conn.fatal ? 1 : 0;
     connector_config_free(conn.cfg);

@@ -57,6 +57,8 @@ struct opool {
 struct origin_pools {
     struct connector *c;
     struct opool *head;
+    const struct ingress_rule *last_rule; /* pool_get's cache (rules are immutable; a reloaded */
+    struct opool *last_pool;              /* ingress has new rule addresses) */
     uv_timer_t sweep;
     int closing;
 };
@@ -187,6 +189,14 @@ void origin_pools_free(struct origin_pools *p)
     mem_free(p);
 }
 
+void origin_pools_forget(struct origin_pools *p)
+{
+    if (p == NULL)
+        return;
+    p->last_rule = NULL;
+    p->last_pool = NULL;
+}
+
 size_t origin_pools_idle(const struct origin_pools *p)
 {
     size_t n = 0;
@@ -212,13 +222,32 @@ static void pool_key(const struct ingress_rule *r, const char *sni, char *out, s
                  sni != NULL ? sni : "", o->ca_pool != NULL ? o->ca_pool : "", o->no_tls_verify);
 }
 
+static struct opool *pool_find(struct origin_pools *p, const struct ingress_rule *r, const char *sni,
+                               char *key, char *err, size_t errlen);
+
 static struct opool *pool_get(struct origin_pools *p, const struct ingress_rule *r, const char *sni,
                               char *err, size_t errlen)
 {
     char key[POOL_KEY_MAX];
     struct opool *pool;
 
-    pool_key(r, sni, key, sizeof(key));
+    /* The common case: the same rule as the last request, with no per-request SNI. */
+    if (sni == NULL && r == p->last_rule && p->last_pool != NULL)
+        return p->last_pool;
+    pool = pool_find(p, r, sni, key, err, errlen);
+    if (pool != NULL && sni == NULL) {
+        p->last_rule = r;
+        p->last_pool = pool;
+    }
+    return pool;
+}
+
+static struct opool *pool_find(struct origin_pools *p, const struct ingress_rule *r, const char *sni,
+                               char *key, char *err, size_t errlen)
+{
+    struct opool *pool;
+
+    pool_key(r, sni, key, POOL_KEY_MAX);
     for (pool = p->head; pool != NULL; pool = pool->next) {
         if (strcmp(pool->key, key) == 0)
             return pool;

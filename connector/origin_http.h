@@ -22,6 +22,8 @@ struct origin_pools *origin_pools_new(struct connector *c);
 /* Closes every idle connection (shutdown); pools are freed once their connections are gone. */
 void origin_pools_close(struct origin_pools *p);
 void origin_pools_free(struct origin_pools *p);
+/* An ingress is being freed: forget any cached rule (its address may come back for another). */
+void origin_pools_forget(struct origin_pools *p);
 /* Idle connections kept right now (metrics, tests). */
 size_t origin_pools_idle(const struct origin_pools *p);
 

@@ -1103,9 +1103,11 @@ static int on_request_head(struct http1_parser *p, const struct http1_head *h, v
     rq->resp_clen = -1;
     new_request_id(ps, rq->id);
     snprintf(rq->method, sizeof(rq->method), "%.*s", (int)h->method_len, h->method);
-    rq->path = dup_bounded(h->target, h->target_len, PATH_LOG_MAX);
-    {
+    /* Only the access log needs these copies. */
+    if (e->access_log != NULL) {
         const struct http1_field *f = http1_head_find(h, "referer");
+
+        rq->path = dup_bounded(h->target, h->target_len, PATH_LOG_MAX);
 
         if (f != NULL)
             rq->referer = dup_bounded(f->value, f->value_len, 512);

@@ -279,12 +279,10 @@ void tunnel_registry_counts(const struct tunnel_registry *r, size_t *conns, size
 static int conn_usable(const struct tconn *tc, int *saturated)
 {
     struct mux *m = link_mux(tc->link);
-    struct mux_stats st;
 
     if (link_closing(tc->link) || mux_state(m) != MUX_S_OPEN || mux_is_draining(m))
         return 0;
-    mux_stats(m, &st);
-    if (st.open_streams >= mux_peer_settings(m)->max_concurrent_streams || st.conn_send_window <= 0) {
+    if (mux_open_streams(m) >= mux_peer_settings(m)->max_concurrent_streams || mux_send_window(m) <= 0) {
         *saturated = 1;
         return 0;
     }
@@ -299,10 +297,7 @@ static uint64_t conn_rtt(const struct tconn *tc)
 
 static size_t conn_streams(const struct tconn *tc)
 {
-    struct mux_stats st;
-
-    mux_stats(link_mux(tc->link), &st);
-    return st.open_streams;
+    return mux_open_streams(link_mux(tc->link));
 }
 
 /* May connection |tc| take the stream? Not the one to avoid, nor any of the connector to avoid. */
