@@ -31,7 +31,7 @@ void limits_init(struct cv_limits *l)
     l->stream_queue = 1024;
     l->stream_window = 256 * 1024;
     l->connection_window = 16 * 1024 * 1024;
-    l->stream_send_buffer = 64 * 1024;
+    l->stream_send_buffer = 256 * 1024;
     l->reset_burst = 1000;
     l->reset_per_sec = 33;
     l->max_control_queued = 1000;
