@@ -703,6 +703,7 @@ static void tls_decrypt(struct sock *s)
         size_t got = 0;
         int rv = 0;
         int err = 0;
+        int drained = 0; /* OpenSSL holds nothing more: no SSL_read just to hear WANT_READ */
 
         if (!sock_live(s) || s->state != SOCK_S_OPEN || (s->flags & SOCK_F_EOF_DONE))
             return;
@@ -735,6 +736,10 @@ static void tls_decrypt(struct sock *s)
             buf_commit(&s->in, (size_t)rv);
             got += (size_t)rv;
             rv = 0;
+            if (!tls_read_more(&s->tls)) {
+                drained = 1;
+                break;
+            }
         }
         if (got > 0 && s->hooks->on_data != NULL)
             s->hooks->on_data(s, s->arg);
@@ -764,7 +769,7 @@ static void tls_decrypt(struct sock *s)
             update_reading(s);
             return;
         }
-        if (got == 0) {
+        if (got == 0 || drained) {
             /* OpenSSL wants more ciphertext. */
             s->flags &= ~(SOCK_F_IN_FULL | SOCK_F_DECRYPT);
             if (s->flags & SOCK_F_EOF) {

@@ -89,6 +89,9 @@ int tls_handshake(struct tls *t);
  * CV_ECLOSED once close_notify was received (orderly end), or CV_ETLS.
  */
 int tls_read(struct tls *t, uint8_t *out, size_t cap);
+/* 1 when OpenSSL may return more plaintext without new ciphertext (buffered records or unread
+ * input), so another tls_read() is worth it. */
+int tls_read_more(const struct tls *t);
 /* Encrypts |n| bytes (all of them: the write BIO grows). Returns 0 or CV_ETLS / CV_ECLOSED. */
 int tls_write(struct tls *t, const uint8_t *p, size_t n);
 /* Queues close_notify (once; before the handshake finished there is no session and nothing is
