@@ -17,9 +17,18 @@ void buf_init(struct buf *b, size_t cap)
     b->cap = cap;
 }
 
+/* Frees a buffer's storage, recycling blocks of the starting size. */
+static void storage_free(struct buf *b)
+{
+    if (b->base != NULL && (size_t)(b->end - b->base) == MEM_BLOCK)
+        mem_block_free(b->base);
+    else
+        mem_free(b->base);
+}
+
 void buf_cleanup(struct buf *b)
 {
-    mem_free(b->base);
+    storage_free(b);
     b->base = NULL;
     b->pos = NULL;
     b->last = NULL;
@@ -63,7 +72,19 @@ uint8_t *buf_reserve(struct buf *b, size_t n, int *err)
         want = b->cap;
     if (b->base != NULL && b->pos != b->base)
         buf_compact(b);
-    nb = mem_realloc(b->base, want);
+    if (b->base == NULL && want == MEM_BLOCK) {
+        nb = mem_block_alloc();
+    } else if (b->base != NULL && (size_t)(b->end - b->base) == MEM_BLOCK) {
+        /* Leaving the block size: a fresh allocation, and the block goes back to the cache. */
+        nb = mem_alloc(want);
+        if (nb != NULL) {
+            if (len > 0)
+                memcpy(nb, b->pos, len);
+            mem_block_free(b->base);
+        }
+    } else {
+        nb = mem_realloc(b->base, want);
+    }
     if (nb == NULL) {
         if (err != NULL)
             *err = CV_ENOMEM;

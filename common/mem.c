@@ -11,8 +11,20 @@
 static unsigned long fail_countdown;
 static long live_count;
 
+/* mem_block_alloc already asked should_fail() once: the mem_alloc behind it must not ask again. */
+static int fail_paused;
+
+static void fail_countdown_pause(void)
+{
+    fail_paused = 1;
+}
+
 static int should_fail(void)
 {
+    if (fail_paused) {
+        fail_paused = 0;
+        return 0;
+    }
     if (fail_countdown == 0)
         return 0;
     fail_countdown--;
@@ -95,4 +107,42 @@ void mem_fail_after(unsigned long n)
 long mem_live_count(void)
 {
     return live_count;
+}
+
+/*
+ * A small cache of freed blocks of MEM_BLOCK bytes, the size every buffer starts with (buf.c). glibc
+ * serves blocks this large from its main arena (no thread cache), which costs a few hundred
+ * instructions per malloc/free pair; a request allocates and frees several of them.
+ */
+#if defined(__SANITIZE_ADDRESS__)
+#define MEM_BLOCK_CACHE 1 /* sanitizer builds: (almost) no reuse, so a use after free stays visible */
+#else
+#define MEM_BLOCK_CACHE 256
+#endif
+
+static void *block_cache[MEM_BLOCK_CACHE];
+static unsigned block_cached;
+
+void *mem_block_alloc(void)
+{
+    if (should_fail())
+        return NULL;
+    if (block_cached > 0) {
+        live_count++;
+        return block_cache[--block_cached];
+    }
+    fail_countdown_pause();
+    return mem_alloc(MEM_BLOCK);
+}
+
+void mem_block_free(void *p)
+{
+    if (p == NULL)
+        return;
+    if (block_cached < MEM_BLOCK_CACHE) {
+        block_cache[block_cached++] = p;
+        live_count--;
+        return;
+    }
+    mem_free(p);
 }

@@ -25,6 +25,12 @@ char *mem_strndup(const char *p, size_t n);
 /* Wipes |n| bytes at |p| (OPENSSL_cleanse) and frees |p|: for keys, secrets and tokens. */
 void mem_free_secret(void *p, size_t n);
 
+/* Blocks of MEM_BLOCK bytes, recycled through a small cache (buffers start at this size). Counted
+ * like mem_alloc/mem_free (live count, failure injection). */
+#define MEM_BLOCK 4096
+void *mem_block_alloc(void);
+void mem_block_free(void *p);
+
 /* Test hook: the |n|th allocation from now fails (1 = the next); 0 disables. */
 void mem_fail_after(unsigned long n);
 /* Number of allocations currently live (allocated and not freed). */
