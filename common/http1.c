@@ -158,11 +158,25 @@ struct http1_parser {
 /* ---- character classes ----------------------------------------------------------------------- */
 
 /* RFC 9110 §5.6.2 tchar. */
+/* RFC 9110 §5.6.2 tchar, as a table: it is asked for every byte of every field name. */
+static const uint8_t tchar_table[256] = {
+    ['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1, ['*'] = 1, ['+'] = 1,
+    ['-'] = 1, ['.'] = 1, ['^'] = 1, ['_'] = 1, ['`'] = 1, ['|'] = 1, ['~'] = 1,
+    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1,
+    ['8'] = 1, ['9'] = 1,
+    ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1, ['H'] = 1,
+    ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1,
+    ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1,
+    ['Y'] = 1, ['Z'] = 1,
+    ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1, ['h'] = 1,
+    ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1,
+    ['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1, ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1,
+    ['y'] = 1, ['z'] = 1,
+};
+
 static int is_tchar(uint8_t c)
 {
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
-        return 1;
-    return c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+    return tchar_table[c];
 }
 
 /* field-vchar / SP / HTAB / obs-text: anything but a control character or DEL. */
@@ -688,11 +702,12 @@ static unsigned count_fields(const struct http1_head *h, const char *name,
                              const struct http1_field **first)
 {
     unsigned c = 0;
+    size_t n = strlen(name);
     size_t i;
 
     *first = NULL;
     for (i = 0; i < h->nfields; i++) {
-        if (eq_ci(h->fields[i].name, h->fields[i].name_len, name)) {
+        if (h->fields[i].name_len == n && eq_ci_n(h->fields[i].name, name, n)) {
             if (c == 0)
                 *first = &h->fields[i];
             c++;
@@ -1017,6 +1032,38 @@ static int scan(struct http1_parser *p, const uint8_t *d, size_t n, size_t *used
 
     *end = 0;
     for (i = 0; i < n; i++) {
+        /* Fast runs through the bulk of a head (field values and names, the target): the same
+         * checks as the state machine below, many bytes at a time. Anything special (a CR, a
+         * control byte, a limit about to be crossed) is left to the state machine. */
+        if ((p->sc == SC_VALUE && p->sc_len > 0) || p->sc == SC_NAME || p->sc == SC_TARGET) {
+            size_t j = i;
+            size_t run;
+            size_t cap;
+
+            if (p->sc == SC_VALUE) {
+                while (j < n && d[j] >= 0x20 && d[j] != 0x7f)
+                    j++;
+                cap = HTTP1_MAX_VALUE;
+            } else if (p->sc == SC_NAME) {
+                while (j < n && tchar_table[d[j]])
+                    j++;
+                cap = HTTP1_MAX_NAME;
+            } else {
+                while (j < n && d[j] > 0x20 && d[j] < 0x7f)
+                    j++;
+                cap = p->max_url;
+            }
+            run = j - i;
+            if (run > 0 && p->sc_len + run <= cap &&
+                (p->sc == SC_TARGET || p->header_bytes + run <= p->max_header_bytes)) {
+                if (p->sc != SC_TARGET)
+                    p->header_bytes += (uint32_t)run;
+                p->sc_len += (uint32_t)run;
+                i = j;
+                if (i >= n)
+                    break;
+            }
+        }
         c = d[i];
         if (p->sc >= SC_LINE && p->sc <= SC_END_LF && ++p->header_bytes > p->max_header_bytes)
             return fail(p, CV_ELIMIT, 431, "header section too large");
@@ -1560,39 +1607,50 @@ unsigned http1_parser_lenient_flags(const struct http1_parser *p)
 
 const struct http1_field *http1_head_find(const struct http1_head *h, const char *name)
 {
+    size_t n = strlen(name);
     size_t i;
 
     for (i = 0; i < h->nfields; i++) {
-        if (eq_ci(h->fields[i].name, h->fields[i].name_len, name))
+        if (h->fields[i].name_len == n && eq_ci_n(h->fields[i].name, name, n))
             return &h->fields[i];
     }
     return NULL;
 }
 
+struct lname {
+    const char *name;
+    size_t len;
+};
+
+#define LNAME(s) {s, sizeof(s) - 1}
+
 int http1_is_hop_by_hop(const struct http1_head *h, const char *name, size_t len)
 {
-    static const char *const fixed[] = {
-        "connection", "keep-alive", "proxy-connection", "te", "transfer-encoding",
-        "upgrade", "trailer", "http2-settings", NULL,
+    static const struct lname fixed[] = {
+        LNAME("connection"), LNAME("keep-alive"), LNAME("proxy-connection"), LNAME("te"),
+        LNAME("transfer-encoding"), LNAME("upgrade"), LNAME("trailer"), LNAME("http2-settings"),
     };
-    static const char *const never_nominated[] = {
-        "host", "content-length", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host",
-        "forwarded", "cdn-loop", NULL,
+    static const struct lname never_nominated[] = {
+        LNAME("host"), LNAME("content-length"), LNAME("x-forwarded-for"), LNAME("x-forwarded-proto"),
+        LNAME("x-forwarded-host"), LNAME("forwarded"), LNAME("cdn-loop"),
     };
     size_t i;
 
-    for (i = 0; fixed[i] != NULL; i++) {
-        if (eq_ci(name, len, fixed[i]))
+    /* Lengths first: this runs for every field of every message. */
+    for (i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++) {
+        if (fixed[i].len == len && eq_ci_n(name, fixed[i].name, len))
             return 1;
     }
+    if (h == NULL || h->nconn_tokens == 0)
+        return 0; /* nothing nominated: the rest cannot match */
     /* CVE-2022-31813: Connection must not remove what proxies rely on or add themselves. */
-    for (i = 0; never_nominated[i] != NULL; i++) {
-        if (eq_ci(name, len, never_nominated[i]))
+    for (i = 0; i < sizeof(never_nominated) / sizeof(never_nominated[0]); i++) {
+        if (never_nominated[i].len == len && eq_ci_n(name, never_nominated[i].name, len))
             return 0;
     }
     if (len >= 8 && eq_ci_n(name, "culvert-", 8))
         return 0;
-    for (i = 0; h != NULL && i < h->nconn_tokens; i++) {
+    for (i = 0; i < h->nconn_tokens; i++) {
         if (h->conn_tokens[i].n == len && eq_ci_n(h->conn_tokens[i].p, name, len))
             return 1;
     }

@@ -51,6 +51,9 @@ static int name_eq(const char *a, size_t n, const char *b)
 {
     size_t i;
 
+    /* Mostly called to tell names apart: the first byte usually settles it. */
+    if (n == 0 || lower((unsigned char)a[0]) != lower((unsigned char)b[0]))
+        return n == 0 && b[0] == '\0';
     for (i = 0; i < n; i++) {
         if (b[i] == '\0' || lower((unsigned char)a[i]) != lower((unsigned char)b[i]))
             return 0;
