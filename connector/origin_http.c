@@ -49,8 +49,9 @@ struct opool {
     struct opool *next;
     char key[POOL_KEY_MAX];
     SSL_CTX *ctx;          /* TLS origins: one context per pool (caPool, noTLSVerify) */
-    struct list_node idle; /* struct oconn.idle_node */
+    struct list_node idle; /* struct oconn.idle_node, most recently used first */
     size_t nidle;
+    size_t keep_idle;      /* keepAliveConnections of the last rule that released a connection */
     size_t nconns;         /* all connections of this pool, idle or busy */
 };
 
@@ -136,6 +137,18 @@ static void on_sweep(uv_timer_t *t)
 
             if (now - oc->idle_since >= oc->keepalive_ms)
                 oconn_close(oc, 0);
+        }
+        /* keepAliveConnections bounds what stays idle: a burst's surplus (connections released
+         * while the pool was full) is closed once it has sat unused for a tick. Reuse is most
+         * recently used first, so the surplus is what the load stopped needing; closing it at
+         * release instead would churn connections under a load that swings around the limit. */
+        while (pool->nidle > pool->keep_idle) {
+            struct list_node *last = pool->idle.prev;
+            struct oconn *oc = container_of(last, struct oconn, idle_node);
+
+            if (now - oc->idle_since < 1000)
+                break;
+            oconn_close(oc, 0);
         }
     }
 }
@@ -465,14 +478,14 @@ static void oreq_finish(struct oreq *rq)
         if (!(rq->flags & RQ_F_DEAD) && (rq->flags & RQ_F_LAST_SENT) && !oc->closing &&
             !oc->no_reuse &&
             http1_state(oc->parser) == HTTP1_S_IDLE && buf_len(sock_in(oc->sock)) == 0 &&
-            oc->pool->nidle < rq->rule->origin.keepalive_connections && !oc->pool->pools->closing &&
-            !c->draining) {
+            rq->rule->origin.keepalive_connections > 0 && !oc->pool->pools->closing && !c->draining) {
             oc->reused = 1;
             oc->idle_since = now_ms(c);
             oc->keepalive_ms = rq->rule->origin.keepalive_timeout_ms;
             http1_parser_trim(oc->parser);
-            list_push_back(&oc->pool->idle, &oc->idle_node);
+            list_push_front(&oc->pool->idle, &oc->idle_node);
             oc->pool->nidle++;
+            oc->pool->keep_idle = rq->rule->origin.keepalive_connections;
             sock_set_timeout(oc->sock, 0);
             sock_read_start(oc->sock);
         } else {

@@ -177,7 +177,8 @@ def test_keep_alive_pool_reuse_cap_and_idle_timeout(ctx):
               conns_of(o["nokeep"]))
     ctx.wait_until(lambda: len(o["nokeep"].events("conn_close")) == 4, 3,
                    "the 4 origin connections to close (keepAliveConnections 0)")
-    # keepAliveConnections: 2: four parallel requests need four connections; two stay idle.
+    # keepAliveConnections: 2: four parallel requests need four connections; two stay idle, the
+    # surplus two are closed once they have sat unused through a sweep (about a second).
     procs = [ctx.curl_popen(edge.url(h("cap"), "/slow?ms=600"), resolve=edge.resolve(h("cap")), timeout=20)
              for _ in range(4)]
     for p, _, _ in procs:
