@@ -23,7 +23,6 @@
 #include "yaml.h"
 
 #define PATH_TEXT_MAX 160 /* key paths in messages: "hosts[12].timeouts.header_read" */
-#define REGION_MAX 64
 #define LIMITS_MAX 64 /* entries of limits_table() we can track */
 
 struct loader {
@@ -308,8 +307,8 @@ static int load_region(struct loader *l, const struct yaml_node *n)
         return 0;
     if (rv < 0)
         return rv;
-    if (s[0] == '\0' || strlen(s) > REGION_MAX)
-        return yaml_errorf(l->err, n, "region", "must be 1 to %d characters", REGION_MAX);
+    if (s[0] == '\0' || strlen(s) > EDGE_REGION_MAX)
+        return yaml_errorf(l->err, n, "region", "must be 1 to %d characters", EDGE_REGION_MAX);
     for (i = 0; s[i] != '\0'; i++) {
         char ch = s[i];
 

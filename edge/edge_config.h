@@ -47,6 +47,7 @@
 #define EDGE_CONFIG_DEFAULT_ADMIN "127.0.0.1:7845"
 #define EDGE_CONFIG_DEFAULT_TOKEN_FILE "/etc/culvert/admin.token"
 #define EDGE_CONFIG_DEFAULT_ACCESS_LOG "/var/log/culvert/access.log"
+#define EDGE_REGION_MAX 64 /* region: characters */
 
 /* One public certificate: PEM chain and private key files (absolute paths). */
 struct edge_cert {

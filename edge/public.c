@@ -45,6 +45,7 @@
 #include "pipe.h"
 #include "sock.h"
 #include "store.h"
+#include "strx.h"
 #include "token.h"
 #include "tunnel.h"
 
@@ -106,6 +107,8 @@ struct pconn {
     struct list_node node;
     char peer_ip[64];
     char peer[80];
+    size_t peer_ip_len;
+    size_t peer_len;
     char sni[HOSTNAME_MAX + 1]; /* normalised SNI, "" if none */
     uint32_t header_read_ms;    /* the SNI host's settings (hosts: in edge.yml), else the defaults */
     uint32_t keepalive_idle_ms;
@@ -146,6 +149,7 @@ struct preq {
     char *referer;
     char *ua;
     char host[HOSTNAME_MAX + 1];
+    size_t host_len;
     struct buf meta;          /* the request block, kept for one retry until DISPATCHED */
     uint64_t body_sent;       /* request body bytes given to the stream */
     int64_t resp_clen;
@@ -243,7 +247,7 @@ static void new_request_id(struct public_side *ps, char out[17])
 {
     uint64_t v = ps->rid_prefix ^ (++ps->rid_counter * 0x9e3779b97f4a7c15ull);
 
-    snprintf(out, 17, "%016" PRIx64, v);
+    strx_hex16(out, v);
 }
 
 static char *dup_bounded(const char *s, size_t n, size_t max)
@@ -615,13 +619,13 @@ static void write_response_head(struct preq *rq, const struct meta *md, int end)
         rv |= http1_write_field(b, f->name, f->name_len, f->value, f->value_len);
     }
     if (rq->resp_clen >= 0 && rq->status != 204 && !(rq->status >= 100 && rq->status < 200)) {
-        int n = snprintf(line, sizeof(line), "%" PRId64, rq->resp_clen);
+        size_t n = strx_u64(line, (uint64_t)rq->resp_clen);
 
-        rv |= http1_write_field(b, "Content-Length", 14, line, (size_t)n);
+        rv |= http1_write_field(b, "Content-Length", 14, line, n);
     }
     if (rq->flags & RQ_F_RESP_CHUNKED)
         rv |= http1_write_field(b, "Transfer-Encoding", 17, "chunked", 7);
-    rv |= http1_write_field(b, "Culvert-Request-Id", 18, rq->id, strlen(rq->id));
+    rv |= http1_write_field(b, "Culvert-Request-Id", 18, rq->id, 16);
     if (pc->flags & PC_F_CLOSE_AFTER)
         rv |= http1_write_field(b, "Connection", 10, "close", 5);
     else if (rq->version_minor == 0)
@@ -744,9 +748,11 @@ static void st_on_data(struct mux_stream *s, const uint8_t *p, size_t n, void *s
         return;
     }
     if (rq->flags & RQ_F_RESP_CHUNKED) {
-        int k = snprintf(hdr, sizeof(hdr), "%zx\r\n", n);
+        size_t k = strx_hex(hdr, n);
 
-        pc_write(pc, hdr, (size_t)k);
+        hdr[k++] = '\r';
+        hdr[k++] = '\n';
+        pc_write(pc, hdr, k);
         pc_write(pc, p, n);
         pc_write(pc, "\r\n", 2);
     } else {
@@ -928,6 +934,32 @@ static int open_stream(struct preq *rq, const struct mux *avoid)
 }
 
 /* Appends one field to the block, recording failure in |*rv|. */
+#define LOOP_MARKER_MAX (8 + EDGE_REGION_MAX + 1)
+
+/* "culvert-<region>", this edge's CDN-Loop member (RFC 8586); returns its length. */
+static size_t loop_marker(const char *region, char out[LOOP_MARKER_MAX])
+{
+    memcpy(out, "culvert-", 8);
+    return 8 + strx_copy(out + 8, LOOP_MARKER_MAX - 8, region, strlen(region));
+}
+
+/* Appends |s| to the comma-separated list in |list| (|len| long, |cap| bytes with the NUL);
+ * returns the new length, or |len| unchanged when it would not fit. */
+static size_t list_append(char *list, size_t cap, size_t len, const char *s, size_t n)
+{
+    size_t sep = len > 0 ? 2 : 0;
+
+    if (len + sep + n + 1 > cap)
+        return len;
+    if (sep != 0) {
+        list[len] = ',';
+        list[len + 1] = ' ';
+    }
+    memcpy(list + len + sep, s, n);
+    list[len + sep + n] = '\0';
+    return len + sep + n;
+}
+
 static void add(struct buf *b, const char *n, size_t nl, const char *v, size_t vl, int *rv)
 {
     if (*rv == 0)
@@ -958,11 +990,12 @@ static int build_request_block(struct preq *rq, const struct http1_head *h, uint
     struct buf *b = &rq->meta;
     char xff[2048];
     char loop[512];
+    char marker[LOOP_MARKER_MAX];
     size_t xff_len = 0;
     size_t loop_len = 0;
     int start;
     int rv = 0;
-    int n;
+    size_t n;
 
     buf_init(b, (size_t)e->limits.max_metadata_size);
     start = meta_begin(b, type);
@@ -971,9 +1004,9 @@ static int build_request_block(struct preq *rq, const struct http1_head *h, uint
     add(b, ":method", 7, h->method, h->method_len, &rv);
     add(b, ":scheme", 7, (pc->flags & PC_F_TLS) ? "https" : "http", (pc->flags & PC_F_TLS) ? 5 : 4,
         &rv);
-    add(b, ":authority", 10, rq->host, strlen(rq->host), &rv);
+    add(b, ":authority", 10, rq->host, rq->host_len, &rv);
     add(b, ":path", 5, h->path, h->path_len, &rv);
-    add(b, ":client", 7, pc->peer, strlen(pc->peer), &rv);
+    add(b, ":client", 7, pc->peer, pc->peer_len, &rv);
     xff[0] = '\0';
     loop[0] = '\0';
     for (size_t i = 0; i < h->nfields && rv == 0; i++) {
@@ -987,38 +1020,31 @@ static int build_request_block(struct preq *rq, const struct http1_head *h, uint
             name_is(f->name, f->name_len, "x-forwarded-host"))
             continue;
         if (name_is(f->name, f->name_len, "x-forwarded-for")) {
-            n = snprintf(xff + xff_len, sizeof(xff) - xff_len, "%s%.*s", xff_len > 0 ? ", " : "",
-                         (int)f->value_len, f->value);
-            if (n > 0 && (size_t)n < sizeof(xff) - xff_len)
-                xff_len += (size_t)n;
+            xff_len = list_append(xff, sizeof(xff), xff_len, f->value, f->value_len);
             continue;
         }
         if (name_is(f->name, f->name_len, "cdn-loop")) {
-            n = snprintf(loop + loop_len, sizeof(loop) - loop_len, "%s%.*s", loop_len > 0 ? ", " : "",
-                         (int)f->value_len, f->value);
-            if (n > 0 && (size_t)n < sizeof(loop) - loop_len)
-                loop_len += (size_t)n;
+            loop_len = list_append(loop, sizeof(loop), loop_len, f->value, f->value_len);
             continue;
         }
         add(b, f->name, f->name_len, f->value, f->value_len, &rv);
     }
     if (type == META_REQUEST_UPGRADE)
         add(b, "Upgrade", 7, "websocket", 9, &rv); /* §8.4: kept on REQUEST_UPGRADE */
-    n = snprintf(xff + xff_len, sizeof(xff) - xff_len, "%s%s", xff_len > 0 ? ", " : "", pc->peer_ip);
-    if (n < 0 || (size_t)n >= sizeof(xff) - xff_len)
-        snprintf(xff, sizeof(xff), "%s", pc->peer_ip); /* an absurd chain: keep only the truth */
-    add(b, "X-Forwarded-For", 15, xff, strlen(xff), &rv);
+    n = list_append(xff, sizeof(xff), xff_len, pc->peer_ip, pc->peer_ip_len);
+    if (n == xff_len) /* an absurd chain: keep only the truth */
+        n = list_append(xff, sizeof(xff), 0, pc->peer_ip, pc->peer_ip_len);
+    add(b, "X-Forwarded-For", 15, xff, n, &rv);
     add(b, "X-Forwarded-Proto", 17, (pc->flags & PC_F_TLS) ? "https" : "http",
         (pc->flags & PC_F_TLS) ? 5 : 4, &rv);
-    add(b, "X-Forwarded-Host", 16, rq->host, strlen(rq->host), &rv);
-    add(b, "Culvert-Connecting-IP", 21, pc->peer_ip, strlen(pc->peer_ip), &rv);
-    add(b, "Culvert-Request-Id", 18, rq->id, strlen(rq->id), &rv);
+    add(b, "X-Forwarded-Host", 16, rq->host, rq->host_len, &rv);
+    add(b, "Culvert-Connecting-IP", 21, pc->peer_ip, pc->peer_ip_len, &rv);
+    add(b, "Culvert-Request-Id", 18, rq->id, 16, &rv);
     /* RFC 8586: append our marker. */
-    n = snprintf(loop + loop_len, sizeof(loop) - loop_len, "%sculvert-%s", loop_len > 0 ? ", " : "",
-                 e->cfg->region);
-    if (n < 0 || (size_t)n >= sizeof(loop) - loop_len)
+    n = list_append(loop, sizeof(loop), loop_len, marker, loop_marker(e->cfg->region, marker));
+    if (n == loop_len)
         return CV_ELIMIT;
-    add(b, "CDN-Loop", 8, loop, strlen(loop), &rv);
+    add(b, "CDN-Loop", 8, loop, n, &rv);
     if (rv == 0)
         rv = meta_end(b, (size_t)start);
     return rv;
@@ -1027,8 +1053,8 @@ static int build_request_block(struct preq *rq, const struct http1_head *h, uint
 /* Returns 1 when a CDN-Loop field of |h| carries this edge's marker (RFC 8586). */
 static int has_loop_marker(const struct http1_head *h, const char *region)
 {
-    char marker[96];
-    size_t mlen = (size_t)snprintf(marker, sizeof(marker), "culvert-%s", region);
+    char marker[LOOP_MARKER_MAX];
+    size_t mlen = loop_marker(region, marker);
 
     for (size_t i = 0; i < h->nfields; i++) {
         const struct http1_field *f = &h->fields[i];
@@ -1102,7 +1128,7 @@ static int on_request_head(struct http1_parser *p, const struct http1_head *h, v
     rq->version_minor = h->version_minor;
     rq->resp_clen = -1;
     new_request_id(ps, rq->id);
-    snprintf(rq->method, sizeof(rq->method), "%.*s", (int)h->method_len, h->method);
+    strx_copy(rq->method, sizeof(rq->method), h->method, h->method_len);
     /* Only the access log needs these copies. */
     if (e->access_log != NULL) {
         const struct http1_field *f = http1_head_find(h, "referer");
@@ -1134,7 +1160,7 @@ static int on_request_head(struct http1_parser *p, const struct http1_head *h, v
             answer_local(rq, 400, "The request has no Host.", NULL);
             return HTTP1_PAUSE;
         }
-        snprintf(rq->host, sizeof(rq->host), "%s", pc->sni); /* HTTP/1.0 without Host */
+        rq->host_len = strx_copy(rq->host, sizeof(rq->host), pc->sni, strlen(pc->sni)); /* HTTP/1.0 */
     } else {
         if (hostname_split(h->host, h->host_len, &hh, &why) < 0) {
             answer_local(rq, 400, "The Host header is not a valid host name.", NULL);
@@ -1144,7 +1170,7 @@ static int on_request_head(struct http1_parser *p, const struct http1_head *h, v
             answer_local(rq, 421, "The Host names a port this edge does not serve here.", NULL);
             return HTTP1_PAUSE;
         }
-        snprintf(rq->host, sizeof(rq->host), "%s", hh.name);
+        rq->host_len = strx_copy(rq->host, sizeof(rq->host), hh.name, strlen(hh.name));
         if (hh.kind != HOSTNAME_NAME) {
             answer_local(rq, 404, NULL, NULL);
             return HTTP1_PAUSE;
@@ -1165,7 +1191,7 @@ static int on_request_head(struct http1_parser *p, const struct http1_head *h, v
         return HTTP1_PAUSE;
     }
     memcpy(rq->tunnel_id, t->id, 16);
-    snprintf(rq->tunnel_name, sizeof(rq->tunnel_name), "%s", t->name);
+    strx_copy(rq->tunnel_name, sizeof(rq->tunnel_name), t->name, strlen(t->name));
     if (!(pc->flags & PC_F_TLS) && e->cfg->http_redirect) {
         redirect_to_https(rq, h);
         return HTTP1_PAUSE;
@@ -1565,14 +1591,15 @@ static void accept_conn(struct public_side *ps, uv_stream_t *server, int tls, in
     pc->state = tls ? PC_S_HANDSHAKE : PC_S_IDLE;
     if (tls)
         pc->flags |= PC_F_TLS;
-    snprintf(pc->peer, sizeof(pc->peer), "%s", sock_peer(s));
-    snprintf(pc->peer_ip, sizeof(pc->peer_ip), "%s", sock_peer_ip(s));
+    pc->peer_len = strx_copy(pc->peer, sizeof(pc->peer), sock_peer(s), strlen(sock_peer(s)));
+    pc->peer_ip_len = strx_copy(pc->peer_ip, sizeof(pc->peer_ip), sock_peer_ip(s), strlen(sock_peer_ip(s)));
     list_push_back(&ps->conns, &pc->node);
     ps->nconns++;
     if (ps->nconns > e->limits.max_connections || ip_acquire(ps, pc->peer_ip) < 0) {
         /* Over a cap: close before reading anything (ip_release below matches no acquire). */
         LOG_W_RL("public peer=%s refused: connection limit reached", pc->peer);
-        snprintf(pc->peer_ip, sizeof(pc->peer_ip), "%s", "");
+        pc->peer_ip[0] = '\0';
+        pc->peer_ip_len = 0;
         pc->state = PC_S_CLOSING;
         sock_abort(s);
         return;
