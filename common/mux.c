@@ -1222,6 +1222,21 @@ uint64_t mux_idle_us(const struct mux *m)
 
 /* ---- output: framing DATA ------------------------------------------------------------------- */
 
+/* What a stream's send queue takes now without moving more than SENDQ_MOVE_MAX queued bytes. Bulk
+ * transfers keep the queue nearly full while it is framed from the front: taking the free space
+ * behind the data would compact it first, copying every byte a second time. Past that, the writer
+ * gets the room behind the data and waits for the queue to drain for the rest. */
+#define SENDQ_MOVE_MAX (16 * 1024)
+
+static size_t sendq_room(const struct mux_stream *s)
+{
+    const struct buf *b = &s->sendq;
+
+    if (b->base == NULL || buf_len(b) <= SENDQ_MOVE_MAX || (size_t)(b->end - b->base) < b->cap)
+        return buf_space(b);
+    return buf_tailroom(b);
+}
+
 /* Frames one DATA frame from |s| into |out|. Returns the payload length, or -1 if out of memory. */
 static ssize_t frame_one(struct mux *m, struct mux_stream *s)
 {
@@ -1285,7 +1300,7 @@ size_t mux_pending(struct mux *m, const uint8_t **p, size_t hint)
         } else {
             stream_update_ready(s); /* back at the tail if it still can send: round-robin */
         }
-        if ((s->flags & S_F_WRITE_WAIT) && buf_space(&s->sendq) >= s->sendq.cap / 2 &&
+        if ((s->flags & S_F_WRITE_WAIT) && sendq_room(s) >= s->sendq.cap / 2 &&
             !list_linked(&s->notify_node)) {
             list_push_back(&m->notify, &s->notify_node);
         }
@@ -1573,7 +1588,7 @@ ssize_t mux_stream_write(struct mux_stream *s, const uint8_t *p, size_t n, int f
 
     if (s->flags & (S_F_LOCAL_END | S_F_LOCAL_CLOSED | S_F_RESET))
         return CV_ECLOSED;
-    k = buf_space(&s->sendq);
+    k = sendq_room(s);
     if (k > n)
         k = n;
     if (k > 0 && buf_append(&s->sendq, p, k) < 0)
@@ -1593,7 +1608,7 @@ uint8_t *mux_stream_reserve(struct mux_stream *s, size_t *len)
 
     if (s->flags & (S_F_LOCAL_END | S_F_LOCAL_CLOSED | S_F_RESET))
         return NULL;
-    room = buf_space(&s->sendq);
+    room = sendq_room(s);
     if (room == 0) {
         s->flags |= S_F_WRITE_WAIT;
         return NULL;
@@ -1628,7 +1643,7 @@ size_t mux_stream_write_space(struct mux_stream *s)
 
     if (s->flags & (S_F_LOCAL_END | S_F_LOCAL_CLOSED | S_F_RESET))
         return 0;
-    room = buf_space(&s->sendq);
+    room = sendq_room(s);
     if (room == 0)
         s->flags |= S_F_WRITE_WAIT; /* the caller waits: on_writable is owed */
     return room;

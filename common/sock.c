@@ -439,6 +439,16 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
     uint8_t *p;
 
     (void)suggested;
+    if (s->use_tls && s->state != SOCK_S_CLOSING && sock_live(s)) {
+        /* Ciphertext goes straight into the TLS input buffer, where OpenSSL reads it. */
+        size_t room;
+
+        want = s->tls.in.base == NULL ? SOCK_RECORD : SOCK_READ_CHUNK;
+        p = tls_in_reserve(&s->tls, want, &room);
+        b->base = (char *)p;
+        b->len = p != NULL ? room : 0; /* NULL: libuv reports UV_ENOBUFS */
+        return;
+    }
     if (!reads_into_in(s)) {
         b->base = (char *)s->sl->rbuf;
         b->len = SOCK_READ_CHUNK;
@@ -561,7 +571,11 @@ static void on_read(uv_stream_t *h, ssize_t n, const uv_buf_t *b)
         buf_commit(&s->in, (size_t)n);
         deliver_plain(s);
     } else {
-        rv = tls_feed(&s->tls, (const uint8_t *)b->base, (size_t)n);
+        rv = 0;
+        if ((const uint8_t *)b->base == s->sl->rbuf)
+            rv = tls_feed(&s->tls, (const uint8_t *)b->base, (size_t)n);
+        else
+            tls_in_commit(&s->tls, (size_t)n);
         if (rv < 0)
             sock_fail(s, rv, "TLS input");
         else

@@ -420,7 +420,61 @@ fail:
     return NULL;
 }
 
-/* Creates the SSL object and its two memory BIOs. */
+/* ---- a read BIO that takes ciphertext from struct tls's input buffer -------------------------- */
+
+static BIO_METHOD *source_method;
+
+static int source_read(BIO *b, char *out, int len)
+{
+    struct tls *t = BIO_get_data(b);
+    size_t n = buf_len(&t->in);
+
+    BIO_clear_retry_flags(b);
+    if (n == 0) {
+        /* "More to come", never EOF: sock.c reports the TCP end itself. */
+        BIO_set_retry_read(b);
+        return -1;
+    }
+    if (len <= 0)
+        return 0;
+    if (n > (size_t)len)
+        n = (size_t)len;
+    memcpy(out, t->in.pos, n);
+    buf_consume(&t->in, n);
+    return (int)n;
+}
+
+static long source_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+    struct tls *t = BIO_get_data(b);
+
+    (void)num;
+    (void)ptr;
+    switch (cmd) {
+    case BIO_CTRL_PENDING:
+        return (long)buf_len(&t->in);
+    case BIO_CTRL_FLUSH:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+static BIO_METHOD *source_get_method(void)
+{
+    if (source_method != NULL)
+        return source_method;
+    source_method = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "culvert source");
+    if (source_method == NULL)
+        return NULL;
+    if (BIO_meth_set_read(source_method, source_read) != 1 ||
+        BIO_meth_set_ctrl(source_method, source_ctrl) != 1) {
+        BIO_meth_free(source_method);
+        source_method = NULL;
+    }
+    return source_method;
+}
+
 /* ---- a write BIO that appends ciphertext straight to the caller's buffer (tls_set_sink) ---- */
 
 static BIO_METHOD *sink_method;
@@ -503,14 +557,15 @@ static int tls_init_common(struct tls *t, SSL_CTX *ctx)
     t->ssl = SSL_new(ctx);
     if (t->ssl == NULL)
         goto fail;
-    t->rbio = BIO_new(BIO_s_mem());
+    buf_init(&t->in, SIZE_MAX); /* bounded by the reader: sock.c stops reading while plaintext waits */
+    t->rbio = source_get_method() != NULL ? BIO_new(source_method) : NULL;
     if (t->rbio == NULL)
         goto fail;
+    BIO_set_data(t->rbio, t);
+    BIO_set_init(t->rbio, 1);
     t->wbio = BIO_new(BIO_s_mem());
     if (t->wbio == NULL)
         goto fail;
-    /* An empty read BIO means "more to come", never EOF: sock.c reports the TCP end itself. */
-    BIO_set_mem_eof_return(t->rbio, -1);
     BIO_set_mem_eof_return(t->wbio, -1);
     SSL_set_bio(t->ssl, t->rbio, t->wbio);
     SSL_set_app_data(t->ssl, t);
@@ -599,25 +654,30 @@ void tls_cleanup(struct tls *t)
 {
     if (t->ssl != NULL)
         SSL_free(t->ssl); /* frees both BIOs */
+    buf_cleanup(&t->in);
     memset(t, 0, sizeof(*t));
 }
 
 int tls_feed(struct tls *t, const uint8_t *p, size_t n)
 {
-    while (n > 0) {
-        int chunk = n > INT_MAX ? INT_MAX : (int)n;
-        int w;
-
-        clear_errors();
-        w = BIO_write(t->rbio, p, chunk);
-        if (w <= 0) {
-            tls_drain_errors(t->last_error, sizeof(t->last_error));
-            return CV_ENOMEM;
-        }
-        p += w;
-        n -= (size_t)w;
+    if (buf_append(&t->in, p, n) < 0) {
+        snprintf(t->last_error, sizeof(t->last_error), "out of memory for TLS input");
+        return CV_ENOMEM;
     }
     return 0;
+}
+
+uint8_t *tls_in_reserve(struct tls *t, size_t want, size_t *room)
+{
+    uint8_t *p = buf_reserve(&t->in, want, NULL);
+
+    *room = p != NULL ? buf_tailroom(&t->in) : 0;
+    return p;
+}
+
+void tls_in_commit(struct tls *t, size_t n)
+{
+    buf_commit(&t->in, n);
 }
 
 /* Fills t->last_error after a failed SSL call that returned |ret|. */
@@ -698,7 +758,7 @@ int tls_read(struct tls *t, uint8_t *out, size_t cap)
 
 int tls_read_more(const struct tls *t)
 {
-    return SSL_has_pending(t->ssl) || BIO_ctrl_pending(t->rbio) > 0;
+    return SSL_has_pending(t->ssl) || buf_len(&t->in) > 0;
 }
 
 int tls_write(struct tls *t, const uint8_t *p, size_t n)
@@ -794,10 +854,10 @@ size_t tls_take_out(struct tls *t, uint8_t *dst, size_t cap)
     return got;
 }
 
-/* Replaces a memory BIO (read or write side) with a fresh one if it is empty but grew large. */
-static void swap_if_big(struct tls *t, int is_write)
+/* Replaces the write memory BIO with a fresh one if it is empty but grew large. */
+static void swap_wbio_if_big(struct tls *t)
 {
-    BIO *b = is_write ? t->wbio : t->rbio;
+    BIO *b = t->wbio;
     BUF_MEM *bm = NULL;
     BIO *nb;
 
@@ -812,25 +872,17 @@ static void swap_if_big(struct tls *t, int is_write)
         return; /* keep the old one: harmless */
     }
     BIO_set_mem_eof_return(nb, -1);
-    if (is_write) {
-        SSL_set0_wbio(t->ssl, nb); /* frees the old one */
-        t->wbio = nb;
-    } else {
-        SSL_set0_rbio(t->ssl, nb);
-        t->rbio = nb;
-    }
+    SSL_set0_wbio(t->ssl, nb); /* frees the old one */
+    t->wbio = nb;
 }
 
 void tls_release_buffers(struct tls *t)
 {
-    if (t->sink) {
-        swap_if_big(t, 0);
+    if (buf_len(&t->in) == 0)
+        buf_release(&t->in);
+    if (t->ssl == NULL || t->sink)
         return;
-    }
-    if (t->ssl == NULL)
-        return;
-    swap_if_big(t, 0);
-    swap_if_big(t, 1);
+    swap_wbio_if_big(t);
 }
 
 const char *tls_servername(const struct tls *t)

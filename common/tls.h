@@ -1,7 +1,8 @@
 /*
  * tls.h - OpenSSL over memory BIOs, with no I/O of its own (sock.c moves the bytes).
  *
- * Ciphertext from the network goes in with tls_feed(); the handshake, tls_read() and tls_write()
+ * Ciphertext from the network goes in with tls_feed(), or is read straight into the input buffer
+ * (tls_in_reserve()/tls_in_commit()); the handshake, tls_read() and tls_write()
  * run on it; whatever OpenSSL wants to send (handshake records, application data, tickets, KeyUpdate,
  * close_notify) is taken out with tls_pending_out()/tls_consume_out() after *every* call, since TLS 1.3
  * writes even while reading. Runs on the loop thread; one struct tls per connection.
@@ -19,6 +20,8 @@
 #include <stdint.h>
 
 #include <openssl/ssl.h>
+
+#include "buf.h"
 
 enum tls_min_version { TLS_MIN_1_2, TLS_MIN_1_3 };
 
@@ -57,12 +60,13 @@ void tls_drain_errors(char *out, size_t outlen);
 
 struct tls {
     SSL *ssl;
-    BIO *rbio; /* ciphertext in (owned by ssl) */
+    BIO *rbio; /* ciphertext in: reads |in| (owned by ssl) */
     BIO *wbio; /* ciphertext out (owned by ssl) */
     int handshake_done;
     int close_notify_sent;
     int close_notify_received;
     int sink; /* ciphertext goes straight to the buffer given to tls_set_sink */
+    struct buf in; /* ciphertext received and not yet taken by OpenSSL */
     char last_error[256]; /* reason of the last failure, e.g. "certificate verify failed: hostname
                              mismatch" or OpenSSL's reasons ("; "-separated) */
 };
@@ -79,8 +83,13 @@ int tls_init_server(struct tls *t, SSL_CTX *ctx);
 int tls_init_client(struct tls *t, SSL_CTX *ctx, const char *servername);
 void tls_cleanup(struct tls *t);
 
-/* Gives |n| ciphertext bytes to OpenSSL. Returns 0 or CV_ENOMEM. */
+/* Gives |n| ciphertext bytes to OpenSSL (copied). Returns 0 or CV_ENOMEM. */
 int tls_feed(struct tls *t, const uint8_t *p, size_t n);
+/* Room for at least |want| bytes of ciphertext at the end of the input, to read the network into
+ * directly; *|room| is how much there is. Returns NULL when out of memory. */
+uint8_t *tls_in_reserve(struct tls *t, size_t want, size_t *room);
+/* Marks |n| bytes written at tls_in_reserve()'s pointer as received. */
+void tls_in_commit(struct tls *t, size_t n);
 /* Advances the handshake. Returns 1 when done, 0 when it needs more input, or CV_ETLS (reason in
  * t->last_error: certificate verification, ALPN, protocol version...). */
 int tls_handshake(struct tls *t);
@@ -110,8 +119,9 @@ size_t tls_pending_out(struct tls *t, const uint8_t **p);
 size_t tls_take_out(struct tls *t, uint8_t *dst, size_t cap);
 /* Drops |n| bytes of pending ciphertext (the caller copied them). */
 void tls_consume_out(struct tls *t, size_t n);
-/* Idle connections: replaces an empty memory BIO whose storage grew large with a fresh one, so an
- * idle connection holds little memory. Call only when tls_pending_out() is empty. */
+/* Idle connections: frees an empty input buffer and replaces an empty memory BIO whose storage grew
+ * large with a fresh one, so an idle connection holds little memory. Call only when
+ * tls_pending_out() is empty. */
 void tls_release_buffers(struct tls *t);
 
 /* After the handshake: the SNI the client sent (server side), or NULL. */
