@@ -441,6 +441,10 @@ static int source_read(BIO *b, char *out, int len)
         n = (size_t)len;
     memcpy(out, t->in.pos, n);
     buf_consume(&t->in, n);
+    /* A small buffer goes back to the block cache at once: an idle connection (pings, small
+     * requests) holds no input memory between reads. Bulk buffers stay until the idle sweep. */
+    if (buf_len(&t->in) == 0 && (size_t)(t->in.end - t->in.base) <= MEM_BLOCK)
+        buf_release(&t->in);
     return (int)n;
 }
 
