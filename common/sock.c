@@ -76,7 +76,7 @@ enum sock_state {
 #define SOCK_F_EOF_DONE (1u << 21)    /* on_eof ran: blocks delivering input and a second on_eof */
 #define SOCK_F_BUSY (1u << 22)        /* I/O since the last sweep: keeps buffers allocated */
 #define SOCK_F_DRAIN_OWED (1u << 23)  /* a direct write emptied the queue: on_drain in the pass */
-#define SOCK_F_BULK_IN (1u << 24)     /* TLS reads fill a record's room: read SOCK_READ_CHUNK at once */
+#define SOCK_F_BULK_IN (1u << 24)     /* TLS reads fill their room: read SOCK_READ_CHUNK at once */
 
 struct sock_loop {
     uv_loop_t *loop;
@@ -446,10 +446,10 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
          * and once reads keep filling that (a bulk transfer), fewer, larger reads. */
         size_t room;
 
-        if (s->tls.in.base == NULL)
-            want = MEM_BLOCK;
+        if (s->flags & SOCK_F_BULK_IN)
+            want = SOCK_READ_CHUNK;
         else
-            want = (s->flags & SOCK_F_BULK_IN) ? SOCK_READ_CHUNK : SOCK_RECORD;
+            want = s->tls.in.base == NULL ? MEM_BLOCK : SOCK_RECORD;
         p = tls_in_reserve(&s->tls, want, &room);
         b->base = (char *)p;
         b->len = p != NULL ? room : 0; /* NULL: libuv reports UV_ENOBUFS */
@@ -582,8 +582,8 @@ static void on_read(uv_stream_t *h, ssize_t n, const uv_buf_t *b)
             rv = tls_feed(&s->tls, (const uint8_t *)b->base, (size_t)n);
         else
             tls_in_commit(&s->tls, (size_t)n);
-        if ((size_t)n >= SOCK_RECORD)
-            s->flags |= SOCK_F_BULK_IN;
+        if ((size_t)n == b->len || (size_t)n >= SOCK_RECORD)
+            s->flags |= SOCK_F_BULK_IN; /* more was probably waiting */
         else
             s->flags &= ~SOCK_F_BULK_IN;
         if (rv < 0)
