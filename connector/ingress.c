@@ -9,6 +9,8 @@
  */
 #include "ingress.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -203,6 +205,59 @@ int origin_request_copy(struct origin_request *dst, const struct origin_request 
     return 0;
 }
 
+int ingress_addr_link_local(const struct sockaddr *sa)
+{
+    static const uint8_t aws6[16] = {0xfd, 0x00, 0x0e, 0xc2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x02, 0x54};
+    const uint8_t *a;
+
+    if (sa == NULL)
+        return 0;
+    if (sa->sa_family == AF_INET) {
+        a = (const uint8_t *)&((const struct sockaddr_in *)(const void *)sa)->sin_addr;
+        return a[0] == 169 && a[1] == 254;
+    }
+    if (sa->sa_family != AF_INET6)
+        return 0;
+    a = ((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr.s6_addr;
+    if (a[0] == 0xfe && (a[1] & 0xc0) == 0x80)
+        return 1; /* fe80::/10 */
+    if (memcmp(a, aws6, sizeof(aws6)) == 0)
+        return 1;
+    /* ::ffff:169.254.x.y */
+    for (int i = 0; i < 10; i++) {
+        if (a[i] != 0)
+            return 0;
+    }
+    return a[10] == 0xff && a[11] == 0xff && a[12] == 169 && a[13] == 254;
+}
+
+/* 1 when |svc| names a link-local or metadata address literally (checked at load time; names are
+ * checked after each resolution by the origins). */
+static int service_link_local(const struct ingress_service *svc)
+{
+    struct sockaddr_storage ss;
+
+    memset(&ss, 0, sizeof(ss));
+    if (svc->kind != INGRESS_SVC_HTTP && svc->kind != INGRESS_SVC_TCP)
+        return 0;
+    if (svc->host_kind == HOSTNAME_IPV4) {
+        ss.ss_family = AF_INET;
+        if (inet_pton(AF_INET, svc->host, &((struct sockaddr_in *)&ss)->sin_addr) != 1)
+            return 0;
+    } else if (svc->host_kind == HOSTNAME_IPV6) {
+        ss.ss_family = AF_INET6;
+        if (inet_pton(AF_INET6, svc->host, &((struct sockaddr_in6 *)&ss)->sin6_addr) != 1)
+            return 0;
+    } else {
+        return 0;
+    }
+    return ingress_addr_link_local((const struct sockaddr *)&ss);
+}
+
+#define LINK_LOCAL_WHY                                                                             \
+    "%s is a link-local or cloud metadata address, refused as an origin; set "                     \
+    "originRequest.allowLinkLocal: true to allow it"
+
 /* cloudflared originRequest keys that culvert does not implement. */
 static const char *const origin_unsupported[] = {
     "noHappyEyeballs", "proxyAddress", "proxyPort", "proxyType", "ipRules",
@@ -302,6 +357,8 @@ static int parse_origin_key(const char *key, const struct yaml_node *v, const ch
         return yaml_as_bool(v, p, &o->no_tls_verify, err);
     if (strcmp(key, "disableChunkedEncoding") == 0)
         return yaml_as_bool(v, p, &o->disable_chunked_encoding, err);
+    if (strcmp(key, "allowLinkLocal") == 0)
+        return yaml_as_bool(v, p, &o->allow_link_local, err);
     if (strcmp(key, "httpHostHeader") == 0) {
         rv = yaml_as_string(v, p, &s, err);
         if (rv < 0)
@@ -956,6 +1013,10 @@ static int parse_rule(struct ingress *ing, const struct yaml_node *rn, size_t i,
                               err);
     if (rv < 0 && rv != CV_ENOTFOUND)
         return rv;
+    if (!r->origin.allow_link_local && service_link_local(&r->service)) {
+        snprintf(p, sizeof(p), "%s.service", base);
+        return yaml_errorf(err, sn, p, LINK_LOCAL_WHY " (rule #%u)", r->service.host, r->number);
+    }
 
     /* cloudflared's validateHostname: the last rule and only the last matches everything. */
     if (i + 1 == count && !is_catch_all(r))
@@ -1036,6 +1097,10 @@ int ingress_from_url(const char *url, const char *name, const struct origin_requ
     rv = ingress_service_parse(url, true, &ing->rules[0].service, why, sizeof(why));
     if (rv == 0)
         rv = origin_request_copy(&ing->rules[0].origin, defaults);
+    if (rv == 0 && !ing->rules[0].origin.allow_link_local && service_link_local(&ing->rules[0].service)) {
+        set_why(why, sizeof(why), LINK_LOCAL_WHY, ing->rules[0].service.host);
+        rv = CV_EINVAL;
+    }
     if (rv < 0) {
         if (rv == CV_EINVAL)
             set_why(err, errlen, "%s: %s", name, why);

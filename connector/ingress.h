@@ -29,6 +29,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/socket.h>
 
 #include "config.h"
 #include "hostname.h"
@@ -72,6 +73,8 @@ struct origin_request {
     enum origin_proxy_protocol proxy_protocol; /* proxyProtocol: "v2" or "off" (TCP services) */
     uint64_t tcp_idle_timeout_ms;     /* tcpIdleTimeout: TCP stream idle limit; 0 = none (the
                                        * default) */
+    bool allow_link_local;            /* allowLinkLocal (culvert): let this rule reach link-local
+                                       * and cloud metadata addresses (see ingress_addr_link_local) */
 };
 
 /* Fills |o| with cloudflared's defaults (above); no strings. */
@@ -95,6 +98,15 @@ int origin_request_copy(struct origin_request *dst, const struct origin_request 
  */
 int origin_request_parse(const struct yaml_node *n, const char *path, struct origin_request *o,
                          ingress_warn_cb warn, void *warn_arg, struct yaml_error *err);
+
+/*
+ * RELIABILITY.md 5.1 (SSRF): link-local and cloud metadata addresses are never an origin unless the
+ * rule sets originRequest.allowLinkLocal: 169.254.0.0/16 (IPv4 link-local, where clouds serve
+ * instance credentials at 169.254.169.254), fe80::/10, fd00:ec2::254 (AWS's IPv6 metadata address),
+ * and the IPv4-mapped forms of the first. Returns 1 for such an address (AF_INET or AF_INET6),
+ * else 0.
+ */
+int ingress_addr_link_local(const struct sockaddr *sa);
 
 /* ---- services ------------------------------------------------------------------------------- */
 

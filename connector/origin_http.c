@@ -877,6 +877,7 @@ static void on_origin_resolved(int status, struct addrinfo *res, void *arg)
 {
     struct dial *d = arg;
     struct oreq *rq = d->rq;
+    const struct addrinfo *ai;
 
     if (rq->flags & RQ_F_DEAD) {
         mem_free(d);
@@ -888,7 +889,25 @@ static void on_origin_resolved(int status, struct addrinfo *res, void *arg)
         oreq_fail(rq, CODE_ORIGIN_UNREACHABLE, "cannot resolve the origin's host name");
         return;
     }
-    if (dial_addr(rq, d->pool, res->ai_addr) < 0)
+    /* The first address that is not link-local or a metadata address, unless the rule allows
+     * those (RELIABILITY.md 5.1: a name must not turn into a way to the cloud's metadata). */
+    ai = res;
+    if (!rq->rule->origin.allow_link_local) {
+        while (ai != NULL && ingress_addr_link_local(ai->ai_addr))
+            ai = ai->ai_next;
+    }
+    if (ai == NULL) {
+        char why[HOSTNAME_MAX + 160];
+
+        snprintf(why, sizeof(why),
+                 "%s resolves only to link-local or metadata addresses, refused "
+                 "(originRequest.allowLinkLocal)",
+                 rq->rule->service.host);
+        mem_free(d);
+        oreq_fail(rq, CODE_ORIGIN_UNREACHABLE, why);
+        return;
+    }
+    if (dial_addr(rq, d->pool, ai->ai_addr) < 0)
         oreq_fail(rq, CODE_ORIGIN_UNREACHABLE, "cannot connect to the origin");
     mem_free(d);
 }

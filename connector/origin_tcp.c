@@ -784,6 +784,7 @@ static void try_next_addr(struct otcp *ot)
 static void on_resolved(int status, struct addrinfo *res, void *arg)
 {
     struct otcp *ot = arg;
+    unsigned refused = 0;
 
     ot->flags &= ~OT_F_RESOLVING;
     if (ot->flags & OT_F_FINISHED) {
@@ -803,7 +804,22 @@ static void on_resolved(int status, struct addrinfo *res, void *arg)
         if ((ai->ai_family != AF_INET && ai->ai_family != AF_INET6) ||
             ai->ai_addrlen > sizeof(ot->addrs[0]))
             continue;
+        /* RELIABILITY.md 5.1: no way to link-local or metadata addresses through a name. */
+        if (!ot->rule->origin.allow_link_local && ingress_addr_link_local(ai->ai_addr)) {
+            refused++;
+            continue;
+        }
         memcpy(&ot->addrs[ot->naddrs++], ai->ai_addr, ai->ai_addrlen);
+    }
+    if (ot->naddrs == 0 && refused > 0) {
+        char why[HOSTNAME_MAX + 160];
+
+        snprintf(why, sizeof(why),
+                 "%s resolves only to link-local or metadata addresses, refused "
+                 "(originRequest.allowLinkLocal)",
+                 ot->rule->service.host);
+        ot_fail(ot, CODE_ORIGIN_UNREACHABLE, why);
+        return;
     }
     try_next_addr(ot);
 }

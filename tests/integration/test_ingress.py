@@ -431,3 +431,56 @@ def test_credentials_file_tunnel_id_must_agree(ctx):
     r = ctx.run([ctx.connector_bin, "run", "--config", cfg], timeout=15)
     expect(r.returncode != 0, "a credentials file readable by others was accepted")
     expect("creds.json" in r.stderr, "the refusal does not name the file: %r" % r.stderr)
+
+
+# ---- link-local and metadata origins (RELIABILITY.md 5.1) --------------------------------------
+
+# A name (not an IP literal, so it passes the config check) that getaddrinfo turns into
+# 169.254.169.254, the cloud metadata address: only the check after resolution can refuse it.
+METADATA_NAME = "0xa9.0xfe.0xa9.0xfe"
+
+
+@lib.timeout(60)
+def test_link_local_and_metadata_origins_refused(ctx):
+    import tcp_lib
+
+    # An IP literal: refused when the config is read, with file, line and key.
+    bad = ctx.path("metadata.yml")
+    lib.write_file(bad, "ingress:\n"
+                        "  - hostname: meta.example.com\n"
+                        "    service: http://169.254.169.254\n"
+                        "  - service: http_status:404\n")
+    r = ctx.run([ctx.connector_bin, "ingress", "validate", "--config", bad])
+    expect_eq(r.returncode, 2, "validate a rule pointing at 169.254.169.254: exit code")
+    expect("%s:3:14: ingress[0].service: 169.254.169.254 is a link-local or cloud metadata address" % bad
+           in r.stderr + r.stdout, "validate's message: %r" % (r.stderr + r.stdout))
+    expect("allowLinkLocal" in r.stderr + r.stdout, "the message does not say how to allow it: %r" % r.stderr)
+
+    # A name resolving to it: the request gets a 502, the connector says why, nothing is dialled.
+    edge = ctx.edge()
+    web, tcp = h("meta-web"), h("meta-tcp")
+    t = edge.tunnel_with_route("meta", [web, tcp, h("meta-other")])
+    conn = ctx.connector(edge, t["token"], ingress=[
+        {"hostname": web, "service": "http://%s:80" % METADATA_NAME},
+        {"hostname": tcp, "service": "tcp://%s:22" % METADATA_NAME},
+        {"service": "http_status:404"},
+    ])
+    r = edge.get(web, "/latest/meta-data/")
+    check_error_page(r, 502, "an http:// origin whose name resolves to 169.254.169.254")
+    conn.proc.wait_log(r"%s resolves only to link-local or metadata addresses, refused" % re.escape(METADATA_NAME),
+                       10 * ctx.slow)
+    c = tcp_lib.CulvertTcpClient(ctx, edge.https_port, tcp)
+    try:
+        r = c.upgrade()
+    finally:
+        c.close()
+    expect(r is not None and r.status == 502, "culvert-tcp to a tcp:// service resolving to 169.254.169.254: %r" % (r,))
+    log = conn.proc.text()
+    expect(log.count("resolves only to link-local or metadata addresses, refused") >= 2,
+           "the connector did not refuse both services before dialling:\n%s" % log[-2000:])
+    expect("cannot connect" not in log and "timed out" not in log,
+           "the connector tried to connect to the metadata address:\n%s" % log[-2000:])
+    # The connector and its other rules keep working.
+    r = edge.get(h("meta-other"), "/")
+    expect_eq(r.status, 404, "a request after the refusals (the connector's catch-all)")
+    expect(r.header("Culvert-Request-Id"), "the 404 did not come through the tunnel: %r" % (r,))

@@ -9,6 +9,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -761,6 +763,94 @@ static void test_from_url_builds_single_catch_all(void **state)
     origin_request_cleanup(&d);
 }
 
+/* ---- link-local and metadata origins (RELIABILITY.md 5.1) ---------------------------------- */
+
+static int ll4(const char *a)
+{
+    struct sockaddr_in sin;
+
+    memset(&sin, 0, sizeof(sin));
+    sin.sin_family = AF_INET;
+    assert_int_equal(inet_pton(AF_INET, a, &sin.sin_addr), 1);
+    return ingress_addr_link_local((const struct sockaddr *)&sin);
+}
+
+static int ll6(const char *a)
+{
+    struct sockaddr_in6 sin6;
+
+    memset(&sin6, 0, sizeof(sin6));
+    sin6.sin6_family = AF_INET6;
+    assert_int_equal(inet_pton(AF_INET6, a, &sin6.sin6_addr), 1);
+    return ingress_addr_link_local((const struct sockaddr *)&sin6);
+}
+
+static void test_link_local_and_metadata_addresses_recognised(void **state)
+{
+    (void)state;
+    assert_true(ll4("169.254.169.254"));
+    assert_true(ll4("169.254.0.1"));
+    assert_false(ll4("169.253.255.255"));
+    assert_false(ll4("169.255.0.1"));
+    assert_false(ll4("127.0.0.1"));
+    assert_false(ll4("10.0.0.1"));
+    assert_true(ll6("fe80::1"));
+    assert_true(ll6("febf::1"));
+    assert_false(ll6("fec0::1"));
+    assert_true(ll6("fd00:ec2::254"));
+    assert_false(ll6("fd00:ec2::253"));
+    assert_true(ll6("::ffff:169.254.169.254"));
+    assert_false(ll6("::ffff:127.0.0.1"));
+    assert_false(ll6("::1"));
+    assert_false(ingress_addr_link_local(NULL));
+}
+
+static void test_link_local_origin_refused_unless_allowed(void **state)
+{
+    struct ingress *ing;
+    struct origin_request d;
+    char err[256];
+
+    (void)state;
+    build_fails("ingress:\n"
+                "  - hostname: meta.example.com\n"
+                "    service: http://169.254.169.254\n"
+                "  - service: http_status:404\n",
+                "config.yml:3:14: ingress[0].service: 169.254.169.254 is a link-local or cloud "
+                "metadata address, refused as an origin; set originRequest.allowLinkLocal: true "
+                "to allow it (rule #1)");
+    build_fails("ingress:\n"
+                "  - hostname: ssh.example.com\n"
+                "    service: tcp://[fe80::1]:22\n"
+                "  - service: http_status:404\n",
+                "config.yml:3:14: ingress[0].service: fe80::1 is a link-local or cloud metadata "
+                "address, refused as an origin; set originRequest.allowLinkLocal: true to allow it "
+                "(rule #1)");
+    /* Allowed per rule, or for every rule from the top level. */
+    ing = build_ok("ingress:\n"
+                   "  - hostname: meta.example.com\n"
+                   "    service: http://169.254.169.254\n"
+                   "    originRequest: {allowLinkLocal: true}\n"
+                   "  - service: http_status:404\n");
+    assert_true(ingress_rule_at(ing, 0)->origin.allow_link_local);
+    assert_false(ingress_rule_at(ing, 1)->origin.allow_link_local);
+    ingress_free(ing);
+    ing = build_ok("originRequest: {allowLinkLocal: true}\n"
+                   "ingress:\n"
+                   "  - service: http://[fd00:ec2::254]\n");
+    ingress_free(ing);
+
+    origin_request_init(&d);
+    assert_int_equal(ingress_from_url("http://169.254.169.254:80", "--url", &d, &ing, err,
+                                      sizeof(err)),
+                     CV_EINVAL);
+    assert_null(ing);
+    assert_string_equal(err, "--url: 169.254.169.254 is a link-local or cloud metadata address, "
+                             "refused as an origin; set originRequest.allowLinkLocal: true to "
+                             "allow it");
+    origin_request_cleanup(&d);
+}
+
 /* ---- allocation failures -------------------------------------------------------------------- */
 
 static void test_parse_fails_cleanly_on_every_allocation_failure(void **state)
@@ -1016,6 +1106,8 @@ int main(void)
         cmocka_unit_test(test_hostname_star_and_missing_hostname_are_catch_alls),
         cmocka_unit_test(test_describe_prints_cloudflared_rule_format),
         cmocka_unit_test(test_from_url_builds_single_catch_all),
+        cmocka_unit_test(test_link_local_and_metadata_addresses_recognised),
+        cmocka_unit_test(test_link_local_origin_refused_unless_allowed),
         cmocka_unit_test(test_parse_fails_cleanly_on_every_allocation_failure),
         cmocka_unit_test(test_cmd_validate_prints_ok_or_the_error),
         cmocka_unit_test(test_cmd_rule_prints_the_matching_rule),
