@@ -186,6 +186,7 @@ struct flags {
     const char *region;
     const char *retry_base;
     const char *heartbeat;
+    const char *stream_idle;
     bool help;
 };
 
@@ -210,6 +211,7 @@ static const struct flag_desc {
     {"region", FLAG_VALUE, offsetof(struct flags, region)},
     {"retry-base", FLAG_VALUE, offsetof(struct flags, retry_base)},
     {"heartbeat", FLAG_VALUE, offsetof(struct flags, heartbeat)},
+    {"stream-idle", FLAG_VALUE, offsetof(struct flags, stream_idle)},
     {"help", FLAG_BOOL, 0},
     {"h", FLAG_BOOL, 0},
 };
@@ -989,6 +991,7 @@ static int apply_settings(struct connector_config *c, struct file_cfg *fc, const
     c->grace_period_ms = CONNECTOR_GRACE_DEFAULT_MS;
     c->retry_base_ms = CONNECTOR_RETRY_BASE_DEFAULT_MS;
     c->heartbeat_ms = CONNECTOR_HEARTBEAT_DEFAULT_MS;
+    c->stream_idle_ms = CONNECTOR_STREAM_IDLE_DEFAULT_MS;
     c->metrics_mode = CONNECTOR_METRICS_DEFAULT;
     if (fc->has_ha)
         c->ha_connections = fc->ha;
@@ -1036,6 +1039,12 @@ static int apply_settings(struct connector_config *c, struct file_cfg *fc, const
     }
     if (f->heartbeat != NULL) {
         rv = flag_duration("heartbeat", f->heartbeat, 10, 600 * MS_PER_S, &c->heartbeat_ms, err,
+                           errlen);
+        if (rv < 0)
+            return rv;
+    }
+    if (f->stream_idle != NULL) {
+        rv = flag_duration("stream-idle", f->stream_idle, 10, MS_PER_DAY, &c->stream_idle_ms, err,
                            errlen);
         if (rv < 0)
             return rv;

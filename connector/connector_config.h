@@ -42,6 +42,7 @@
 #define CONNECTOR_GRACE_DEFAULT_MS 30000
 #define CONNECTOR_RETRY_BASE_DEFAULT_MS 1000
 #define CONNECTOR_HEARTBEAT_DEFAULT_MS 5000
+#define CONNECTOR_STREAM_IDLE_DEFAULT_MS (300 * 1000)
 /* Default metrics: the first free of 127.0.0.1:20241-20245, chosen by the runtime at bind time. */
 #define CONNECTOR_METRICS_PORT_FIRST 20241
 #define CONNECTOR_METRICS_PORT_LAST 20245
@@ -89,6 +90,8 @@ struct connector_config {
     uint64_t grace_period_ms;           /* default 30s */
     uint64_t retry_base_ms;             /* hidden --retry-base: backoff base, default 1s */
     uint64_t heartbeat_ms;              /* hidden --heartbeat: silence before pinging, default 5s */
+    uint64_t stream_idle_ms;            /* hidden --stream-idle: a half-closed TCP stream without
+                                         * traffic is reset after this, default 300s */
 
     char *url;                          /* --url or the legacy url: key, NULL when unset */
     bool url_from_flag;                 /* |url| came from --url: a reload keeps it */
@@ -105,7 +108,8 @@ struct connector_config {
  * Flags: --config FILE, --token T, --token-file F, --url URL, --tunnel UUID (also the one
  * positional argument, as in `cloudflared tunnel run UUID`), --credentials-file F (alias
  * --cred-file), --edge HOST:PORT (repeatable), --edge-ca F, --ha-connections N, --metrics ADDR|off,
- * --loglevel L, --grace-period D, --region R, --retry-base D and --heartbeat D (hidden test knobs),
+ * --loglevel L, --grace-period D, --region R, --retry-base D, --heartbeat D and --stream-idle D
+ * (hidden test knobs),
  * --help / -h. A flag given twice (but --edge) is an error. Without --config, the first existing
  * file of connector_config_find() is read; no file at all is fine when --url and credentials are
  * given otherwise.

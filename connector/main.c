@@ -136,6 +136,7 @@ static int run(int argc, char **argv)
     conn.limits.heartbeat_ms = (uint32_t)conn.cfg->heartbeat_ms;
     conn.limits.grace_period_ms = (uint32_t)conn.cfg->grace_period_ms;
     conn.limits.backoff_base_ms = (uint32_t)conn.cfg->retry_base_ms;
+    conn.limits.stream_idle_ms = (uint32_t)conn.cfg->stream_idle_ms;
     conn.ingress = mem_calloc(sizeof(*conn.ingress));
     if (conn.ingress == NULL)
         return 1;

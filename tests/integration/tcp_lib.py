@@ -145,6 +145,19 @@ class _Handler(socketserver.BaseRequestHandler):
                 if not buf:
                     break
             event("eof", n=state["n"], sha256=h.hexdigest())
+            if srv.kind == "hold":
+                # Half-closed on purpose: never answer, never end. A read after EOF says nothing
+                # more, so the kernel's TCP state tells when the proxy gives up: CLOSE_WAIT (8)
+                # until its reset moves the socket to CLOSE (7).
+                deadline = time.time() + 60
+                st = 8
+                while time.time() < deadline:
+                    st = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)[0]
+                    if st != 8:
+                        break
+                    time.sleep(0.05)
+                state["how"] = "still open after 60 s" if st == 8 else "reset by peer (tcp state %d)" % st
+                return
             if srv.kind == "answer":
                 line = ("n=%d sha256=%s\n" % (state["n"], h.hexdigest())).encode()
                 sock.sendall(line)
@@ -210,7 +223,7 @@ def main():
     import signal
 
     ev = _Events(a.events)
-    servers = {k: _Server(k, ev) for k in ("echo", "answer")}
+    servers = {k: _Server(k, ev) for k in ("echo", "answer", "hold")}
     for s in servers.values():
         threading.Thread(target=s.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
     done = threading.Event()
@@ -219,8 +232,9 @@ def main():
     with open(tmp, "w") as f:
         json.dump({k: s.server_address[1] for k, s in servers.items()}, f)
     os.rename(tmp, a.ready_file)
-    print("tcp origin: echo on %d, answer on %d" % (servers["echo"].server_address[1],
-                                                    servers["answer"].server_address[1]), flush=True)
+    print("tcp origin: echo on %d, answer on %d, hold on %d" % (
+        servers["echo"].server_address[1], servers["answer"].server_address[1],
+        servers["hold"].server_address[1]), flush=True)
     while not done.wait(0.2):
         pass
     # Every event line is already flushed; connection threads may be blocked in a read: no joins.
@@ -231,7 +245,7 @@ def main():
 
 
 class TcpOrigin:
-    """tcp_lib.py as a process of |ctx|: .echo_port, .answer_port, .events()."""
+    """tcp_lib.py as a process of |ctx|: .echo_port, .answer_port, .hold_port, .events()."""
 
     def __init__(self, ctx, name="tcp-origin"):
         import lib
@@ -255,8 +269,10 @@ class TcpOrigin:
             ports = json.load(f)
         self.echo_port = ports["echo"]
         self.answer_port = ports["answer"]
+        self.hold_port = ports["hold"]  # reads to EOF, then neither answers nor ends (half-closed)
         self.echo_url = "tcp://127.0.0.1:%d" % self.echo_port
         self.answer_url = "tcp://127.0.0.1:%d" % self.answer_port
+        self.hold_url = "tcp://127.0.0.1:%d" % self.hold_port
 
     def events(self, name=None, port=None):
         out = []

@@ -33,7 +33,8 @@ class TcpSetup:
     connector with the rules ECHO -> echo port, ANSWER -> answer port, then |rules(origin)|, then
     a 404 catch-all. |web|: also origin.py behind WEB (an HTTP-only hostname)."""
 
-    def __init__(self, ctx, edge_kw=None, rules=None, routes=(), web=False, tcp_ports=None, ha=2):
+    def __init__(self, ctx, edge_kw=None, rules=None, routes=(), web=False, tcp_ports=None, ha=2,
+                 conn_kw=None):
         self.ctx = ctx
         kw = dict(edge_kw or {})
         if tcp_ports:
@@ -49,7 +50,8 @@ class TcpSetup:
             ingress.append({"hostname": WEB, "service": self.web.url})
         ingress += list(rules(self.origin) if rules else [])
         ingress.append({"service": "http_status:404"})
-        self.connector = ctx.connector(self.edge, self.tunnel["token"], ingress=ingress, ha=ha)
+        self.connector = ctx.connector(self.edge, self.tunnel["token"], ingress=ingress, ha=ha,
+                                       **(conn_kw or {}))
 
     def access(self, hostname, name="access", **kw):
         return tcp_lib.Access(self.ctx, self.edge, hostname, name=name, **kw)
@@ -869,3 +871,45 @@ def test_tcp_idle_timeout_closes_an_idle_stream(ctx):
             pass
     finally:
         s.close()
+
+
+@lib.timeout(60)
+@lib.full_only("measures an idle timeout")
+def test_idle_half_closed_stream_is_reset_after_stream_idle(ctx):
+    """RELIABILITY.md T-23's last clause: a stream closed in one direction that then carries
+    nothing is reset after stream_idle (300 s by default; --stream-idle 1s here), on both sides,
+    and its origin connection closed; an open stream as idle is not (no tcpIdleTimeout)."""
+    hold = h("hold")
+    st = TcpSetup(ctx, routes=[hold], conn_kw={"args": ["--stream-idle", "1s"]},
+                  rules=lambda o: [{"hostname": hold, "service": o.hold_url}])
+    # Idle but open in both directions: stream_idle does not apply.
+    acc = st.access(ECHO)
+    s = acc.connect()
+    try:
+        p = tcp_lib.echo_once(s, b"before idling", "echo before idling")
+        expect(p is None, p)
+        time.sleep(2.5)
+        p = tcp_lib.echo_once(s, b"after 2.5 s idle", "echo after 2.5 s idle")
+        expect(p is None, "%s (an open idle stream was closed by stream_idle)" % p)
+    finally:
+        s.close()
+    # Half-closed: the visitor's close_notify reaches the origin as EOF; the origin holds its side.
+    c = tcp_lib.CulvertTcpClient(ctx, st.edge.https_port, hold)
+    try:
+        r = c.upgrade()
+        expect(r is not None and r.status == 101, "culvert-tcp upgrade to the hold service: %r" % (r,))
+        c.send(b"half-close me")
+        c.shutdown_write()
+        t0 = time.monotonic()
+        data, how = c.recv_all()
+        secs = time.monotonic() - t0
+        expect(st.origin.events("eof", port="hold"), "the origin did not see the visitor's half-close")
+    finally:
+        c.close()
+    expect_eq(data, b"", "bytes from the held service")
+    expect(how in ("eof", "reset", "close_notify"), "the half-closed stream did not end (%s)" % how)
+    expect(0.7 <= secs <= 4 * ctx.slow, "stream_idle 1s ended the half-closed stream after %.2fs (%s)" % (secs, how))
+    ctx.note("--stream-idle 1s: half-closed stream ended after %.2fs (%s)" % (secs, how))
+    ctx.wait_until(lambda: [e for e in st.origin.events("close", port="hold") if e["how"] != "still open after 60 s"],
+                   5 * ctx.slow, "the origin connection of the half-closed stream to be closed")
+    st.connector.proc.wait_log(r"no traffic for 1000ms \(half-closed\)", 5 * ctx.slow)
