@@ -533,7 +533,9 @@ static void tun_free_if_done(struct tun *t)
     if (t->state != TUN_S_DONE || t->pending > 0 || (t->flags & TUN_F_RESOLVING))
         return;
     list_remove(&t->node);
-    if (t->flags & TUN_F_FAILED)
+    /* access ssh carries one connection: its failure is the process's. access tcp is a server:
+     * a failed connection is reported on stderr, and SIGTERM still ends it with 0. */
+    if ((t->flags & TUN_F_FAILED) && a->o->mode == ACCESS_SSH)
         a->exit_code = 1;
     http1_parser_free(t->parser);
     buf_cleanup(&t->page);
