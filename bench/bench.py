@@ -766,40 +766,79 @@ ingress:
 
     PHASE_ERRORS = (BenchError, subprocess.TimeoutExpired, OSError, http.client.HTTPException)
 
-    def measure(self, name, starter):
-        """Starts one scenario, checks it, runs every phase, stops it. A failed phase is recorded
-        and followed by a health check; the scenario goes on only if its proxy still answers."""
-        a = self.a
+    def start_scenario(self, name, starter):
+        """Starts one scenario and checks it (idle RSS after one small request, content check).
+        Returns (r, target, roles), or None after recording the failure."""
         r = self.results.setdefault(name, {})
         log("== %s: starting" % name)
         roles = {}
-        self.deadline = time.monotonic() + a.scenario_timeout
         try:
             target, roles = starter()
             wait_http(target, "/100b.html", timeout=30, procs=[self.procs.procs[n] for n in roles.values()])
             time.sleep(1.0)
             self.mem_snapshot(r, "idle", roles)  # started, one small request served
             self.check_target(target)
-            clear_hwm(self.roots(roles))
-            wrk(target, "/100b.html", 50, a.warmup, a.wrk_threads)
         except self.PHASE_ERRORS as e:
             self.fail(name, r, "start", e)
             self.stop_roles(name, roles)
-            return r
-        phases = [("small50", lambda: self.phase_small(name, r, target, roles, 50)),
-                  ("small200", lambda: self.phase_small(name, r, target, roles, 200)),
-                  ("bulk", lambda: self.phase_bulk(name, r, target, roles)),
-                  ("mib10", lambda: self.phase_mib10(name, r, target, roles))]
-        for phase, fn in phases:
+            return None
+        return r, target, roles
+
+    def measure_all(self, names, starters):
+        """Starts every scenario, then runs each phase in rounds: every round measures every live
+        scenario once, one after the other, so slow drifts in the machine's speed (other tenants,
+        frequency) fall on all of them alike instead of on whichever ran in a bad minute. Each
+        reported value is the median over the rounds (bulk: over all transfers). A failed phase is
+        recorded and followed by a health check; a scenario whose proxy no longer answers is
+        stopped and left out of later rounds."""
+        a = self.a
+        live = {}
+        for name in names:
+            got = self.start_scenario(name, starters[name])
+            if got is not None:
+                live[name] = got
+        for name, (r, target, roles) in list(live.items()):
             try:
-                if time.monotonic() > self.deadline:
-                    raise BenchError("scenario time budget (%ds) exhausted" % a.scenario_timeout)
-                fn()
+                clear_hwm(self.roots(roles))
+                wrk(target, "/100b.html", 50, a.warmup, a.wrk_threads)
             except self.PHASE_ERRORS as e:
-                self.fail(name, r, phase, e)
-                if not self.healthy(name, target, "after the failed %s phase" % phase):
-                    break
-        else:
+                self.fail(name, r, "warm-up", e)
+                self.stop_roles(name, roles)
+                del live[name]
+        self.deadline = time.monotonic() + a.scenario_timeout * max(1, len(live))
+        rounds = {name: {} for name in live}
+        phases = [("small50", lambda n, rr, t, ro: self.phase_small(n, rr, t, ro, 50)),
+                  ("small200", lambda n, rr, t, ro: self.phase_small(n, rr, t, ro, 200)),
+                  ("bulk", self.phase_bulk),
+                  ("mib10", self.phase_mib10)]
+        for phase, fn in phases:
+            for rnd in range(a.rounds):
+                for name, (r, target, roles) in list(live.items()):
+                    rr = {}
+                    try:
+                        if time.monotonic() > self.deadline:
+                            raise BenchError("time budget (%ds per scenario) exhausted" % a.scenario_timeout)
+                        log("%s: %s, round %d of %d" % (name, phase, rnd + 1, a.rounds))
+                        fn(name, rr, target, roles)
+                        rounds[name].setdefault(phase, []).append(rr)
+                    except self.PHASE_ERRORS as e:
+                        self.fail(name, r, phase, e)
+                        if not self.healthy(name, target, "after the failed %s phase" % phase):
+                            self.wrap_up(name, r, target, roles, rounds[name], healthy_check=False)
+                            del live[name]
+            if phase == "small50":
+                # VmHWM since the warm-up: the issue's "peak RSS under the 50-connection load".
+                for name, (r, target, roles) in live.items():
+                    self.mem_snapshot(r, "peak50", roles, hwm=True)
+                if "haproxy-h2" in live:
+                    self.note_haproxy_links()
+        for name, (r, target, roles) in live.items():
+            self.wrap_up(name, r, target, roles, rounds[name])
+
+    def wrap_up(self, name, r, target, roles, rounds, healthy_check=True):
+        """Medians of the rounds into |r|, the last checks, peak RSS, stop."""
+        aggregate(r, rounds)
+        if healthy_check:
             # Catches a proxy left broken by the last phase (e.g. by clients that went away
             # mid-response when wrk stopped).
             self.healthy(name, target, "after the last phase (1 MiB x 10)")
@@ -811,7 +850,6 @@ ingress:
         except self.PHASE_ERRORS as e:
             self.fail(name, r, "memory", e)
         self.stop_roles(name, roles)
-        return r
 
     def fail(self, name, r, phase, e):
         log("%s: %s FAILED: %s" % (name, phase, e))
@@ -894,14 +932,11 @@ ingress:
         if w["errors"]:
             self.notes.append("%s: %d errors at %d connections (%s)" % (name, w["errors"], conns, ", ".join(
                 "%s %d" % (k2, w[k2]) for k2 in ("connect", "read", "write", "status", "timeout") if w[k2])))
-        if conns == 50:
-            self.mem_snapshot(r, "peak50", roles, hwm=True)
-            if name == "haproxy-h2":
-                self.note_haproxy_links()
 
     def phase_bulk(self, name, r, target, roles):
+        """--bulk-runs downloads then as many uploads; raw speeds and CPU (aggregate() derives
+        best, median and CPU per GB over all rounds)."""
         a = self.a
-        cpu_bulk, bytes_bulk = 0.0, 0
         for kind, path in (("download", "/100m.bin"), ("upload", "/upload")):
             speeds = []
             c0 = cpu_ticks(self.roots(roles))
@@ -912,17 +947,12 @@ ingress:
                 if size != 100 << 20:
                     raise BenchError("%s moved %d bytes, not 100 MiB" % (kind, size))
                 speeds.append(size / secs / 1e6)
-                bytes_bulk += size
             c1 = cpu_ticks(self.roots(roles))
-            cpu_bulk += cpu_delta_s(c0, c1)
-            r[kind + "_best_mbps"] = max(speeds)
-            r[kind + "_median_mbps"] = statistics.median(speeds)
+            r["_%s_speeds" % kind] = speeds
+            r["_%s_bytes" % kind] = len(speeds) * (100 << 20)
             if roles:
-                r[kind + "_cpu_s_per_gb"] = cpu_delta_s(c0, c1) / (len(speeds) * (100 << 20) / 1e9)
-            log("%s: 100 MiB %s: best %.0f MB/s, median %.0f MB/s" % (
-                name, kind, max(speeds), statistics.median(speeds)))
-        if roles:
-            r["bulk_cpu_s_per_gb"] = cpu_bulk / (bytes_bulk / 1e9)
+                r["_%s_cpu_s" % kind] = cpu_delta_s(c0, c1)
+            log("%s: 100 MiB %s: %s MB/s" % (name, kind, " ".join("%.0f" % v for v in speeds)))
 
     def phase_mib10(self, name, r, target, roles):
         a = self.a
@@ -1206,10 +1236,7 @@ ingress:
         self.setup()
         starters = {"direct": self.sc_direct, "tls1": self.sc_tls1, "chain2": self.sc_chain2,
                     "haproxy-h2": self.sc_haproxy_h2, "ssh-R": self.sc_ssh_r, "culvert": self.sc_culvert}
-        for name in SCENARIOS:
-            if self.a.only and name not in self.a.only:
-                continue
-            self.measure(name, starters[name])
+        self.measure_all([n for n in SCENARIOS if not self.a.only or n in self.a.only], starters)
         extras = {"ws": self.culvert_ws, "tunnels": self.culvert_tunnels,
                   "callgrind": self.culvert_callgrind}
         for name, fn in extras.items():
@@ -1270,10 +1297,10 @@ ingress:
             m["commit"] = rev + ("+local changes" if dirty else "")
         except (OSError, subprocess.TimeoutExpired):
             m["commit"] = "?"
-        m["settings"] = "wrk -t%d, %ds per wrk run (+%ds warm-up), %d bulk runs, %d WebSockets, " \
-            "%d tunnels x %d, %d callgrind requests" % (
-                self.a.wrk_threads, self.a.duration, self.a.warmup, self.a.bulk_runs, self.a.ws,
-                self.a.tunnels, self.a.tunnel_conns, self.a.callgrind_requests)
+        m["settings"] = "%d rounds, scenarios interleaved; wrk -t%d, %ds per wrk run (+%ds warm-up); " \
+            "%d bulk runs each way per round; %d WebSockets, %d tunnels x %d, %d callgrind requests" % (
+                self.a.rounds, self.a.wrk_threads, self.a.duration, self.a.warmup, self.a.bulk_runs,
+                self.a.ws, self.a.tunnels, self.a.tunnel_conns, self.a.callgrind_requests)
 
 
 # ---- reporting ----------------------------------------------------------------------------------
@@ -1319,6 +1346,43 @@ TABLES = [
 RATIO_METRICS = ["small50_rps", "small50_p99_ms", "small200_rps", "mib10_mbps", "download_median_mbps",
                  "upload_median_mbps", "small50_cpu_us_per_req", "bulk_cpu_s_per_gb", "rss_peak50_kib"]
 METRIC = {m[0]: m for m in MAIN_METRICS}
+
+
+def aggregate(r, rounds):
+    """Folds per-round results (|rounds|: phase -> list of dicts) into |r|: medians of values,
+    sums of counts (errors, requests), and for bulk the best and median over every transfer of
+    every round with CPU per GB over all of them. The per-round values stay in |r| as
+    KEY.roundN for the TSV."""
+    for phase, rrs in rounds.items():
+        keys = sorted({k for rr in rrs for k in rr if not k.startswith("_")})
+        for k in keys:
+            vals = [rr[k] for rr in rrs if k in rr]
+            if k.endswith(("_errors", "_requests")):
+                r[k] = sum(vals)
+            else:
+                r[k] = statistics.median(vals)
+            if len(rrs) > 1:
+                for i, rr in enumerate(rrs):
+                    if k in rr:
+                        r["%s.round%d" % (k, i + 1)] = rr[k]
+        if phase != "bulk":
+            continue
+        cpu_total, bytes_total = 0.0, 0
+        for kind in ("download", "upload"):
+            speeds = [v for rr in rrs for v in rr.get("_%s_speeds" % kind, [])]
+            if not speeds:
+                continue
+            r[kind + "_best_mbps"] = max(speeds)
+            r[kind + "_median_mbps"] = statistics.median(speeds)
+            r[kind + "_runs"] = len(speeds)
+            nbytes = sum(rr.get("_%s_bytes" % kind, 0) for rr in rrs)
+            cpu = [rr["_%s_cpu_s" % kind] for rr in rrs if "_%s_cpu_s" % kind in rr]
+            if cpu and nbytes:
+                r[kind + "_cpu_s_per_gb"] = sum(cpu) / (nbytes / 1e9)
+                cpu_total += sum(cpu)
+                bytes_total += nbytes
+        if bytes_total:
+            r["bulk_cpu_s_per_gb"] = cpu_total / (bytes_total / 1e9)
 
 
 def fmt(key, v):
@@ -1524,10 +1588,12 @@ def main():
     ap.add_argument("--results", default=os.path.join(HERE, "results"))
     ap.add_argument("--only", nargs="*", help="scenarios to run (%s, culvert-ws, culvert-tunnels, "
                     "culvert-callgrind)" % ", ".join(SCENARIOS))
-    ap.add_argument("--duration", type=int, default=int(os.environ.get("BENCH_DURATION", "10")))
+    ap.add_argument("--duration", type=int, default=int(os.environ.get("BENCH_DURATION", "6")))
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--wrk-threads", type=int, default=int(os.environ.get("BENCH_WRK_THREADS", "1")))
-    ap.add_argument("--bulk-runs", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=int(os.environ.get("BENCH_ROUNDS", "3")),
+                    help="each phase measures every scenario this many times, interleaved")
+    ap.add_argument("--bulk-runs", type=int, default=2, help="100 MiB transfers each way per round")
     ap.add_argument("--bulk-timeout", type=int, default=60, help="seconds for one 100 MiB transfer")
     ap.add_argument("--ws", type=int, default=int(os.environ.get("BENCH_WS", "10000")))
     ap.add_argument("--ws-connectors", type=int, default=int(os.environ.get("BENCH_WS_CONNECTORS", "0")))
