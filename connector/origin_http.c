@@ -35,6 +35,7 @@
 #include "list.h"
 #include "log.h"
 #include "mem.h"
+#include "strx.h"
 #include "meta.h"
 #include "mux.h"
 #include "pipe.h"
@@ -548,7 +549,9 @@ static int on_resp_head(struct http1_parser *p, const struct http1_head *h, void
     end = (h->flags & HTTP1_F_NO_BODY) != 0 && !(h->flags & HTTP1_F_INTERIM) && h->status != 101;
     buf_init(&b, 96 * 1024);
     start = meta_begin(&b, META_RESPONSE);
-    snprintf(num, sizeof(num), "%03d", h->status);
+    num[0] = (char)('0' + h->status / 100 % 10); /* llhttp: 3 digits */
+    num[1] = (char)('0' + h->status / 10 % 10);
+    num[2] = (char)('0' + h->status % 10);
     rv = start < 0 ? start : meta_add(&b, ":status", 7, num, 3);
     for (size_t i = 0; i < h->nfields && rv == 0; i++) {
         if (is_hop(h, &h->fields[i]))
@@ -558,9 +561,9 @@ static int on_resp_head(struct http1_parser *p, const struct http1_head *h, void
     }
     if (rv == 0 && h->content_length >= 0 && !(h->flags & HTTP1_F_INTERIM) &&
         !(h->flags & HTTP1_F_CHUNKED)) {
-        int n = snprintf(num, sizeof(num), "%" PRId64, h->content_length);
+        size_t n = strx_u64(num, (uint64_t)h->content_length);
 
-        rv = meta_add(&b, "content-length", 14, num, (size_t)n);
+        rv = meta_add(&b, "content-length", 14, num, n);
     }
     if (rv == 0)
         rv = meta_end(&b, (size_t)start);
@@ -1025,7 +1028,7 @@ static int build_head(struct oreq *rq, const struct meta *md, int end)
     int has_cl = 0;
     int rv;
 
-    snprintf(rq->authority, sizeof(rq->authority), "%.*s", (int)auth->value_len, auth->value);
+    strx_copy(rq->authority, sizeof(rq->authority), auth->value, auth->value_len);
     target = mem_alloc(blen + path->value_len + 1);
     if (target == NULL)
         return CV_ENOMEM;
