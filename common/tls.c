@@ -464,19 +464,27 @@ static long source_ctrl(BIO *b, int cmd, long num, void *ptr)
     }
 }
 
+/* Our two BIO types, made once: a read-only source and a write-only sink. */
+static BIO_METHOD *bio_method_get(BIO_METHOD **slot, const char *name,
+                                  int (*rd)(BIO *, char *, int), int (*wr)(BIO *, const char *, int),
+                                  long (*ctrl)(BIO *, int, long, void *))
+{
+    if (*slot != NULL)
+        return *slot;
+    *slot = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, name);
+    if (*slot == NULL)
+        return NULL;
+    if ((rd != NULL && BIO_meth_set_read(*slot, rd) != 1) ||
+        (wr != NULL && BIO_meth_set_write(*slot, wr) != 1) || BIO_meth_set_ctrl(*slot, ctrl) != 1) {
+        BIO_meth_free(*slot);
+        *slot = NULL;
+    }
+    return *slot;
+}
+
 static BIO_METHOD *source_get_method(void)
 {
-    if (source_method != NULL)
-        return source_method;
-    source_method = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "culvert source");
-    if (source_method == NULL)
-        return NULL;
-    if (BIO_meth_set_read(source_method, source_read) != 1 ||
-        BIO_meth_set_ctrl(source_method, source_ctrl) != 1) {
-        BIO_meth_free(source_method);
-        source_method = NULL;
-    }
-    return source_method;
+    return bio_method_get(&source_method, "culvert source", source_read, NULL, source_ctrl);
 }
 
 /* ---- a write BIO that appends ciphertext straight to the caller's buffer (tls_set_sink) ---- */
@@ -511,17 +519,7 @@ static long sink_ctrl(BIO *b, int cmd, long num, void *ptr)
 
 static BIO_METHOD *sink_get_method(void)
 {
-    if (sink_method != NULL)
-        return sink_method;
-    sink_method = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "culvert sink");
-    if (sink_method == NULL)
-        return NULL;
-    if (BIO_meth_set_write(sink_method, sink_write) != 1 ||
-        BIO_meth_set_ctrl(sink_method, sink_ctrl) != 1) {
-        BIO_meth_free(sink_method);
-        sink_method = NULL;
-    }
-    return sink_method;
+    return bio_method_get(&sink_method, "culvert sink", NULL, sink_write, sink_ctrl);
 }
 
 int tls_set_sink(struct tls *t, struct buf *out)

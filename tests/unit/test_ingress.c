@@ -765,43 +765,40 @@ static void test_from_url_builds_single_catch_all(void **state)
 
 /* ---- link-local and metadata origins (RELIABILITY.md 5.1) ---------------------------------- */
 
-static int ll4(const char *a)
+/* ingress_addr_link_local() of the IPv4 or IPv6 address |a|. */
+static int ll(const char *a)
 {
-    struct sockaddr_in sin;
+    struct sockaddr_storage ss;
+    struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
 
-    memset(&sin, 0, sizeof(sin));
-    sin.sin_family = AF_INET;
-    assert_int_equal(inet_pton(AF_INET, a, &sin.sin_addr), 1);
-    return ingress_addr_link_local((const struct sockaddr *)&sin);
-}
-
-static int ll6(const char *a)
-{
-    struct sockaddr_in6 sin6;
-
-    memset(&sin6, 0, sizeof(sin6));
-    sin6.sin6_family = AF_INET6;
-    assert_int_equal(inet_pton(AF_INET6, a, &sin6.sin6_addr), 1);
-    return ingress_addr_link_local((const struct sockaddr *)&sin6);
+    memset(&ss, 0, sizeof(ss));
+    if (inet_pton(AF_INET, a, &sin->sin_addr) == 1) {
+        ss.ss_family = AF_INET;
+    } else {
+        assert_int_equal(inet_pton(AF_INET6, a, &sin6->sin6_addr), 1);
+        ss.ss_family = AF_INET6;
+    }
+    return ingress_addr_link_local((const struct sockaddr *)&ss);
 }
 
 static void test_link_local_and_metadata_addresses_recognised(void **state)
 {
     (void)state;
-    assert_true(ll4("169.254.169.254"));
-    assert_true(ll4("169.254.0.1"));
-    assert_false(ll4("169.253.255.255"));
-    assert_false(ll4("169.255.0.1"));
-    assert_false(ll4("127.0.0.1"));
-    assert_false(ll4("10.0.0.1"));
-    assert_true(ll6("fe80::1"));
-    assert_true(ll6("febf::1"));
-    assert_false(ll6("fec0::1"));
-    assert_true(ll6("fd00:ec2::254"));
-    assert_false(ll6("fd00:ec2::253"));
-    assert_true(ll6("::ffff:169.254.169.254"));
-    assert_false(ll6("::ffff:127.0.0.1"));
-    assert_false(ll6("::1"));
+    assert_true(ll("169.254.169.254"));
+    assert_true(ll("169.254.0.1"));
+    assert_false(ll("169.253.255.255"));
+    assert_false(ll("169.255.0.1"));
+    assert_false(ll("127.0.0.1"));
+    assert_false(ll("10.0.0.1"));
+    assert_true(ll("fe80::1"));
+    assert_true(ll("febf::1"));
+    assert_false(ll("fec0::1"));
+    assert_true(ll("fd00:ec2::254"));
+    assert_false(ll("fd00:ec2::253"));
+    assert_true(ll("::ffff:169.254.169.254"));
+    assert_false(ll("::ffff:127.0.0.1"));
+    assert_false(ll("::1"));
     assert_false(ingress_addr_link_local(NULL));
 }
 
