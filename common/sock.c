@@ -111,6 +111,8 @@ struct sock {
         uv_pipe_t pipe;
     } h;
     uv_timer_t timer; /* the owner's deadline, then the bounded wait of a graceful close */
+    uint64_t deadline;   /* sock_set_timeout()'s, in loop time; 0: none */
+    uint64_t timer_due;  /* when |timer| fires (loop time), 0 when not armed */
     uv_connect_t creq;
     uv_write_t wreq;
     uv_shutdown_t sreq;
@@ -1157,6 +1159,8 @@ static void do_close(struct sock *s)
             return;
         }
     }
+    s->deadline = 0;
+    s->timer_due = uv_now(s->sl->loop) + s->close_wait_ms;
     uv_timer_start(&s->timer, on_timer, s->close_wait_ms, 0);
     update_reading(s);
     sock_schedule(s);
@@ -1214,7 +1218,21 @@ int sock_shutdown(struct sock *s)
 static void on_timer(uv_timer_t *t)
 {
     struct sock *s = t->data;
+    uint64_t now = uv_now(s->sl->loop);
 
+    s->timer_due = 0;
+    if (s->state != SOCK_S_CLOSING) {
+        /* sock_set_timeout() moves |deadline| without touching the timer when it can: the
+         * timer may find nothing to do, or a later deadline to wait for. */
+        if (s->deadline == 0)
+            return;
+        if (now < s->deadline) {
+            s->timer_due = s->deadline;
+            uv_timer_start(&s->timer, on_timer, s->deadline - now, 0);
+            return;
+        }
+        s->deadline = 0;
+    }
     sock_enter(s);
     if (s->state == SOCK_S_CLOSING) {
         /* The bounded wait of a graceful close: unsent output means a reset (truncation shows). */
@@ -1234,14 +1252,23 @@ static void on_timer(uv_timer_t *t)
     sock_leave(s);
 }
 
+/* Deadlines change several times per request (header read, response, keep-alive): a timer heap
+ * update each time showed in profiles. The timer stays armed at the earliest deadline it has been
+ * given and re-arms itself when it fires early; it is only restarted when a deadline moves
+ * earlier than it. */
 void sock_set_timeout(struct sock *s, uint64_t ms)
 {
     if (s->state >= SOCK_S_CLOSING)
         return;
-    if (ms == 0)
-        uv_timer_stop(&s->timer);
-    else
-        uv_timer_start(&s->timer, on_timer, ms, 0);
+    if (ms == 0) {
+        s->deadline = 0; /* an armed timer finds nothing to do */
+        return;
+    }
+    s->deadline = uv_now(s->sl->loop) + ms;
+    if (s->timer_due != 0 && s->timer_due <= s->deadline)
+        return;
+    s->timer_due = s->deadline;
+    uv_timer_start(&s->timer, on_timer, ms, 0);
 }
 
 /* ---- creation -------------------------------------------------------------------------------- */

@@ -540,12 +540,17 @@ static void preq_arm(struct preq *rq)
 
 static int is_hop_by_hop_response(const char *name, size_t n)
 {
-    static const char *const names[] = {"connection", "keep-alive", "proxy-connection", "te",
-                                        "transfer-encoding", "upgrade", "trailer", "content-length",
-                                        "culvert-request-id", NULL};
+#define HOP(s) {s, sizeof(s) - 1}
+    static const struct {
+        const char *name;
+        size_t len;
+    } names[] = {HOP("connection"),     HOP("keep-alive"), HOP("proxy-connection"),
+                 HOP("te"),             HOP("transfer-encoding"), HOP("upgrade"),
+                 HOP("trailer"),        HOP("content-length"),    HOP("culvert-request-id")};
+#undef HOP
 
-    for (int i = 0; names[i] != NULL; i++) {
-        if (strlen(names[i]) == n && strncasecmp(names[i], name, n) == 0)
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        if (names[i].len == n && strncasecmp(names[i].name, name, n) == 0)
             return 1;
     }
     return 0;

@@ -1157,6 +1157,56 @@ static void test_timeout_can_be_disarmed(void **state)
     finish(e);
 }
 
+static unsigned timeouts_seen_at_aux;
+
+static void on_aux_count_timeouts(uv_timer_t *t)
+{
+    struct env *e = t->data;
+
+    timeouts_seen_at_aux = e->client.timeouts + 1000; /* +1000: the check ran */
+}
+
+/* Deadlines move lazily (the timer stays armed at the earliest one): a deadline moved later must
+ * not fire at the earlier time, and must still fire, once, at the later one. */
+static void test_timeout_moved_later_fires_at_the_later_deadline(void **state)
+{
+    struct env *e = *state;
+    uint64_t t0;
+
+    e->server.close_on_eof = 1;
+    connect_client(e);
+    t0 = uv_now(&e->loop);
+    sock_set_timeout(e->client.s, 30);
+    sock_set_timeout(e->client.s, 0);
+    sock_set_timeout(e->client.s, 150);
+    timeouts_seen_at_aux = 0;
+    uv_timer_start(&e->aux, on_aux_count_timeouts, 80, 0); /* after 30, before 150 */
+    run(e);
+    assert_int_equal(timeouts_seen_at_aux, 1000);
+    assert_int_equal(e->client.timeouts, 1);
+    assert_true(uv_now(&e->loop) - t0 >= 150);
+    assert_closed_once(e);
+    finish(e);
+}
+
+/* ...and a deadline moved earlier fires at the earlier time. */
+static void test_timeout_moved_earlier_fires_at_the_earlier_deadline(void **state)
+{
+    struct env *e = *state;
+    uint64_t t0;
+
+    e->server.close_on_eof = 1;
+    connect_client(e);
+    t0 = uv_now(&e->loop);
+    sock_set_timeout(e->client.s, 5000);
+    sock_set_timeout(e->client.s, 40);
+    run(e);
+    assert_int_equal(e->client.timeouts, 1);
+    assert_true(uv_now(&e->loop) - t0 < 2000);
+    assert_closed_once(e);
+    finish(e);
+}
+
 static void close_in_data_case(struct env *e, int abort)
 {
     e->server.close_on_data = !abort;
@@ -1485,6 +1535,8 @@ int main(void)
         T(test_timeout_calls_on_timeout),
         T(test_timeout_without_hook_is_an_error),
         T(test_timeout_can_be_disarmed),
+        T(test_timeout_moved_later_fires_at_the_later_deadline),
+        T(test_timeout_moved_earlier_fires_at_the_earlier_deadline),
         T(test_close_inside_on_data_is_safe),
         T(test_abort_inside_on_data_is_safe),
         T(test_tls_close_inside_on_data_is_safe),
