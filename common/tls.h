@@ -55,6 +55,10 @@ SSL_CTX *tls_ctx_server_new(const char *cert_file, const char *key_file, enum tl
  * missing trust anchor, bad ALPN name, out of memory). */
 SSL_CTX *tls_ctx_client_new(const struct tls_client_opts *o, char *err, size_t errlen);
 
+/* Call first thing in main(), before OpenSSL allocates: routes OpenSSL's record-buffer-sized
+ * allocations through a small cache (see tls.c). Harmless if it comes too late. */
+void tls_global_init(void);
+
 /* Appends OpenSSL's error queue to |out| ("; "-separated) and clears it. */
 void tls_drain_errors(char *out, size_t outlen);
 

@@ -210,6 +210,7 @@ static int run(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+    tls_global_init();
     if (argc < 2) {
         usage(stderr);
         return 2;

@@ -20,6 +20,7 @@
 #include "edge_config.h"
 #include "err.h"
 #include "log.h"
+#include "tls.h"
 #include "mem.h"
 #include "public.h"
 #include "sock.h"
@@ -316,6 +317,7 @@ static int serve(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+    tls_global_init();
     if (argc < 2) {
         usage(stderr);
         return 2;
