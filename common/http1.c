@@ -1727,9 +1727,23 @@ static int token_ok(const char *s, size_t n)
 
 static int text_ok(const char *s, size_t n)
 {
-    size_t i;
+    const uint64_t ones = 0x0101010101010101ULL;
+    const uint64_t highs = 0x8080808080808080ULL;
+    size_t i = 0;
 
-    for (i = 0; i < n; i++) {
+    /* Eight bytes at a time while none is below 0x20 or 0x7f (exact "any byte" tests: Bit
+     * Twiddling Hacks' hasless and haszero); a word with one goes to the byte check, which also
+     * allows HTAB. */
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        uint64_t del;
+
+        memcpy(&w, s + i, 8);
+        del = w ^ (0x7f * ones);
+        if ((((w - 0x20 * ones) & ~w) | ((del - ones) & ~del)) & highs)
+            break;
+    }
+    for (; i < n; i++) {
         if (!is_value_byte((uint8_t)s[i]))
             return 0;
     }
