@@ -204,12 +204,19 @@ static void set_common(SSL_CTX *ctx)
 #define REC_CHUNK_MIN (16 * 1024)
 #define REC_CHUNK (18 * 1024)
 #if defined(__SANITIZE_ADDRESS__)
-#define REC_CACHE 0
-#else
-#define REC_CACHE 32
+#define REC_CACHE_ON 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define REC_CACHE_ON 0
 #endif
+#endif
+#ifndef REC_CACHE_ON
+#define REC_CACHE_ON 1
+#endif
+#define REC_CACHE 32
 
-static void *rec_cache[REC_CACHE + 1];
+#if REC_CACHE_ON
+static void *rec_cache[REC_CACHE];
 static unsigned rec_cached;
 
 static int is_rec_chunk(void *p)
@@ -251,12 +258,14 @@ static void *rec_realloc(void *p, size_t n, const char *file, int line)
         return p;
     return realloc(p, n);
 }
+#endif
 
 void tls_global_init(void)
 {
+#if REC_CACHE_ON
     /* Refused once OpenSSL has allocated anything: then it simply keeps glibc's functions. */
-    if (REC_CACHE > 0)
-        (void)CRYPTO_set_mem_functions(rec_malloc, rec_realloc, rec_free);
+    (void)CRYPTO_set_mem_functions(rec_malloc, rec_realloc, rec_free);
+#endif
 }
 
 /* Server ALPN: accept exactly the configured protocol, fail the handshake otherwise. */
