@@ -30,6 +30,7 @@ void limits_init(struct cv_limits *l)
     l->max_concurrent_streams = 256;
     l->stream_queue = 1024;
     l->stream_window = 256 * 1024;
+    l->stream_window_max = 4 * 1024 * 1024;
     l->connection_window = 16 * 1024 * 1024;
     l->stream_send_buffer = 256 * 1024;
     l->reset_burst = 1000;
@@ -77,6 +78,7 @@ static const struct limit_desc table[] = {
     L(max_concurrent_streams, LIMIT_COUNT),
     L(stream_queue, LIMIT_COUNT),
     L(stream_window, LIMIT_BYTES),
+    L(stream_window_max, LIMIT_BYTES),
     L(connection_window, LIMIT_BYTES),
     L(stream_send_buffer, LIMIT_BYTES),
     L(reset_burst, LIMIT_COUNT),

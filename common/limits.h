@@ -36,6 +36,7 @@ struct cv_limits {
     uint32_t max_concurrent_streams; /* 256 per connection */
     uint32_t stream_queue;           /* edge: requests waiting for a stream slot, 1024 -> 503 */
     uint32_t stream_window;          /* 256 KiB */
+    uint32_t stream_window_max;      /* auto-tuning grows a fast stream's window up to 4 MiB */
     uint32_t connection_window;      /* 16 MiB */
     uint32_t stream_send_buffer;     /* bytes a stream may queue before the mux has credit, 64 KiB */
     uint32_t reset_burst;            /* 1000 */

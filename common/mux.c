@@ -49,6 +49,8 @@
 
 #define PING_RING 8
 #define OUT_CAP (8u * 1024 * 1024)
+/* §9.5: a stream whose reader consumed half its window within 10 ms gets a bigger window. */
+#define MUX_GROW_FLOOR_US 10000
 
 struct mux_stream {
     struct mux *m;
@@ -58,6 +60,8 @@ struct mux_stream {
     int64_t recv_window;       /* credit we gave the peer, minus what it used */
     uint64_t recv_unconsumed;  /* delivered to on_data, not yet consumed */
     uint64_t consumed_pending; /* consumed, not yet returned in a WINDOW_UPDATE */
+    uint64_t grant_us;         /* when the last WINDOW_UPDATE was sent; 0 before the first */
+    uint32_t recv_size;        /* the stream's receive window: initial_stream_window, auto-tuned */
     int64_t expect_len;        /* content-length of what we receive, or -1 */
     uint64_t recv_len;         /* DATA octets received */
     struct buf sendq;
@@ -429,6 +433,7 @@ static struct mux_stream *stream_new(struct mux *m, uint32_t id)
     s->id = id;
     s->send_window = m->peer.initial_stream_window;
     s->recv_window = m->local.initial_stream_window;
+    s->recv_size = m->local.initial_stream_window;
     s->expect_len = -1;
     buf_init(&s->sendq, m->lim.stream_send_buffer);
     list_init(&s->ready_node);
@@ -1673,6 +1678,34 @@ int mux_stream_dispatched(struct mux_stream *s)
     return 0;
 }
 
+/*
+ * §9.5 window auto-tuning. Half of the stream's window was consumed (forwarded onward) since the last
+ * update: if that took less than MUX_GROW_FLOOR_US, or four round trips where those are longer, the
+ * reader keeps up and the window, not the reader, limits the stream (the sender waits a credit round
+ * trip per window). The window then doubles, up to stream_window_max; the extra credit goes out with
+ * this update. A slow reader returns credit slowly and keeps its window, so what the receiver may have
+ * to buffer for it stays the window it had plus its output buffer; the connection window bounds all
+ * streams of a connection together, as before.
+ */
+static uint64_t window_growth(struct mux *m, struct mux_stream *s)
+{
+    uint64_t t = now_us(m), last = s->grant_us, within, extra;
+
+    s->grant_us = t;
+    if (s->recv_size >= m->lim.stream_window_max || last == 0 || t < last)
+        return 0;
+    within = 4 * m->last_rtt_us;
+    if (within < MUX_GROW_FLOOR_US)
+        within = MUX_GROW_FLOOR_US;
+    if (t - last >= within)
+        return 0;
+    extra = s->recv_size;
+    if (extra > m->lim.stream_window_max - s->recv_size)
+        extra = m->lim.stream_window_max - s->recv_size;
+    s->recv_size += (uint32_t)extra;
+    return extra;
+}
+
 void mux_stream_consumed(struct mux_stream *s, size_t n)
 {
     struct mux *m = s->m;
@@ -1688,9 +1721,9 @@ void mux_stream_consumed(struct mux_stream *s, size_t n)
         return;
     s->consumed_pending += n;
     /* §9.4: update once half the window was consumed. */
-    if (s->consumed_pending < m->local.initial_stream_window / 2)
+    if (s->consumed_pending < s->recv_size / 2)
         return;
-    inc = s->consumed_pending;
+    inc = s->consumed_pending + window_growth(m, s);
     s->consumed_pending = 0;
     s->recv_window += (int64_t)inc;
     send_window_update(m, s->id, (uint32_t)inc);

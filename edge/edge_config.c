@@ -594,7 +594,7 @@ static void limit_bounds(const char *name, uint64_t *min, uint64_t *max)
     if (strcmp(name, "max_frame_size") == 0) {
         *min = 16384; /* PROTOCOL.md §4: max_frame_size 16 384 .. 1 048 576 */
         *max = 1048576;
-    } else if (strcmp(name, "stream_window") == 0) {
+    } else if (strcmp(name, "stream_window") == 0 || strcmp(name, "stream_window_max") == 0) {
         *max = 2147483647u; /* PROTOCOL.md §4: initial_stream_window 1 .. 2^31-1 */
     } else if (strcmp(name, "connection_window") == 0) {
         *min = 65535; /* PROTOCOL.md §4: connection_window 65 535 .. 2^31-1 */

@@ -539,6 +539,110 @@ static void test_zero_window_blocks_writer_until_window_update(void **state)
     assert_true(edge_side.data_len[0] <= 2 * limits.stream_window);
 }
 
+/*
+ * Streams |total| bytes from the connector to the edge. Each round the writer writes until the window
+ * stops it, then, |step_us| later, the edge consumes all it received. Returns the most bytes that were
+ * received and not yet consumed at once: the stream's window at its largest. The pair is registered.
+ */
+static size_t stream_with_reader(uint64_t step_us, size_t total)
+{
+    static uint8_t big[256 * 1024];
+    struct mux_stream *s, *cs;
+    struct buf resp;
+    size_t sent = 0, got = 0, peak = 0;
+    int err = 0;
+
+    edge_side.auto_consume = 0;
+    s = edge_open("/download", 1, &err);
+    assert_non_null(s);
+    pump();
+    cs = conn_side.streams[0];
+    build_response(&resp, "200", NULL);
+    assert_int_equal(mux_stream_headers(cs, resp.pos, buf_len(&resp), 0), 0);
+    buf_cleanup(&resp);
+    memset(big, 'w', sizeof(big));
+    for (int round = 0; round < 1000 && got < total; round++) {
+        for (int i = 0; i < 100 && sent < total; i++) {
+            size_t want = total - sent < sizeof(big) ? total - sent : sizeof(big);
+            ssize_t k = mux_stream_write(cs, big, want, 0);
+
+            assert_true(k >= 0);
+            sent += (size_t)k;
+            pump();
+            if (k == 0)
+                break;
+        }
+        if (edge_side.data_len[0] > peak)
+            peak = edge_side.data_len[0];
+        support_clock_us += step_us;
+        got += edge_side.data_len[0];
+        mux_stream_consumed(s, edge_side.data_len[0]);
+        edge_side.data_len[0] = 0;
+        pump();
+    }
+    assert_int_equal(got, total);
+    return peak;
+}
+
+static void test_window_grows_for_a_reader_that_keeps_up(void **state)
+{
+    size_t peak;
+
+    (void)state;
+    /* Half a window consumed within a millisecond: the window doubles, up to stream_window_max. */
+    do_register();
+    peak = stream_with_reader(1000, 24u * 1024 * 1024);
+    assert_int_equal(peak, limits.stream_window_max);
+}
+
+static void test_window_stays_for_a_slow_reader(void **state)
+{
+    size_t peak;
+
+    (void)state;
+    /* 50 ms per window is slower than the 10 ms floor (no RTT sample yet): the window stays. */
+    do_register();
+    peak = stream_with_reader(50000, 4u * 1024 * 1024);
+    assert_int_equal(peak, limits.stream_window);
+}
+
+static void test_window_growth_allows_four_round_trips(void **state)
+{
+    size_t peak;
+
+    (void)state;
+    /* A 20 ms round trip: 50 ms per window is within four of them, so the window grows. */
+    do_register();
+    assert_int_equal(mux_ping(edge_side.m), 0);
+    {
+        const uint8_t *p;
+        size_t n = mux_pending(edge_side.m, &p, 65536);
+
+        memcpy(wire_e2c, p, n);
+        wire_e2c_len = n;
+        mux_consume(edge_side.m, n);
+    }
+    support_clock_us += 20000;
+    pump();
+    assert_int_equal(edge_side.rtt_us, 20000);
+    peak = stream_with_reader(50000, 24u * 1024 * 1024);
+    assert_int_equal(peak, limits.stream_window_max);
+}
+
+static void test_window_growth_off_when_max_is_the_window(void **state)
+{
+    struct cv_limits fixed = limits;
+
+    (void)state;
+    mux_free(edge_side.m);
+    mux_free(conn_side.m);
+    fixed.stream_window_max = fixed.stream_window;
+    edge_side.m = mux_new(MUX_ROLE_EDGE, &fixed, &hooks, &edge_side);
+    conn_side.m = mux_new(MUX_ROLE_CONNECTOR, &limits, &hooks, &conn_side);
+    do_register();
+    assert_int_equal(stream_with_reader(1000, 4u * 1024 * 1024), limits.stream_window);
+}
+
 static void test_connection_window_bounds_all_streams(void **state)
 {
     struct cv_limits small = limits;
@@ -1312,6 +1416,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_frame_before_register_is_protocol_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_request_and_response_bodies_cross_both_ways, setup, teardown),
         cmocka_unit_test_setup_teardown(test_zero_window_blocks_writer_until_window_update, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_window_grows_for_a_reader_that_keeps_up, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_window_stays_for_a_slow_reader, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_window_growth_allows_four_round_trips, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_window_growth_off_when_max_is_the_window, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connection_window_bounds_all_streams, setup, teardown),
         cmocka_unit_test_setup_teardown(test_released_streams_return_unconsumed_bytes_to_the_connection, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ping_measures_rtt_and_misses_are_counted, setup, teardown),
