@@ -157,9 +157,8 @@ struct http1_parser {
 
 /* ---- character classes ----------------------------------------------------------------------- */
 
-/* RFC 9110 §5.6.2 tchar. */
 /* RFC 9110 §5.6.2 tchar, as a table: it is asked for every byte of every field name. */
-static const uint8_t tchar_table[256] = {
+const uint8_t http1_tchar[256] = {
     ['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1, ['*'] = 1, ['+'] = 1,
     ['-'] = 1, ['.'] = 1, ['^'] = 1, ['_'] = 1, ['`'] = 1, ['|'] = 1, ['~'] = 1,
     ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1,
@@ -176,7 +175,7 @@ static const uint8_t tchar_table[256] = {
 
 static int is_tchar(uint8_t c)
 {
-    return tchar_table[c];
+    return http1_tchar[c];
 }
 
 /* field-vchar / SP / HTAB / obs-text: anything but a control character or DEL. */
@@ -1045,7 +1044,7 @@ static int scan(struct http1_parser *p, const uint8_t *d, size_t n, size_t *used
                     j++;
                 cap = HTTP1_MAX_VALUE;
             } else if (p->sc == SC_NAME) {
-                while (j < n && tchar_table[d[j]])
+                while (j < n && http1_tchar[d[j]])
                     j++;
                 cap = HTTP1_MAX_NAME;
             } else {
@@ -1636,10 +1635,21 @@ int http1_is_hop_by_hop(const struct http1_head *h, const char *name, size_t len
     };
     size_t i;
 
-    /* Lengths first: this runs for every field of every message. */
-    for (i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++) {
-        if (fixed[i].len == len && eq_ci_n(name, fixed[i].name, len))
-            return 1;
+    /* This runs for every field of every message: most names have a length no hop-by-hop name has. */
+    switch (len) {
+    case 2:
+    case 7:
+    case 10:
+    case 14:
+    case 16:
+    case 17:
+        for (i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++) {
+            if (fixed[i].len == len && eq_ci_n(name, fixed[i].name, len))
+                return 1;
+        }
+        break;
+    default:
+        break;
     }
     if (h == NULL || h->nconn_tokens == 0)
         return 0; /* nothing nominated: the rest cannot match */

@@ -1503,6 +1503,8 @@ static void test_hop_by_hop_fixed_list(void **state)
     assert_int_equal(http1_is_hop_by_hop(NULL, "Transfer-Encoding", 17), 1);
     assert_int_equal(http1_is_hop_by_hop(NULL, "UPGRADE", 7), 1);
     assert_int_equal(http1_is_hop_by_hop(NULL, "Trailer", 7), 1);
+    assert_int_equal(http1_is_hop_by_hop(NULL, "HTTP2-Settings", 14), 1);
+    assert_int_equal(http1_is_hop_by_hop(NULL, "Content-Length", 14), 0);
     assert_int_equal(http1_is_hop_by_hop(NULL, "Trailers", 8), 0);
     assert_int_equal(http1_is_hop_by_hop(NULL, "X-Secret", 8), 0);
 }
