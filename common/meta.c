@@ -54,6 +54,8 @@ static int name_eq(const char *a, size_t n, const char *b, size_t bn)
 {
     if (n != bn)
         return 0;
+    if (memcmp(a, b, n) == 0)
+        return 1; /* pseudo-field names and lower-case spellings: no case folding needed */
     for (size_t i = 0; i < n; i++) {
         if (lower((unsigned char)a[i]) != lower((unsigned char)b[i]))
             return 0;
@@ -225,6 +227,7 @@ static int check_pseudo_fields(const struct meta *m, const char **why)
 {
     unsigned allowed = allowed_pseudo(m->type);
     unsigned seen = 0;
+    unsigned first[sizeof(request_order) / sizeof(request_order[0])] = {0};
     int regular_seen = 0;
     int rv;
 
@@ -250,6 +253,8 @@ static int check_pseudo_fields(const struct meta *m, const char **why)
             return CV_EPROTO;
         }
         seen |= bit;
+        if (i < sizeof(first) / sizeof(first[0]))
+            first[i] = bit;
         rv = check_pseudo_value(bit, f, why);
         if (rv < 0)
             return rv;
@@ -261,7 +266,7 @@ static int check_pseudo_fields(const struct meta *m, const char **why)
     if (m->type == META_REQUEST_HTTP || m->type == META_REQUEST_UPGRADE) {
         /* The four required ones are present; they must also be the first four, in order. */
         for (unsigned i = 0; i < sizeof(request_order) / sizeof(request_order[0]); i++) {
-            if (pseudo_bit(&m->fields[i]) != request_order[i]) {
+            if (first[i] != request_order[i]) {
                 *why = "request pseudo-fields not in the order :method :scheme :authority :path";
                 return CV_EPROTO;
             }
