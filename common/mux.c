@@ -49,8 +49,10 @@
 
 #define PING_RING 8
 #define OUT_CAP (8u * 1024 * 1024)
-/* §9.5: a stream whose reader consumed half its window within 10 ms gets a bigger window. */
+/* §9.5: a stream whose reader consumed half its window within 10 ms (or four round trips, counted
+ * up to one second) gets a bigger window. */
 #define MUX_GROW_FLOOR_US 10000
+#define MUX_GROW_CEIL_US 1000000
 
 struct mux_stream {
     struct mux *m;
@@ -61,6 +63,7 @@ struct mux_stream {
     uint64_t recv_unconsumed;  /* delivered to on_data, not yet consumed */
     uint64_t consumed_pending; /* consumed, not yet returned in a WINDOW_UPDATE */
     uint64_t grant_us;         /* when the last WINDOW_UPDATE was sent; 0 before the first */
+    uint64_t unconsumed_peak;  /* most delivered-and-unconsumed bytes since that update */
     uint32_t recv_size;        /* the stream's receive window: initial_stream_window, auto-tuned */
     int64_t expect_len;        /* content-length of what we receive, or -1 */
     uint64_t recv_len;         /* DATA octets received */
@@ -121,6 +124,7 @@ struct mux {
     struct ping_rec pings[PING_RING];
     uint64_t last_rtt_us;
     uint64_t last_recv_us;
+    uint64_t window_grown; /* §9.5: credit granted beyond initial_stream_window, all streams */
 
     /* Registration being judged by the edge's hook. */
     struct frame_register pending_reg;
@@ -258,6 +262,8 @@ struct mux *mux_new(enum mux_role role, const struct cv_limits *limits, const st
 
 static void stream_free(struct mux_stream *s)
 {
+    if (s->recv_size > s->m->local.initial_stream_window)
+        s->m->window_grown -= s->recv_size - s->m->local.initial_stream_window;
     list_remove(&s->all_node);
     list_remove(&s->ready_node);
     list_remove(&s->notify_node);
@@ -692,6 +698,9 @@ static int on_data_frame(struct mux *m, const struct frame *f)
         s->recv_unconsumed += len;
         if (len > 0 && s->sh != NULL && s->sh->on_data != NULL)
             s->sh->on_data(s, f->payload, len, s->data);
+        /* What the reader left unconsumed once it had its turn: its backlog (§9.5). */
+        if (s->recv_unconsumed > s->unconsumed_peak)
+            s->unconsumed_peak = s->recv_unconsumed;
     } else {
         /* Released: nobody reads; return the credit at once. */
         if (conn_credit(m, len) < 0)
@@ -1680,30 +1689,48 @@ int mux_stream_dispatched(struct mux_stream *s)
 
 /*
  * §9.5 window auto-tuning. Half of the stream's window was consumed (forwarded onward) since the last
- * update: if that took less than MUX_GROW_FLOOR_US, or four round trips where those are longer, the
- * reader keeps up and the window, not the reader, limits the stream (the sender waits a credit round
- * trip per window). The window then doubles, up to stream_window_max; the extra credit goes out with
- * this update. A slow reader returns credit slowly and keeps its window, so what the receiver may have
- * to buffer for it stays the window it had plus its output buffer; the connection window bounds all
- * streams of a connection together, as before.
+ * update. The window doubles, up to stream_window_max, when the reader kept up: it never left half
+ * of the window unconsumed since that update, and it got through that half in less
+ * than MUX_GROW_FLOOR_US, or four round trips where those are longer (counted up to
+ * MUX_GROW_CEIL_US). Then the window, not the reader, limits the stream: the sender waits a credit
+ * round trip per window. The extra credit goes out with this update. A reader that falls behind or
+ * drains slowly keeps its window, so what the receiver buffers for it stays the window it had plus
+ * its output buffer. The grown parts of all windows of a connection stay within half the connection
+ * window: streams that stall after growing cannot pin all of it, and the other half is left for
+ * everyone else's initial windows.
  */
 static uint64_t window_growth(struct mux *m, struct mux_stream *s)
 {
-    uint64_t t = now_us(m), last = s->grant_us, within, extra;
+    uint64_t t = now_us(m), last = s->grant_us, within, extra, room;
+    uint64_t backlog = s->unconsumed_peak;
 
     s->grant_us = t;
-    if (s->recv_size >= m->lim.stream_window_max || last == 0 || t < last)
+    s->unconsumed_peak = s->recv_unconsumed;
+    if (s->recv_size >= m->lim.stream_window_max || last == 0 || t < last ||
+        backlog >= s->recv_size / 2)
         return 0;
     within = 4 * m->last_rtt_us;
     if (within < MUX_GROW_FLOOR_US)
         within = MUX_GROW_FLOOR_US;
+    if (within > MUX_GROW_CEIL_US)
+        within = MUX_GROW_CEIL_US;
     if (t - last >= within)
         return 0;
+    room = m->local.connection_window / 2;
+    room = room > m->window_grown ? room - m->window_grown : 0;
     extra = s->recv_size;
     if (extra > m->lim.stream_window_max - s->recv_size)
         extra = m->lim.stream_window_max - s->recv_size;
+    if (extra > room)
+        extra = room;
     s->recv_size += (uint32_t)extra;
+    m->window_grown += extra;
     return extra;
+}
+
+uint32_t mux_stream_window_size(const struct mux_stream *s)
+{
+    return s->recv_size;
 }
 
 void mux_stream_consumed(struct mux_stream *s, size_t n)

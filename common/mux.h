@@ -197,6 +197,8 @@ size_t mux_stream_write_space(struct mux_stream *s);
 size_t mux_stream_queued(const struct mux_stream *s);
 /* Connector: tells the edge the request reached the origin (DISPATCHED, once). */
 int mux_stream_dispatched(struct mux_stream *s);
+/* The stream's receive window: initial_stream_window, or more once auto-tuning grew it (§9.5). */
+uint32_t mux_stream_window_size(const struct mux_stream *s);
 /* Returns |n| bytes of received DATA to the flow-control windows (the application forwarded them). */
 void mux_stream_consumed(struct mux_stream *s, size_t n);
 /* Resets the stream with |code| (no hooks follow). The stream stays held until released. */

@@ -539,27 +539,70 @@ static void test_zero_window_blocks_writer_until_window_update(void **state)
     assert_true(edge_side.data_len[0] <= 2 * limits.stream_window);
 }
 
-/*
- * Streams |total| bytes from the connector to the edge. Each round the writer writes until the window
- * stops it, then, |step_us| later, the edge consumes all it received. Returns the most bytes that were
- * received and not yet consumed at once: the stream's window at its largest. The pair is registered.
- */
-static size_t stream_with_reader(uint64_t step_us, size_t total)
+/* Opens a download stream from the connector to the edge; |*cs| is the connector's end. */
+static struct mux_stream *open_download(struct mux_stream **cs)
 {
-    static uint8_t big[256 * 1024];
-    struct mux_stream *s, *cs;
+    struct mux_stream *s;
     struct buf resp;
-    size_t sent = 0, got = 0, peak = 0;
     int err = 0;
 
-    edge_side.auto_consume = 0;
     s = edge_open("/download", 1, &err);
     assert_non_null(s);
     pump();
-    cs = conn_side.streams[0];
+    *cs = conn_side.streams[conn_side.nstreams - 1];
     build_response(&resp, "200", NULL);
-    assert_int_equal(mux_stream_headers(cs, resp.pos, buf_len(&resp), 0), 0);
+    assert_int_equal(mux_stream_headers(*cs, resp.pos, buf_len(&resp), 0), 0);
     buf_cleanup(&resp);
+    return s;
+}
+
+/*
+ * A reader that keeps up: the edge consumes each DATA frame as it arrives. Each round the connector
+ * writes 128 KiB (half the initial window) and the clock moves |step_us|. Returns the stream's
+ * receive window at the end of |total| bytes. The pair is registered.
+ */
+static uint32_t window_after_prompt_reader(uint64_t step_us, size_t total)
+{
+    static uint8_t chunk[128 * 1024];
+    struct mux_stream *s, *cs;
+    size_t sent = 0;
+    int idx = edge_side.nstreams;
+
+    edge_side.auto_consume = 1;
+    s = open_download(&cs);
+    memset(chunk, 'w', sizeof(chunk));
+    for (int round = 0; round < 100000 && sent < total; round++) {
+        size_t done = 0;
+
+        for (int i = 0; i < 1000 && done < sizeof(chunk); i++) {
+            ssize_t k = mux_stream_write(cs, chunk + done, sizeof(chunk) - done, 0);
+
+            assert_true(k >= 0);
+            done += (size_t)k;
+            pump();
+        }
+        assert_int_equal(done, sizeof(chunk));
+        sent += done;
+        edge_side.data_len[idx] = 0;
+        support_clock_us += step_us;
+    }
+    assert_int_equal(sent, total);
+    return mux_stream_window_size(s);
+}
+
+/*
+ * A reader with a backlog: each round the connector writes until the window stops it and, |step_us|
+ * later, the edge consumes all it got in |parts| calls back to back. Returns the most bytes received
+ * and not yet consumed at once (the window at its largest). The pair is registered.
+ */
+static size_t peak_with_late_reader(uint64_t step_us, size_t total, unsigned parts)
+{
+    static uint8_t big[256 * 1024];
+    struct mux_stream *s, *cs;
+    size_t sent = 0, got = 0, peak = 0;
+
+    edge_side.auto_consume = 0;
+    s = open_download(&cs);
     memset(big, 'w', sizeof(big));
     for (int round = 0; round < 1000 && got < total; round++) {
         for (int i = 0; i < 100 && sent < total; i++) {
@@ -576,57 +619,119 @@ static size_t stream_with_reader(uint64_t step_us, size_t total)
             peak = edge_side.data_len[0];
         support_clock_us += step_us;
         got += edge_side.data_len[0];
-        mux_stream_consumed(s, edge_side.data_len[0]);
+        for (unsigned k = 0; k < parts; k++) {
+            size_t part = edge_side.data_len[0] / parts;
+
+            mux_stream_consumed(s, k + 1 < parts ? part : edge_side.data_len[0] - part * (parts - 1));
+        }
         edge_side.data_len[0] = 0;
         pump();
     }
     assert_int_equal(got, total);
+    assert_int_equal(mux_stream_window_size(s), peak);
     return peak;
+}
+
+/* Gives the edge's mux an RTT sample of |rtt_us|. */
+static void edge_rtt(uint64_t rtt_us)
+{
+    const uint8_t *p;
+    size_t n;
+
+    assert_int_equal(mux_ping(edge_side.m), 0);
+    n = mux_pending(edge_side.m, &p, 65536);
+    memcpy(wire_e2c, p, n);
+    wire_e2c_len = n;
+    mux_consume(edge_side.m, n);
+    support_clock_us += rtt_us;
+    pump();
+    assert_int_equal(edge_side.rtt_us, rtt_us);
 }
 
 static void test_window_grows_for_a_reader_that_keeps_up(void **state)
 {
-    size_t peak;
-
     (void)state;
-    /* Half a window consumed within a millisecond: the window doubles, up to stream_window_max. */
+    /* Half a window every millisecond and no backlog: the window doubles up to stream_window_max
+     * (the last doubling, 2 -> 4 MiB, sees 1 MiB consumed in 8 ms). */
     do_register();
-    peak = stream_with_reader(1000, 24u * 1024 * 1024);
-    assert_int_equal(peak, limits.stream_window_max);
+    assert_int_equal(window_after_prompt_reader(1000, 16u * 1024 * 1024), limits.stream_window_max);
 }
 
 static void test_window_stays_for_a_slow_reader(void **state)
 {
-    size_t peak;
-
     (void)state;
-    /* 50 ms per window is slower than the 10 ms floor (no RTT sample yet): the window stays. */
+    /* Half a window every 10 ms is not faster than the 10 ms floor (no RTT sample yet). */
     do_register();
-    peak = stream_with_reader(50000, 4u * 1024 * 1024);
-    assert_int_equal(peak, limits.stream_window);
+    assert_int_equal(window_after_prompt_reader(10000, 4u * 1024 * 1024), limits.stream_window);
+}
+
+static void test_window_stays_for_a_reader_with_a_backlog(void **state)
+{
+    (void)state;
+    /* The whole window waits 50 ms for its reader: a backlog, whatever the timing of the updates. */
+    do_register();
+    assert_int_equal(peak_with_late_reader(50000, 4u * 1024 * 1024, 1), limits.stream_window);
+}
+
+static void test_window_stays_for_a_reader_that_drains_a_backlog_in_parts(void **state)
+{
+    (void)state;
+    /* A window per second, consumed in two calls back to back: the second update follows the first
+     * at once, but the reader had a whole window of backlog, so the window stays. */
+    do_register();
+    assert_int_equal(peak_with_late_reader(1000000, 4u * 1024 * 1024, 2), limits.stream_window);
 }
 
 static void test_window_growth_allows_four_round_trips(void **state)
 {
-    size_t peak;
+    (void)state;
+    /* A 20 ms round trip allows 80 ms per half window: at 10 ms per 128 KiB the window grows while
+     * half of it takes less (256 KiB -> 512 KiB -> 1 MiB -> 2 MiB, where half takes 80 ms). The
+     * same reader without the RTT sample keeps 256 KiB (test_window_stays_for_a_slow_reader). */
+    do_register();
+    edge_rtt(20000);
+    assert_int_equal(window_after_prompt_reader(10000, 8u * 1024 * 1024), 2u * 1024 * 1024);
+}
+
+static void test_window_round_trip_allowance_is_capped(void **state)
+{
+    (void)state;
+    /* A 30 s round trip (a late PONG) would allow two minutes per half window; the allowance stops
+     * at one second, so half a window every two seconds does not grow it. */
+    do_register();
+    edge_rtt(30000000);
+    assert_int_equal(window_after_prompt_reader(2000000, 2u * 1024 * 1024), limits.stream_window);
+}
+
+static void test_window_growth_stays_within_half_the_connection_window(void **state)
+{
+    struct cv_limits small = limits;
 
     (void)state;
-    /* A 20 ms round trip: 50 ms per window is within four of them, so the window grows. */
+    /* A 2 MiB connection window leaves 1 MiB of growth for all streams: 256 KiB doubles twice
+     * (+256 KiB, +512 KiB) and then gets the last 256 KiB, 1.25 MiB in all. */
+    mux_free(edge_side.m);
+    mux_free(conn_side.m);
+    small.connection_window = 2u * 1024 * 1024;
+    edge_side.m = mux_new(MUX_ROLE_EDGE, &small, &hooks, &edge_side);
+    conn_side.m = mux_new(MUX_ROLE_CONNECTOR, &limits, &hooks, &conn_side);
     do_register();
-    assert_int_equal(mux_ping(edge_side.m), 0);
-    {
-        const uint8_t *p;
-        size_t n = mux_pending(edge_side.m, &p, 65536);
-
-        memcpy(wire_e2c, p, n);
-        wire_e2c_len = n;
-        mux_consume(edge_side.m, n);
+    assert_int_equal(window_after_prompt_reader(1000, 16u * 1024 * 1024), 1280u * 1024);
+    /* A second stream next to it finds no room left. */
+    assert_int_equal(window_after_prompt_reader(1000, 4u * 1024 * 1024), limits.stream_window);
+    /* Once both are done and gone, the room is back for the next one. */
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(mux_stream_end(conn_side.streams[i]), 0);
+        mux_stream_release(conn_side.streams[i]);
+        conn_side.streams[i] = NULL;
     }
-    support_clock_us += 20000;
     pump();
-    assert_int_equal(edge_side.rtt_us, 20000);
-    peak = stream_with_reader(50000, 24u * 1024 * 1024);
-    assert_int_equal(peak, limits.stream_window_max);
+    for (int i = 0; i < 2; i++) {
+        mux_stream_release(edge_side.streams[i]);
+        edge_side.streams[i] = NULL;
+    }
+    pump();
+    assert_int_equal(window_after_prompt_reader(1000, 16u * 1024 * 1024), 1280u * 1024);
 }
 
 static void test_window_growth_off_when_max_is_the_window(void **state)
@@ -640,7 +745,7 @@ static void test_window_growth_off_when_max_is_the_window(void **state)
     edge_side.m = mux_new(MUX_ROLE_EDGE, &fixed, &hooks, &edge_side);
     conn_side.m = mux_new(MUX_ROLE_CONNECTOR, &limits, &hooks, &conn_side);
     do_register();
-    assert_int_equal(stream_with_reader(1000, 4u * 1024 * 1024), limits.stream_window);
+    assert_int_equal(window_after_prompt_reader(1000, 4u * 1024 * 1024), limits.stream_window);
 }
 
 static void test_connection_window_bounds_all_streams(void **state)
@@ -1418,7 +1523,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_zero_window_blocks_writer_until_window_update, setup, teardown),
         cmocka_unit_test_setup_teardown(test_window_grows_for_a_reader_that_keeps_up, setup, teardown),
         cmocka_unit_test_setup_teardown(test_window_stays_for_a_slow_reader, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_window_stays_for_a_reader_with_a_backlog, setup, teardown),
         cmocka_unit_test_setup_teardown(test_window_growth_allows_four_round_trips, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_window_stays_for_a_reader_that_drains_a_backlog_in_parts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_window_round_trip_allowance_is_capped, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_window_growth_stays_within_half_the_connection_window, setup, teardown),
         cmocka_unit_test_setup_teardown(test_window_growth_off_when_max_is_the_window, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connection_window_bounds_all_streams, setup, teardown),
         cmocka_unit_test_setup_teardown(test_released_streams_return_unconsumed_bytes_to_the_connection, setup, teardown),
