@@ -1635,21 +1635,10 @@ int http1_is_hop_by_hop(const struct http1_head *h, const char *name, size_t len
     };
     size_t i;
 
-    /* This runs for every field of every message: most names have a length no hop-by-hop name has. */
-    switch (len) {
-    case 2:
-    case 7:
-    case 10:
-    case 14:
-    case 16:
-    case 17:
-        for (i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++) {
-            if (fixed[i].len == len && eq_ci_n(name, fixed[i].name, len))
-                return 1;
-        }
-        break;
-    default:
-        break;
+    /* Lengths first: this runs for every field of every message. */
+    for (i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++) {
+        if (fixed[i].len == len && eq_ci_n(name, fixed[i].name, len))
+            return 1;
     }
     if (h == NULL || h->nconn_tokens == 0)
         return 0; /* nothing nominated: the rest cannot match */

@@ -98,10 +98,10 @@
 #define HTTP1_MAX_METHOD 32         /* method bytes -> 400 */
 #define HTTP1_MAX_REASON 512        /* reason phrase bytes (responses) */
 #define HTTP1_MAX_CONN_TOKENS 16    /* Connection tokens per message -> 400 */
+#define HTTP1_WS_ACCEPT_LEN 28      /* base64 of a SHA-1 digest */
 
 /* RFC 9110 §5.6.2: http1_tchar[c] is 1 when |c| is a tchar (token character), else 0. */
 extern const uint8_t http1_tchar[256];
-#define HTTP1_WS_ACCEPT_LEN 28      /* base64 of a SHA-1 digest */
 
 /* Hook return value: stop after this event (see http1_resume). */
 #define HTTP1_PAUSE 1

@@ -63,17 +63,12 @@ static int name_eq(const char *a, size_t n, const char *b, size_t bn)
     return 1;
 }
 
-static int is_tchar(uint8_t c)
-{
-    return http1_tchar[c];
-}
-
 static int is_token(const char *s, size_t n)
 {
     if (n == 0)
         return 0;
     for (size_t i = 0; i < n; i++) {
-        if (!is_tchar((uint8_t)s[i]))
+        if (!http1_tchar[(uint8_t)s[i]])
             return 0;
     }
     return 1;
@@ -210,7 +205,7 @@ static int check_field_bytes(const struct meta_field *f, const char **why)
     if (f->name[0] == ':')
         i = 1; /* which pseudo-field it is, is checked with the block's type */
     for (; i < f->name_len; i++) {
-        if (!is_tchar((uint8_t)f->name[i])) {
+        if (!http1_tchar[(uint8_t)f->name[i]]) {
             *why = "field name has a byte outside tchar";
             return CV_EPROTO;
         }
