@@ -179,6 +179,22 @@ def cpu_ticks(roots):
     return {p: (table[p][1], table[p][2]) for p in descendants(roots, table)}
 
 
+def machine_ticks():
+    """/proc/stat's first line: user nice system idle iowait irq softirq steal (both cores)."""
+    with open("/proc/stat") as f:
+        return [int(v) for v in f.readline().split()[1:9]]
+
+
+def machine_shares(before, after):
+    """Percent of all cores that were busy, idle (with iowait) and stolen by the hypervisor
+    between two machine_ticks() readings."""
+    d = [b - a for a, b in zip(before, after)]
+    total = max(1, sum(d))
+    idle = (d[3] + d[4]) * 100.0 / total
+    steal = d[7] * 100.0 / total
+    return 100.0 - idle - steal, idle, steal
+
+
 def cpu_delta_s(before, after):
     """CPU seconds used between two cpu_ticks() snapshots (new processes count from zero)."""
     total = 0
@@ -915,10 +931,11 @@ ingress:
 
     def phase_small(self, name, r, target, roles, conns):
         a = self.a
-        c0 = cpu_ticks(self.roots(roles))
+        c0, m0 = cpu_ticks(self.roots(roles)), machine_ticks()
         w = wrk(target, "/100b.html", conns, a.duration, a.wrk_threads)
-        c1 = cpu_ticks(self.roots(roles))
+        c1, m1 = cpu_ticks(self.roots(roles)), machine_ticks()
         k = "small%d" % conns
+        r[k + "_busy_pct"], r[k + "_idle_pct"], r[k + "_steal_pct"] = machine_shares(m0, m1)
         r[k + "_rps"] = w["rps"]
         r[k + "_p50_ms"] = w["p50_us"] / 1000.0
         r[k + "_p99_ms"] = w["p99_us"] / 1000.0
@@ -1331,6 +1348,14 @@ MAIN_METRICS = [
     ("rss_idle_kib", "RSS idle MiB", "MiB", LOWER, "%.1f"),
     ("rss_peak50_kib", "RSS peak @50 MiB", "MiB", LOWER, "%.1f"),
     ("rss_peak_kib", "RSS peak all MiB", "MiB", LOWER, "%.1f"),
+    ("small50_cpu_util", "proxy cores @50", "cores", LOWER, "%.2f"),
+    ("small50_busy_pct", "busy @50 %", "%", LOWER, "%.0f"),
+    ("small50_idle_pct", "idle @50 %", "%", LOWER, "%.0f"),
+    ("small50_steal_pct", "steal @50 %", "%", LOWER, "%.0f"),
+    ("small200_cpu_util", "proxy cores @200", "cores", LOWER, "%.2f"),
+    ("small200_busy_pct", "busy @200 %", "%", LOWER, "%.0f"),
+    ("small200_idle_pct", "idle @200 %", "%", LOWER, "%.0f"),
+    ("small200_steal_pct", "steal @200 %", "%", LOWER, "%.0f"),
 ]
 TABLES = [
     ("Small responses (100 B, keep-alive, wrk)", ["small50_rps", "small50_p50_ms", "small50_p99_ms",
@@ -1342,6 +1367,10 @@ TABLES = [
      ["small50_cpu_us_per_req", "small200_cpu_us_per_req", "mib10_cpu_s_per_gb",
       "download_cpu_s_per_gb", "upload_cpu_s_per_gb", "bulk_cpu_s_per_gb", "rss_idle_kib",
       "rss_peak50_kib", "rss_peak_kib"]),
+    ("The machine during the small-response loads (/proc/stat over all cores: busy, idle, taken by "
+     "the hypervisor; proxy cores = CPU seconds of the proxy processes per second)",
+     ["small50_cpu_util", "small50_busy_pct", "small50_idle_pct", "small50_steal_pct",
+      "small200_cpu_util", "small200_busy_pct", "small200_idle_pct", "small200_steal_pct"]),
 ]
 RATIO_METRICS = ["small50_rps", "small50_p99_ms", "small200_rps", "mib10_mbps", "download_median_mbps",
                  "upload_median_mbps", "small50_cpu_us_per_req", "bulk_cpu_s_per_gb", "rss_peak50_kib"]
