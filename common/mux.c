@@ -516,7 +516,13 @@ static int conn_credit(struct mux *m, uint64_t n)
     return send_window_update(m, 0, (uint32_t)inc);
 }
 
-/* Draws one token from the reset budget (PROTOCOL.md §12; counts sent and received resets). */
+/*
+ * Draws one token from the reset budget (PROTOCOL.md §12). What counts is what a hostile peer can
+ * repeat at no cost: RESETs it sends for streams that are no longer open, and RESETs we send
+ * because of its frames (stream errors, the MadeYouReset pattern). Resets as a stream's ordinary
+ * outcome (a visitor went away, an origin was unreachable) do not count: a tunnel connection
+ * carries many visitors, so the edge budgets their aborts per client IP instead.
+ */
 static int reset_budget(struct mux *m)
 {
     uint64_t t = now_us(m);
@@ -936,7 +942,7 @@ static int on_reset_frame(struct mux *m, const struct frame *f)
     struct mux_stream *s = stream_lookup(m, f->hdr.stream_id);
 
     m->st.resets_in++;
-    if (reset_budget(m) < 0)
+    if ((s == NULL || (s->flags & S_F_RESET)) && reset_budget(m) < 0)
         return conn_error(m, CODE_ENHANCE_YOUR_CALM, "reset budget exhausted");
     if (s == NULL) {
         int idle = m->role == MUX_ROLE_CONNECTOR ? f->hdr.stream_id > m->last_peer_stream
@@ -1762,12 +1768,8 @@ void mux_stream_reset(struct mux_stream *s, uint32_t code)
 
     if (s->flags & S_F_RESET)
         return;
-    if (!((s->flags & S_F_LOCAL_CLOSED) && (s->flags & S_F_REMOTE_CLOSED)) && m->state == MUX_S_OPEN) {
-        if (reset_budget(m) == 0)
-            send_reset_frame(m, s->id, code);
-        else
-            conn_error(m, CODE_ENHANCE_YOUR_CALM, "reset budget exhausted");
-    }
+    if (!((s->flags & S_F_LOCAL_CLOSED) && (s->flags & S_F_REMOTE_CLOSED)) && m->state == MUX_S_OPEN)
+        send_reset_frame(m, s->id, code);
     stream_mark_reset(s);
 }
 

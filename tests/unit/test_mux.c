@@ -1173,9 +1173,84 @@ static void test_reset_flood_trips_budget(void **state)
     assert_non_null(edge_open("/a", 1, &err)); /* id 1 exists, so RESETs on it are not idle */
     pump();
     frame_encode_reset(frame, sizeof(frame), 1, CODE_CANCEL);
-    for (int i = 0; i < 1001 && rv >= 0; i++)
+    /* The first RESET ends the open stream (an ordinary outcome, free); every later one is for
+     * a stream that no longer exists and draws from the budget (burst 1000). */
+    int i;
+    for (i = 0; i < 1100 && rv >= 0; i++)
         rv = mux_feed(edge_side.m, frame, sizeof(frame));
     assert_int_equal(rv, CV_ECALM);
+    assert_int_equal(i, 1 + (int)limits.reset_burst + 1);
+}
+
+/* MadeYouReset: frames that make us reset streams (DATA on a stream the peer already ended) draw
+ * from the budget too. */
+static void test_stream_errors_we_send_drain_budget(void **state)
+{
+    struct cv_limits small = limits;
+    uint8_t frame[FRAME_HDR_LEN + 1];
+    int err = 0;
+    ssize_t rv = 0;
+    int i;
+
+    (void)state;
+    mux_free(conn_side.m);
+    small.reset_burst = 4;
+    small.reset_per_sec = 0;
+    conn_side.m = mux_new(MUX_ROLE_CONNECTOR, &small, &hooks, &conn_side);
+    do_register();
+    /* Each request ends with END_STREAM, so its stream is half-closed (remote) at the connector;
+     * DATA on it is a stream error and costs the connector one RESET. (Later DATA on a stream
+     * already reset is ignored, so the pattern needs a new stream each time.) */
+    for (i = 0; i < 20 && rv >= 0; i++) {
+        assert_non_null(edge_open("/a", 1, &err));
+        pump();
+        frame_hdr_encode(frame, 1, FRAME_DATA, 0, (uint32_t)(2 * i + 1));
+        frame[FRAME_HDR_LEN] = 'x';
+        rv = mux_feed(conn_side.m, frame, sizeof(frame));
+    }
+    assert_int_equal(rv, CV_ECALM);
+    assert_int_equal(i, (int)small.reset_burst + 1);
+}
+
+/* Resets as a stream's ordinary outcome, both ways: the edge cancels (a visitor went away) and the
+ * connector refuses (origin unreachable). Many times the burst, no refill: neither side trips, so
+ * a tunnel serving many visitors is not cut off by their aborts or by a dead origin. */
+static void test_ordinary_resets_do_not_drain_budget(void **state)
+{
+    struct cv_limits small = limits;
+    int err = 0;
+
+    (void)state;
+    mux_free(edge_side.m);
+    mux_free(conn_side.m);
+    small.reset_burst = 4;
+    small.reset_per_sec = 0;
+    edge_side.m = mux_new(MUX_ROLE_EDGE, &small, &hooks, &edge_side);
+    conn_side.m = mux_new(MUX_ROLE_CONNECTOR, &small, &hooks, &conn_side);
+    do_register();
+    conn_side.release_on_reset = 1;
+    edge_side.release_on_reset = 1;
+    for (int i = 0; i < 20; i++) {
+        struct mux_stream *s = edge_open("/r", 1, &err);
+
+        assert_non_null(s);
+        pump();
+        assert_int_equal(conn_side.nstreams, i + 1);
+        if (i % 2 == 0) {
+            mux_stream_reset(s, CODE_CANCEL);
+            mux_stream_release(s);
+            edge_side.streams[i] = NULL;
+        } else {
+            mux_stream_reset(conn_side.streams[i], CODE_ORIGIN_UNREACHABLE);
+            mux_stream_release(conn_side.streams[i]);
+            conn_side.streams[i] = NULL;
+        }
+        pump();
+        assert_int_equal(mux_state(edge_side.m), MUX_S_OPEN);
+        assert_int_equal(mux_state(conn_side.m), MUX_S_OPEN);
+    }
+    assert_int_equal(feed_err_edge, 0);
+    assert_int_equal(feed_err_conn, 0);
 }
 
 static void test_empty_data_flood_is_calm_error(void **state)
@@ -1534,6 +1609,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_data_beyond_content_length_is_stream_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_transport_failure_marks_undispatched_streams_retryable, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reset_flood_trips_budget, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ordinary_resets_do_not_drain_budget, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_errors_we_send_drain_budget, setup, teardown),
         cmocka_unit_test_setup_teardown(test_empty_data_flood_is_calm_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ping_flood_not_read_trips_control_queue, setup, teardown),
         cmocka_unit_test_setup_teardown(test_byte_at_a_time_feeding_works, setup, teardown),
