@@ -1332,7 +1332,11 @@ static void pconn_process(struct pconn *pc)
                 break;
             if (n > 0 && pc->state == PC_S_IDLE) {
                 pc->state = PC_S_HEAD;
-                sock_set_timeout(pc->sock, pc->header_read_ms);
+                /* header_read_ms is a total (RELIABILITY.md §1.4): the first request's deadline
+                 * runs from the handshake (or accept), not from its first byte; a keep-alive
+                 * connection's next request starts a new one when it leaves the idle wait. */
+                if (pc->nrequests > 0)
+                    sock_set_timeout(pc->sock, pc->header_read_ms);
             }
         } else if (rq->flags & RQ_F_IN_DONE) {
             break; /* pipelined: wait for this response */

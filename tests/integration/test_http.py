@@ -606,6 +606,22 @@ def test_header_read_timeout_408_per_sni(ctx):
     r, secs, _ = half_head(h("quick"), trickle=True)
     expect(r is not None and r.status == 408, "a head trickling in byte by byte: %r" % (r,))
     expect(secs <= 2.2 * ctx.slow, "the trickled head got its 408 after %.2fs (header_read 1s)" % secs)
+    # The deadline is a total from the handshake: idling 0.9 s before the first byte does not buy
+    # another second (a deadline restarted at the first byte would answer at about 1.9 s).
+    s, rd = connect(ctx, st, host=h("quick"))
+    t0 = time.monotonic()
+    time.sleep(0.9)
+    s.sendall(b"GET /name HTTP/1.1\r\n")
+    s.settimeout(10 * ctx.slow)
+    try:
+        r = rd.read_response()
+    except (OSError, EOFError):
+        r = None
+    secs = time.monotonic() - t0
+    s.close()
+    expect(r is not None and r.status == 408, "a head started late: %r" % (r,))
+    expect(secs <= 1.5 * ctx.slow, "a head started 0.9 s after the handshake got its 408 after %.2fs "
+           "(header_read 1s counts from the handshake)" % secs)
     # The other SNI has the global 3 s: still waiting after 1.8 s, then completes normally.
     s, rd = connect(ctx, st, host=h("calm"))
     try:
