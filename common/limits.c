@@ -4,6 +4,7 @@
 #include "limits.h"
 
 #include <string.h>
+#include <sys/resource.h>
 
 void limits_init(struct cv_limits *l)
 {
@@ -115,4 +116,31 @@ const struct limit_desc *limits_find(const char *name)
             return d;
     }
     return NULL;
+}
+
+uint64_t limits_raise_nofile(void)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return 1024;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rlim_t want = rl.rlim_max == RLIM_INFINITY ? (rlim_t)1 << 20 : rl.rlim_max;
+
+        if (want > rl.rlim_cur) {
+            struct rlimit up = {want, rl.rlim_max};
+
+            if (setrlimit(RLIMIT_NOFILE, &up) == 0)
+                rl.rlim_cur = want;
+        }
+    }
+    return rl.rlim_cur == RLIM_INFINITY ? (uint64_t)1 << 20 : (uint64_t)rl.rlim_cur;
+}
+
+uint32_t limits_public_fd_cap(uint64_t nofile)
+{
+    uint64_t reserve = nofile / 4 < 32 ? 32 : nofile / 4;
+    uint64_t cap = nofile > reserve ? nofile - reserve : 1;
+
+    return cap > UINT32_MAX ? UINT32_MAX : (uint32_t)cap;
 }

@@ -77,4 +77,11 @@ const struct limit_desc *limits_table(void);
 /* Returns the descriptor named |name|, or NULL. */
 const struct limit_desc *limits_find(const char *name);
 
+/* Raises the soft limit on open files to the hard limit (as nginx's worker_rlimit_nofile or Go's
+ * runtime do) and returns the soft limit now in force. */
+uint64_t limits_raise_nofile(void);
+/* How many public connections fit in |nofile| descriptors: a quarter (at least 32) stays for
+ * tunnel connections, listeners, the admin API and files. */
+uint32_t limits_public_fd_cap(uint64_t nofile);
+
 #endif

@@ -133,6 +133,7 @@ static int run(int argc, char **argv)
     log_set_level(conn.cfg->loglevel);
     connector_config_log_warnings(conn.cfg);
     limits_init(&conn.limits);
+    limits_raise_nofile(); /* one origin connection per stream: up to 4 x 256 at once by default */
     conn.limits.heartbeat_ms = (uint32_t)conn.cfg->heartbeat_ms;
     conn.limits.grace_period_ms = (uint32_t)conn.cfg->grace_period_ms;
     conn.limits.backoff_base_ms = (uint32_t)conn.cfg->retry_base_ms;

@@ -32,6 +32,7 @@ struct edge {
     const char *config_path;
     struct edge_config *cfg;       /* current config; replaced whole on SIGHUP */
     struct cv_limits limits;       /* cfg's limits over the defaults */
+    uint32_t fd_public_cap;        /* public connections the open-file limit leaves room for */
     struct store *store;           /* tunnels and routes */
     struct certs *certs;           /* public certificates by SNI */
     struct tunnel_registry *reg;   /* live connectors */

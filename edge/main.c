@@ -143,6 +143,19 @@ static void on_term(uv_signal_t *s, int signum)
 
 /* ---- reload --------------------------------------------------------------------------------- */
 
+/* Takes |cfg|'s limits, with the public connection cap kept below the open-file limit: past it,
+ * accept() would fail for tunnel connections and the admin API too (RELIABILITY.md §1.4). */
+static void apply_limits(const struct edge_config *cfg)
+{
+    edge.limits = cfg->limits;
+    if (edge.fd_public_cap != 0 && edge.limits.max_connections > edge.fd_public_cap) {
+        LOG_W("open-file limit leaves room for %u public connections: max_connections %u lowered to %u "
+              "(raise the limit, e.g. LimitNOFILE= in the unit, to allow more)",
+              edge.fd_public_cap, edge.limits.max_connections, edge.fd_public_cap);
+        edge.limits.max_connections = edge.fd_public_cap;
+    }
+}
+
 static void on_hup(uv_signal_t *s, int signum)
 {
     struct edge_config *cfg = NULL;
@@ -169,7 +182,7 @@ static void on_hup(uv_signal_t *s, int signum)
         struct certs *old_certs = edge.certs;
 
         edge.cfg = cfg;
-        edge.limits = cfg->limits;
+        apply_limits(cfg);
         edge.certs = certs;
         if (tunnel_listener_reload(&edge, err, sizeof(err)) < 0)
             LOG_W("reload: tunnel certificate not changed: %s", err);
@@ -245,7 +258,8 @@ static int serve(int argc, char **argv)
         fprintf(stderr, "culvert-edge: %s\n", err);
         return 2;
     }
-    edge.limits = edge.cfg->limits;
+    edge.fd_public_cap = limits_public_fd_cap(limits_raise_nofile());
+    apply_limits(edge.cfg);
     edge.certs = certs_load(edge.cfg, err, sizeof(err));
     if (edge.certs == NULL) {
         fprintf(stderr, "culvert-edge: %s\n", err);
