@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/crypto.h>
@@ -253,6 +254,21 @@ int token_secret_random(uint8_t secret[TOKEN_SECRET_LEN])
     if (RAND_bytes(secret, TOKEN_SECRET_LEN) != 1)
         return CV_ETLS;
     return 0;
+}
+
+uint64_t token_random_below(uint64_t n)
+{
+    uint64_t r = 0;
+
+    if (n == 0)
+        return 0;
+    if (RAND_bytes((unsigned char *)&r, sizeof(r)) != 1) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        r = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 30);
+    }
+    return r % n;
 }
 
 int token_secret_hash(const uint8_t secret[TOKEN_SECRET_LEN], uint8_t digest[TOKEN_DIGEST_LEN])

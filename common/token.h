@@ -110,6 +110,9 @@ void token_uuid_format(const uint8_t id[TOKEN_ID_LEN], char *out);
 int token_uuid_random(uint8_t id[TOKEN_ID_LEN]);
 /* Fills |secret| with 32 random bytes from RAND_bytes. Returns 0 or CV_ETLS. */
 int token_secret_random(uint8_t secret[TOKEN_SECRET_LEN]);
+/* A uniform-enough number in [0, |n|) from RAND_bytes (the clock if that fails); 0 when |n| is 0.
+ * For jitter and random drops, not for secrets. */
+uint64_t token_random_below(uint64_t n);
 /* |digest| = SHA-256(|secret|). Returns 0, or CV_ENOMEM when OpenSSL fails. */
 int token_secret_hash(const uint8_t secret[TOKEN_SECRET_LEN], uint8_t digest[TOKEN_DIGEST_LEN]);
 /* True when the digests are equal; time independent of the contents (CRYPTO_memcmp). */

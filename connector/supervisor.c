@@ -17,8 +17,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include <openssl/rand.h>
-
 #include "connector.h"
 #include "connector_config.h"
 #include "err.h"
@@ -28,6 +26,7 @@
 #include "mem.h"
 #include "mux.h"
 #include "sock.h"
+#include "token.h"
 #include "version.h"
 
 enum slot_state {
@@ -82,17 +81,6 @@ static void slot_retry(struct slot *sl);
 static uint64_t now_ms(const struct supervisor *sv)
 {
     return uv_now(sv->c->loop);
-}
-
-static uint64_t random_below(uint64_t n)
-{
-    uint64_t r = 0;
-
-    if (n == 0)
-        return 0;
-    if (RAND_bytes((unsigned char *)&r, sizeof(r)) != 1)
-        r = uv_hrtime();
-    return r % n;
 }
 
 /* Calls |done| once no slot has a connection or a pending operation left. */
@@ -380,7 +368,7 @@ static void slot_retry(struct slot *sl)
         return;
     }
     window = ((uint64_t)1 << n) * c->cfg->retry_base_ms;
-    delay = random_below(window);
+    delay = token_random_below(window);
     sl->attempt++;
     sv->reconnects++;
     sl->state = SLOT_S_WAITING;

@@ -493,16 +493,61 @@ static const struct link_hooks conn_link_hooks = {
     .on_closed = on_closed,
 };
 
+/* Connections from |ip| that have not registered yet. */
+static size_t pending_from(const struct tunnel_registry *r, const char *ip)
+{
+    const struct list_node *p;
+    size_t n = 0;
+
+    list_for_each(p, &r->pending)
+    {
+        const struct tconn *tc = container_of(p, const struct tconn, node);
+
+        if (strcmp(sock_peer_ip(link_sock(tc->link)), ip) == 0)
+            n++;
+    }
+    return n;
+}
+
+/*
+ * RELIABILITY.md 3.5, OpenSSH's MaxStartups and PerSourceMaxStartups: unauthenticated connections
+ * are capped (pending_handshakes, 64); one address holds at most a quarter of the slots, so idle
+ * sockets from one host cannot lock every connector out; past half of the slots a newcomer is
+ * refused with a probability that grows to 1 at the cap (random early drop), so a flood from many
+ * addresses leaves a reconnecting connector a chance at every attempt. Returns 0 to admit.
+ */
+static int pending_admit(const struct tunnel_registry *r, struct sock *s)
+{
+    uint32_t cap = r->e->limits.pending_handshakes;
+    size_t per_ip = cap / 4 > 0 ? cap / 4 : 1;
+    size_t start = cap / 2;
+
+    if (r->npending >= cap) {
+        LOG_W_RL("tunnel peer=%s dropped: %zu registrations pending (pending_handshakes)", sock_peer(s),
+                 r->npending);
+        return CV_ELIMIT;
+    }
+    if (pending_from(r, sock_peer_ip(s)) >= per_ip) {
+        LOG_W_RL("tunnel peer=%s dropped: %zu registrations pending from this address (a quarter of "
+                 "pending_handshakes)",
+                 sock_peer(s), per_ip);
+        return CV_ELIMIT;
+    }
+    if (r->npending >= start && token_random_below(cap - start) < r->npending - start) {
+        LOG_W_RL("tunnel peer=%s dropped early: %zu of %u registration slots taken", sock_peer(s),
+                 r->npending, cap);
+        return CV_ELIMIT;
+    }
+    return 0;
+}
+
 int tunnel_registry_adopt(struct tunnel_registry *r, struct sock *s)
 {
     struct tconn *tc;
     int err = 0;
 
-    if (r->npending >= r->e->limits.pending_handshakes) {
-        /* RELIABILITY.md 3.5: a cap on unauthenticated connections; the excess is dropped early. */
-        LOG_W_RL("tunnel peer=%s dropped: %zu registrations pending", sock_peer(s), r->npending);
+    if (pending_admit(r, s) < 0)
         return CV_ELIMIT;
-    }
     tc = mem_calloc(sizeof(*tc));
     if (tc == NULL)
         return CV_ENOMEM;

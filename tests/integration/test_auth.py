@@ -107,3 +107,4 @@ def test_token_file_readable_by_others_refused(ctx):
     assert_absent(ctx, secret_forms(t["token"]), [(c.proc.log, text)], "0644 token file")
     expect_eq(edge.cli("tunnel", "list", output_json=True).json[0]["connectors"], 0,
               "connectors registered with a refused token file")
+

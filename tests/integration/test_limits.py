@@ -1,0 +1,149 @@
+"""Resource limits under hostile load (RELIABILITY.md §1.4, 3.5 and §0.5 item 5): idle sockets on
+the tunnel port cannot lock connectors out, the public connection cap stays below the open-file
+limit, and requests that end in resets (a dead origin, visitors who go away) never cost the tunnel
+its connections."""
+
+import re
+import select
+import socket
+import time
+
+import lib
+from lib import DOMAIN, expect, expect_eq
+
+
+def _hold_conns(addr, port, n, src):
+    """Opens up to |n| plain TCP connections from |src| that never speak; returns the sockets."""
+    out = []
+    for _ in range(n):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setblocking(False)
+        try:
+            s.bind((src, 0))
+            s.connect_ex((addr, port))
+        except OSError:
+            s.close()
+            continue
+        out.append(s)
+    return out
+
+
+def _reap_closed(socks):
+    """Closes and drops the sockets the edge has closed (readable with EOF or reset)."""
+    alive = []
+    r, _, _ = select.select(socks, [], [], 0) if socks else ([], [], [])
+    ready = set(r)
+    for s in socks:
+        if s in ready:
+            try:
+                if s.recv(1) == b"":
+                    s.close()
+                    continue
+            except BlockingIOError:
+                pass
+            except OSError:
+                s.close()
+                continue
+        alive.append(s)
+    return alive
+
+
+@lib.timeout(60)
+def test_idle_preauth_flood_from_one_address_does_not_lock_out_connectors(ctx):
+    """RELIABILITY.md 3.5 / T-19: sockets that never start TLS, from one address, hold at most a
+    quarter of the 64 registration slots; the excess is closed at once, and a connector from
+    another address registers within 2 s while the flood keeps reopening what the edge closes."""
+    edge = ctx.edge(limits={"register_ms": "4s"})
+    t = edge.tunnel_with_route("flood", ["flood." + DOMAIN])
+    flood = _hold_conns("127.0.0.1", edge.tunnel_port, 100, "127.0.0.2")
+    try:
+        time.sleep(0.5)
+        flood = _reap_closed(flood)
+        expect(len(flood) <= 16, "%d idle connections from one address still open (a quarter of "
+                                 "pending_handshakes 64 is 16)" % len(flood))
+        expect(len(flood) >= 8, "only %d of the idle connections were admitted" % len(flood))
+        c = ctx.connector(edge, t["token"], name="legit", start=False)
+        c.start(wait_ready=False)
+        t0 = time.monotonic()
+        ready = False
+        while time.monotonic() - t0 < 2.0 * ctx.slow:
+            flood = _reap_closed(flood)
+            flood += _hold_conns("127.0.0.1", edge.tunnel_port, 100 - len(flood), "127.0.0.2")
+            if c.ready():
+                ready = True
+                break
+            time.sleep(0.05)
+        took = time.monotonic() - t0
+        expect(ready, "the connector did not register within %.1fs during the flood:\n%s" % (
+            2.0 * ctx.slow, lib.tail(c.proc.log)))
+        expect_eq(edge.get("flood." + DOMAIN).status, 200, "GET through the connector during the flood")
+        ctx.note("connector registered %.2fs into the flood" % took)
+        expect(re.search(r"dropped: \d+ registrations pending from this address", edge.proc.text()),
+               "the edge did not log the per-address drop")
+    finally:
+        for s in flood:
+            s.close()
+
+
+@lib.timeout(90)
+def test_dead_origin_resets_do_not_cost_the_tunnel_its_connections(ctx):
+    """1,200 requests to a hostname whose origin refuses connections, faster than the reset budget
+    refills (burst 1000, +33/s at the connector; the edge's burst is lowered to 50 here): each ends
+    in a reset from the connector and a 502, which is a request's ordinary outcome and counts
+    against neither side's budget (PROTOCOL.md §12). The tunnel keeps its connections, and a
+    request to the healthy hostname of the same tunnel still answers."""
+    edge = ctx.edge(limits={"reset_burst": 50, "reset_per_sec": 1, "keepalive_requests": 5000})
+    dead, good = "dead." + DOMAIN, "good." + DOMAIN
+    t = edge.tunnel_with_route("rb", [dead, good])
+    c = ctx.connector(edge, t["token"], ha=2, ingress=[
+        {"hostname": dead, "service": "http://127.0.0.1:%d" % lib.free_port()},
+        {"service": "hello_world"}])
+    ctx.wait_until(lambda: c.proc.text().count("registered tunnel connection") == 2, 10,
+                   "both tunnel connections to register")
+    s = ctx.tls_connect(edge.https_port, dead)
+    rd = lib.RawHTTP(s)
+    statuses = {}
+    t0 = time.monotonic()
+    try:
+        for _ in range(12):
+            s.sendall(b"GET / HTTP/1.1\r\nHost: %s\r\n\r\n" % dead.encode() * 100)
+            for _ in range(100):
+                r = rd.read_response()
+                statuses[r.status] = statuses.get(r.status, 0) + 1
+    finally:
+        s.close()
+    ctx.note("1200 requests to the dead origin in %.2fs: %r" % (time.monotonic() - t0, statuses))
+    expect_eq(statuses, {502: 1200}, "answers for the dead origin")
+    expect_eq(edge.get(good).status, 200, "GET on the healthy hostname of the same tunnel")
+    for name, text in (("edge", edge.proc.text()), ("connector", c.proc.text())):
+        expect("reset budget" not in text, "the %s tripped its reset budget:\n%s" % (
+            name, "\n".join(l for l in text.splitlines() if "budget" in l)[:2000]))
+    expect_eq(c.proc.text().count("registered tunnel connection"), 2,
+              "tunnel connections registered (a reconnect means one was dropped)")
+
+
+@lib.timeout(60)
+def test_public_connection_cap_stays_below_the_open_file_limit(ctx):
+    """RELIABILITY.md §1.4: with an open-file limit of 256 (hard, so it cannot be raised), the edge
+    lowers max_connections to 192 and says so; 250 idle public connections then leave room for the
+    admin API and for a connector to register."""
+    edge = ctx.edge(start=False)
+    edge.proc = ctx.spawn(edge.name, ["prlimit", "--nofile=256:256", ctx.edge_bin, "serve", "--config",
+                                      edge.config])
+    edge.wait_admin()
+    expect(re.search(r"max_connections 16384 lowered to 192", edge.proc.text()),
+           "the edge did not log the lowered connection cap:\n%s" % lib.tail(edge.proc.log))
+    t = edge.tunnel_with_route("fd", ["fd." + DOMAIN])
+    flood = []
+    try:
+        for src in ("127.0.0.2", "127.0.0.3"):
+            flood += _hold_conns("127.0.0.1", edge.https_port, 125, src)
+        time.sleep(0.5)
+        flood = _reap_closed(flood)
+        expect(len(flood) <= 192, "%d idle public connections open (cap 192)" % len(flood))
+        expect_eq(edge.cli("tunnel", "list", output_json=True).returncode, 0, "tunnel list during the flood")
+        ctx.connector(edge, t["token"], ha=2)
+    finally:
+        for s in flood:
+            s.close()
+    ctx.wait_until(lambda: edge.get("fd." + DOMAIN).status == 200, 10, "a GET once the flood is gone")
