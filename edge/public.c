@@ -71,6 +71,9 @@ struct public_side {
     struct buf scratch; /* heads and metadata blocks, reused */
     struct list_node expect; /* requests owed a 100 Continue if the origin sends none in time */
     uv_timer_t expect_timer;
+    struct list_node waiting; /* requests waiting for a stream slot (limits.stream_queue), oldest first */
+    size_t nwaiting;
+    uv_check_t waiting_check; /* retries them after every loop turn while any waits */
     uint64_t rid_prefix;
     uint64_t rid_counter;
     int accepting;
@@ -133,6 +136,8 @@ struct pconn {
 #define RQ_F_EXPECT 0x4000        /* Expect: 100-continue, no interim response yet */
 #define RQ_F_SENT_100 0x8000      /* a 100 Continue went to the visitor */
 #define RQ_F_TCP 0x10000          /* Upgrade: culvert-tcp: a REQUEST_TCP stream, 101 after its 200 */
+#define RQ_F_QUEUED 0x20000       /* in ps->waiting: every connection of the tunnel is at its limit */
+#define RQ_F_WANT_100 0x40000     /* Expect: 100-continue, timed once the stream is open */
 
 struct preq {
     struct pconn *pc;
@@ -159,6 +164,7 @@ struct preq {
     uint64_t expect_deadline; /* RQ_F_EXPECT: when the edge sends its own 100 Continue */
     uint32_t response_header_ms; /* this host's deadline for the origin's response head */
     struct list_node expect_node;
+    struct list_node wait_node;
     char ws_key[32];          /* RQ_F_UPGRADE: Sec-WebSocket-Key, to check the origin's answer */
 };
 
@@ -257,11 +263,14 @@ static char *dup_bounded(const char *s, size_t n, size_t max)
     return mem_strndup(s, n > max ? max : n);
 }
 
+static void waiting_remove(struct preq *rq);
+
 static void preq_free(struct preq *rq)
 {
     if (rq == NULL)
         return;
     list_remove(&rq->expect_node);
+    waiting_remove(rq);
     if (rq->stream != NULL) {
         mux_stream_release(rq->stream);
         rq->stream = NULL;
@@ -525,7 +534,9 @@ static void preq_arm(struct preq *rq)
 
     if (pc->state != PC_S_REQUEST || (rq->flags & RQ_F_LOCAL))
         return;
-    if (!(rq->flags & RQ_F_IN_DONE)) {
+    if (rq->flags & RQ_F_QUEUED) {
+        ms = rq->response_header_ms;
+    } else if (!(rq->flags & RQ_F_IN_DONE)) {
         if (!(pc->flags & PC_F_READ_STOPPED))
             ms = l->body_idle_ms;
     } else if (!(rq->flags & RQ_F_RESP_HEAD)) {
@@ -904,9 +915,9 @@ static const struct mux_stream_hooks stream_hooks = {
 
 /* ---- the request ---------------------------------------------------------------------------- */
 
-/* Picks a connection and opens the stream with the kept request block. Answers the visitor itself
- * when no connector can take it. Returns 0 when a stream is open. */
-static int open_stream(struct preq *rq, const struct mux *avoid)
+/* Picks a connection and opens the stream with the kept request block. Returns 0 when a stream is
+ * open, else why no connection took it (CV_ELIMIT: every one is at its stream limit). */
+static int try_open(struct preq *rq, const struct mux *avoid)
 {
     struct edge *e = rq->pc->ps->e;
     int why = 0;
@@ -926,15 +937,92 @@ static int open_stream(struct preq *rq, const struct mux *avoid)
             return 0;
         }
         LOG_D("public rid=%s cannot open a stream: %s", rq->id, cv_strerror(err));
+        why = err == CV_ELIMIT ? CV_ELIMIT : why;
         avoid = m;
     }
+    return why != 0 ? why : CV_ENOTFOUND;
+}
+
+static void answer_unavailable(struct preq *rq, int why)
+{
     if (why == CV_ELIMIT) {
-        answer_local(rq, 503, "Every connector of this tunnel is busy; try again shortly.", NULL);
+        answer_local(rq, 503, "Every connector of this tunnel is busy; try again shortly.", "Retry-After: 1");
     } else {
         LOG_I("public rid=%s host=%s tunnel=%s has no connector online", rq->id, rq->host,
               rq->tunnel_name);
         answer_local(rq, 502, "The tunnel for this site has no connector online.", NULL);
     }
+}
+
+/* ---- requests waiting for a stream slot ------------------------------------------------------- */
+
+static void waiting_remove(struct preq *rq)
+{
+    if (!(rq->flags & RQ_F_QUEUED))
+        return;
+    rq->flags &= ~RQ_F_QUEUED;
+    list_remove(&rq->wait_node);
+    rq->pc->ps->nwaiting--;
+}
+
+/* The stream is open: what on_request_head does after opening it. */
+static void request_started(struct preq *rq)
+{
+    if (rq->flags & RQ_F_WANT_100) {
+        rq->flags &= ~RQ_F_WANT_100;
+        expect_start(rq);
+    }
+    preq_arm(rq);
+}
+
+/* After every loop turn while requests wait: streams that ended may have freed slots. Oldest
+ * first; a request whose tunnel has no connector left gets its 502 now. */
+static void on_waiting_check(uv_check_t *h)
+{
+    struct public_side *ps = h->data;
+    struct list_node *p;
+    struct list_node *tmp;
+
+    list_for_each_safe(p, tmp, &ps->waiting)
+    {
+        struct preq *rq = container_of(p, struct preq, wait_node);
+        struct pconn *pc = rq->pc;
+        int why = try_open(rq, NULL);
+
+        if (why == CV_ELIMIT)
+            continue;
+        waiting_remove(rq);
+        if (why == 0)
+            request_started(rq);
+        else
+            answer_unavailable(rq, why);
+        pconn_process(pc);
+        /* pconn_process answers and frees only this connection's requests; |tmp| is another's. */
+    }
+    if (ps->nwaiting == 0)
+        uv_check_stop(h);
+}
+
+/* Opens the stream, or queues the request while every connection is at its stream limit
+ * (limits.stream_queue requests in all, RELIABILITY.md §10), or answers 503 (Retry-After) or 502.
+ * Returns 0 when open, 1 when queued, -1 when answered. A retry (|avoid| set) is not queued. */
+static int open_stream(struct preq *rq, const struct mux *avoid)
+{
+    struct public_side *ps = rq->pc->ps;
+    int why = try_open(rq, avoid);
+
+    if (why == 0)
+        return 0;
+    if (why == CV_ELIMIT && avoid == NULL && ps->nwaiting < ps->e->limits.stream_queue) {
+        rq->flags |= RQ_F_QUEUED;
+        list_push_back(&ps->waiting, &rq->wait_node);
+        ps->nwaiting++;
+        if (!uv_is_active((uv_handle_t *)&ps->waiting_check))
+            uv_check_start(&ps->waiting_check, on_waiting_check);
+        LOG_D("public rid=%s waits for a stream slot (%zu waiting)", rq->id, ps->nwaiting);
+        return 1;
+    }
+    answer_unavailable(rq, why);
     return -1;
 }
 
@@ -1119,6 +1207,7 @@ static int on_request_head(struct http1_parser *p, const struct http1_head *h, v
     const struct http1_field *accept;
     const struct edge_host *hc;
     const char *why = NULL;
+    int rv;
 
     (void)p;
     rq = mem_calloc(sizeof(*rq));
@@ -1126,6 +1215,7 @@ static int on_request_head(struct http1_parser *p, const struct http1_head *h, v
         return CV_ENOMEM;
     rq->pc = pc;
     list_init(&rq->expect_node);
+    list_init(&rq->wait_node);
     pc->req = rq;
     pc->state = PC_S_REQUEST;
     pc->nrequests++;
@@ -1232,14 +1322,16 @@ static int on_request_head(struct http1_parser *p, const struct http1_head *h, v
         answer_local(rq, 431, NULL, NULL);
         return HTTP1_PAUSE;
     }
-    if (open_stream(rq, NULL) < 0)
-        return HTTP1_PAUSE;
-    if ((h->flags & HTTP1_F_EXPECT_CONTINUE) && (rq->flags & RQ_F_HAS_BODY) && rq->version_minor >= 1)
-        expect_start(rq);
     hc = edge_config_host(e->cfg, rq->host);
     rq->response_header_ms = hc != NULL && hc->response_header_ms != 0 ? hc->response_header_ms
                                                                        : e->limits.response_header_ms;
-    preq_arm(rq);
+    if ((h->flags & HTTP1_F_EXPECT_CONTINUE) && (rq->flags & RQ_F_HAS_BODY) && rq->version_minor >= 1)
+        rq->flags |= RQ_F_WANT_100;
+    rv = open_stream(rq, NULL);
+    if (rv == 0)
+        request_started(rq);
+    else if (rv > 0)
+        preq_arm(rq); /* queued: the response deadline covers the wait */
     return HTTP1_PAUSE;
 }
 
@@ -1338,8 +1430,8 @@ static void pconn_process(struct pconn *pc)
                 if (pc->nrequests > 0)
                     sock_set_timeout(pc->sock, pc->header_read_ms);
             }
-        } else if (rq->flags & RQ_F_IN_DONE) {
-            break; /* pipelined: wait for this response */
+        } else if (rq->flags & (RQ_F_IN_DONE | RQ_F_QUEUED)) {
+            break; /* pipelined, or waiting for a stream slot: wait for this response */
         } else if (rq->stream != NULL && !(rq->flags & RQ_F_LOCAL)) {
             size_t space = mux_stream_write_space(rq->stream);
 
@@ -1507,7 +1599,13 @@ static void pc_on_timeout(struct sock *s, void *arg)
         answer_parse_error(pc, 408);
         break;
     case PC_S_REQUEST:
-        if (rq != NULL && !(rq->flags & RQ_F_IN_DONE)) {
+        if (rq != NULL && (rq->flags & RQ_F_QUEUED)) {
+            LOG_I("public rid=%s host=%s no stream slot freed in time", rq->id, rq->host);
+            waiting_remove(rq);
+            pc->flags |= PC_F_CLOSE_AFTER;
+            answer_local(rq, 503, "Every connector of this tunnel is busy; try again shortly.",
+                         "Retry-After: 1");
+        } else if (rq != NULL && !(rq->flags & RQ_F_IN_DONE)) {
             /* RELIABILITY.md 1.4 (slow POST): the body stopped arriving. */
             LOG_I("public rid=%s host=%s request body idle for too long", rq->id, rq->host);
             if (rq->stream != NULL) {
@@ -1644,6 +1742,9 @@ int public_start(struct edge *e, char *err, size_t errlen)
     list_init(&ps->expect);
     uv_timer_init(e->loop, &ps->expect_timer);
     ps->expect_timer.data = ps;
+    list_init(&ps->waiting);
+    uv_check_init(e->loop, &ps->waiting_check);
+    ps->waiting_check.data = ps;
     buf_init(&ps->scratch, (size_t)e->limits.max_metadata_size + 64 * 1024);
     if (RAND_bytes((unsigned char *)&ps->rid_prefix, sizeof(ps->rid_prefix)) != 1)
         ps->rid_prefix = (uint64_t)time(NULL) * 2654435761u;
@@ -1705,6 +1806,8 @@ void public_close_all(struct edge *e)
         return;
     if (!uv_is_closing((uv_handle_t *)&ps->expect_timer))
         uv_close((uv_handle_t *)&ps->expect_timer, NULL);
+    if (!uv_is_closing((uv_handle_t *)&ps->waiting_check))
+        uv_close((uv_handle_t *)&ps->waiting_check, NULL);
     list_for_each_safe(p, tmp, &ps->conns)
     {
         struct pconn *pc = container_of(p, struct pconn, node);
