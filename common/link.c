@@ -195,6 +195,13 @@ static void on_timeout(struct sock *s, void *arg)
         link_abort(l, CV_ETIMEDOUT);
         return;
     }
+    if (mux_is_idle(l->mux)) {
+        /* Draining (a GOAWAY either way: the edge ran out of stream ids, a side is shutting down)
+         * and no stream is left: nothing more can happen here; the connector dials afresh. */
+        LOG_I("link peer=%s drained: closing", sock_peer(s));
+        link_close(l);
+        return;
+    }
     if (l->hb_mode == LINK_HB_EDGE || mux_idle_us(l->mux) >= l->hb_ms * 1000) {
         rv = mux_ping(l->mux);
         if (rv == CV_ETIMEDOUT) {

@@ -1461,6 +1461,11 @@ int mux_goaway(struct mux *m, uint32_t code, uint32_t retry_after_ms, const char
     return send_goaway(m, last, code, retry_after_ms, reason);
 }
 
+void mux_test_set_next_stream_id(struct mux *m, uint32_t id)
+{
+    m->next_stream_id = id;
+}
+
 int mux_is_draining(const struct mux *m)
 {
     return (m->flags & (MUX_F_GOAWAY_SENT | MUX_F_GOAWAY_RECV)) != 0 || m->state == MUX_S_CLOSED;
@@ -1579,6 +1584,13 @@ struct mux_stream *mux_open(struct mux *m, const uint8_t *block, size_t len, int
     s->data = sdata;
     if (end_stream)
         s->flags |= S_F_LOCAL_END | S_F_LOCAL_CLOSED;
+    if (m->next_stream_id > FRAME_MAX_STREAM_ID) {
+        /* RELIABILITY.md §2.4: the id space is used up; the connection drains (no new streams,
+         * the registry picks others) and the edge closes it once idle, so the connector dials a
+         * fresh one. */
+        LOG_I("mux stream ids used up: draining the connection");
+        mux_goaway(m, CODE_NO_ERROR, 0, "stream ids used up");
+    }
     return s;
 }
 

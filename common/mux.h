@@ -154,6 +154,8 @@ uint64_t mux_idle_us(const struct mux *m);
 /* Queues GOAWAY (|code|, retry hint, reason) and stops accepting (connector) or opening (edge)
  * streams. With CODE_NO_ERROR existing streams continue. Returns 0. */
 int mux_goaway(struct mux *m, uint32_t code, uint32_t retry_after_ms, const char *reason);
+/* Tests only: the edge's next stream id (reaching the end of the id space without 2^30 streams). */
+void mux_test_set_next_stream_id(struct mux *m, uint32_t id);
 /* 1 once either side sent GOAWAY: no new streams. */
 int mux_is_draining(const struct mux *m);
 /* 1 when the transport may close: a GOAWAY was sent or received and no stream is left. */

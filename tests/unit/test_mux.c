@@ -1182,6 +1182,28 @@ static void test_reset_flood_trips_budget(void **state)
     assert_int_equal(i, 1 + (int)limits.reset_burst + 1);
 }
 
+/* RELIABILITY.md §2.4: the last odd id is used, then the edge says GOAWAY and opens no more
+ * streams on the connection (the registry picks others; the link closes once it is idle). */
+static void test_stream_id_space_exhaustion_drains_the_connection(void **state)
+{
+    int err = 0;
+
+    (void)state;
+    do_register();
+    mux_test_set_next_stream_id(edge_side.m, FRAME_MAX_STREAM_ID - 2);
+    assert_non_null(edge_open("/a", 1, &err));
+    assert_false(mux_is_draining(edge_side.m));
+    assert_non_null(edge_open("/b", 1, &err)); /* id 0x7fffffff, the last one */
+    assert_true(mux_is_draining(edge_side.m));
+    assert_null(edge_open("/c", 1, &err));
+    assert_int_equal(err, CV_EGOAWAY);
+    pump();
+    assert_int_equal(conn_side.opened, 2);
+    assert_int_equal(conn_side.goaways, 1);
+    assert_int_equal(conn_side.goaway_code, CODE_NO_ERROR);
+    assert_false(mux_is_idle(edge_side.m)); /* the two streams still run */
+}
+
 /* MadeYouReset: frames that make us reset streams (DATA on a stream the peer already ended) draw
  * from the budget too. */
 static void test_stream_errors_we_send_drain_budget(void **state)
@@ -1611,6 +1633,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reset_flood_trips_budget, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ordinary_resets_do_not_drain_budget, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stream_errors_we_send_drain_budget, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_id_space_exhaustion_drains_the_connection, setup, teardown),
         cmocka_unit_test_setup_teardown(test_empty_data_flood_is_calm_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ping_flood_not_read_trips_control_queue, setup, teardown),
         cmocka_unit_test_setup_teardown(test_byte_at_a_time_feeding_works, setup, teardown),
