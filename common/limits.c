@@ -45,6 +45,8 @@ void limits_init(struct cv_limits *l)
     l->heartbeat_misses = 5;
     l->register_ms = 10 * 1000;
     l->pending_handshakes = 64;
+    l->connectors_per_tunnel = 256;
+    l->connections_per_connector = 16;
     l->grace_period_ms = 30 * 1000;
     l->backoff_base_ms = 1000;
     l->backoff_max_exp = 5;
@@ -92,6 +94,8 @@ static const struct limit_desc table[] = {
     L(heartbeat_misses, LIMIT_COUNT),
     L(register_ms, LIMIT_MS),
     L(pending_handshakes, LIMIT_COUNT),
+    L(connectors_per_tunnel, LIMIT_COUNT),
+    L(connections_per_connector, LIMIT_COUNT),
     L(grace_period_ms, LIMIT_MS),
     L(backoff_base_ms, LIMIT_MS),
     L(backoff_max_exp, LIMIT_COUNT),

@@ -51,6 +51,8 @@ struct cv_limits {
     uint32_t heartbeat_misses;   /* unanswered PINGs before the link is dead, 5 */
     uint32_t register_ms;        /* registration deadline on the tunnel port, 10 s */
     uint32_t pending_handshakes; /* unauthenticated tunnel connections at once, 64 */
+    uint32_t connectors_per_tunnel;  /* connector processes registered for one tunnel, 256 */
+    uint32_t connections_per_connector; /* tunnel connections of one connector, 16 */
     uint32_t grace_period_ms;    /* SIGTERM drain, 30 s */
     uint32_t backoff_base_ms;    /* reconnect backoff base, 1 s */
     uint32_t backoff_max_exp;    /* window 2^n s, n capped at 5 (32 s) */

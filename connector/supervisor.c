@@ -55,6 +55,7 @@ struct slot {
     struct sock *sock;    /* while CONNECTING */
     struct link *link;    /* from REGISTERING on */
     uint64_t registered_at;
+    uint64_t retry_after_ms; /* the edge's Retry After from its last GOAWAY (PROTOCOL.md §4.5) */
     uint64_t conn_id;
     char edge[300];       /* "host:port" being dialed */
     char host[256];
@@ -137,6 +138,10 @@ static void on_goaway(struct mux *m, const struct frame_goaway *g, void *arg)
         if (reason[i] < 0x20 || reason[i] == 0x7f)
             reason[i] = '?';
     }
+    /* §4.5: retry after at least Retry After (never, for the final codes handled in on_closed);
+     * an hour at most, so a wild value cannot park the connection for weeks. */
+    if (g->retry_after_ms != FRAME_RETRY_NEVER)
+        sl->retry_after_ms = g->retry_after_ms < 3600000u ? g->retry_after_ms : 3600000u;
     if (g->code == CODE_NO_ERROR)
         LOG_I("conn=%u edge %s is going away: %s", sl->index, sl->edge, reason);
     else
@@ -369,6 +374,9 @@ static void slot_retry(struct slot *sl)
     }
     window = ((uint64_t)1 << n) * c->cfg->retry_base_ms;
     delay = token_random_below(window);
+    if (delay < sl->retry_after_ms)
+        delay = sl->retry_after_ms + token_random_below(c->cfg->retry_base_ms);
+    sl->retry_after_ms = 0;
     sl->attempt++;
     sv->reconnects++;
     sl->state = SLOT_S_WAITING;

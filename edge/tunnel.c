@@ -588,9 +588,6 @@ static struct tconnector *connector_get(struct tentry *t, const struct frame_reg
     return k;
 }
 
-#define MAX_CONNS_PER_CONNECTOR 16
-#define MAX_CONNECTORS_PER_TUNNEL 256
-
 static void on_register(struct mux *m, const struct frame_register *rg, void *arg)
 {
     struct tconn *tc = arg;
@@ -635,12 +632,12 @@ static void on_register(struct mux *m, const struct frame_register *rg, void *ar
                 k = c;
         }
     }
-    if (k == NULL && t->nconnectors >= MAX_CONNECTORS_PER_TUNNEL) {
+    if (k == NULL && t->nconnectors >= e->limits.connectors_per_tunnel) {
         mux_reject(m, CODE_LIMIT_EXCEEDED, 30000, "too many connectors for this tunnel");
         tentry_maybe_free(r, t);
         return;
     }
-    if (k != NULL && k->nconns >= MAX_CONNS_PER_CONNECTOR) {
+    if (k != NULL && k->nconns >= e->limits.connections_per_connector) {
         mux_reject(m, CODE_LIMIT_EXCEEDED, 30000, "too many connections for this connector");
         return;
     }

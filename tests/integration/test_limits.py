@@ -8,6 +8,7 @@ import select
 import socket
 import time
 
+import ha_lib
 import lib
 from lib import DOMAIN, expect, expect_eq
 
@@ -147,3 +148,63 @@ def test_public_connection_cap_stays_below_the_open_file_limit(ctx):
         for s in flood:
             s.close()
     ctx.wait_until(lambda: edge.get("fd." + DOMAIN).status == 200, 10, "a GET once the flood is gone")
+
+
+@lib.timeout(120)
+def test_requests_past_the_stream_limit_wait_for_a_slot_then_get_503(ctx):
+    """RELIABILITY.md §10 (256 concurrent streams per connection; edge queue, then 503): with one
+    connection full of slow requests, the next `stream_queue` requests (4 here) wait and are served
+    when slots free; one more gets 503 with Retry-After at once."""
+    streams, queue = 256, 4
+    edge = ctx.edge(limits={"per_ip_connections": 1024, "stream_queue": queue})
+    host = "q." + DOMAIN
+    t = edge.tunnel_with_route("q", [host])
+    o = ha_lib.Origin(ctx, "o-q")
+    ctx.connector(edge, t["token"], ha=1, ingress=[{"service": o.url}])
+    slow_ms = 3000 if ctx.reduced else 2000
+    load = ha_lib.Load(ctx, edge, host, path="/slow?ms=%d" % slow_ms, threads=streams + queue,
+                       total=streams + queue, timeout=30).start()
+    try:
+        ctx.wait_until(lambda: sum(1 for r in o.requests() if r["path"].startswith("/slow")) >= streams,
+                       15, "%d slow requests in flight at the origin" % streams, interval=0.1)
+        time.sleep(0.3)  # the other 4 reach the edge and wait
+        t0 = time.monotonic()
+        r, rd = ctx.raw_request(edge.https_port, b"GET /slow?ms=0 HTTP/1.1\r\nHost: %s\r\nConnection: "
+                                b"close\r\n\r\n" % host.encode(), sni=host)
+        rd.sock.close()
+        took = time.monotonic() - t0
+        expect_eq(r.status, 503, "status with the queue full")
+        expect_eq(r.header("Retry-After"), "1", "Retry-After of the 503")
+        expect(took < slow_ms / 1000.0 / 2, "the 503 came after %.2fs, not at once" % took)
+        load.wait(2 * slow_ms / 1000.0 + 20)
+    finally:
+        load.stop()
+    expect(not load.failures(), load.describe_failures())
+    waited = [x for x in load.snapshot() if x.t1 - x.t0 >= 1.5 * slow_ms / 1000.0]
+    expect(len(waited) >= queue, "%d requests took two slow rounds (queued), expected %d" % (len(waited), queue))
+    expect_eq(sum(1 for x in o.requests() if x["path"].startswith("/slow?ms=%d" % slow_ms)), streams + queue,
+              "slow requests the origin served")
+
+
+@lib.timeout(60)
+def test_connector_and_connection_caps_refuse_with_a_clear_error(ctx):
+    """RELIABILITY.md 3.4: connectors per tunnel and connections per connector are capped
+    (connectors_per_tunnel, connections_per_connector in edge.yml `limits:`); the one over the cap
+    is refused with a message saying which and a Retry After of 30 s, which the connector honours
+    (PROTOCOL.md §4.5); the others keep serving."""
+    edge = ctx.edge(limits={"connectors_per_tunnel": 1, "connections_per_connector": 2})
+    t = edge.tunnel_with_route("caps", ["caps." + DOMAIN])
+    first = ctx.connector(edge, t["token"], name="first", ha=3)
+    second = ctx.connector(edge, t["token"], name="second", ha=1, start=False)
+    second.start(wait_ready=False)
+    for c, what in ((second, "too many connectors for this tunnel"),
+                    (first, "too many connections for this connector")):
+        ctx.wait_until(lambda: re.search(r"retrying connection to the edge in \d+ms", c.proc.text()) and
+                       what in c.proc.text(), 10, "%s to be refused with %r" % (c.name, what))
+        waits = [int(x) for x in re.findall(r"retrying connection to the edge in (\d+)ms", c.proc.text())]
+        ctx.note("%s: retry delays after the refusal: %r" % (c.name, waits))
+        expect(waits and waits[-1] >= 30000, "%s retried after %rms, before the edge's Retry After of 30 s"
+               % (c.name, waits))
+    expect_eq(edge.get("caps." + DOMAIN).status, 200, "GET through the first connector")
+    rows = edge.cli("tunnel", "list", output_json=True).json
+    expect_eq([r["connectors"] for r in rows if r["name"] == "caps"], [1], "connectors registered")
