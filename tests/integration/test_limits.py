@@ -3,9 +3,11 @@ the tunnel port cannot lock connectors out, the public connection cap stays belo
 limit, and requests that end in resets (a dead origin, visitors who go away) never cost the tunnel
 its connections."""
 
+import os
 import re
 import select
 import socket
+import ssl
 import time
 
 import ha_lib
@@ -208,3 +210,76 @@ def test_connector_and_connection_caps_refuse_with_a_clear_error(ctx):
     expect_eq(edge.get("caps." + DOMAIN).status, 200, "GET through the first connector")
     rows = edge.cli("tunnel", "list", output_json=True).json
     expect_eq([r["connectors"] for r in rows if r["name"] == "caps"], [1], "connectors registered")
+
+
+@lib.timeout(60)
+def test_visitor_limits_keepalive_requests_per_ip_body_idle_send_idle(ctx):
+    """RELIABILITY.md §10's visitor limits, each made small: keepalive_requests (the Nth response
+    says Connection: close, then the connection closes), per_ip_connections (the one over the cap
+    is refused, another address is not), body_idle_ms (a stalled body gets 408) and send_idle_ms (a
+    visitor that stops reading is disconnected, not buffered for)."""
+    st = lib.Stack(ctx, edge_kw={"limits": {"keepalive_requests": 3, "per_ip_connections": 4,
+                                            "body_idle_ms": "1s", "send_idle_ms": "1s"}})
+    host = st.host.encode()
+    # keepalive_requests 3
+    s = ctx.tls_connect(st.edge.https_port, st.host)
+    rd = lib.RawHTTP(s)
+    conn = []
+    for _ in range(3):
+        s.sendall(b"GET /name HTTP/1.1\r\nHost: %s\r\n\r\n" % host)
+        r = rd.read_response()
+        expect_eq(r.status, 200, "keep-alive request")
+        conn.append((r.header("Connection") or "").lower())
+    expect_eq(conn, ["", "", "close"], "Connection headers of three responses (keepalive_requests 3)")
+    expect(rd.closed_after(2 * ctx.slow), "the connection stayed open after the third response")
+    s.close()
+    # per_ip_connections 4
+    held = [ctx.tls_connect(st.edge.https_port, st.host) for _ in range(4)]
+    try:
+        refused = False
+        try:
+            extra = ctx.tls_connect(st.edge.https_port, st.host, timeout=3)
+            extra.sendall(b"GET /name HTTP/1.1\r\nHost: %s\r\n\r\n" % host)
+            refused = lib.RawHTTP(extra).read_response() is None
+            extra.close()
+        except (OSError, EOFError):
+            refused = True
+        expect(refused, "a fifth connection from 127.0.0.1 was served (per_ip_connections 4)")
+        tls = ssl.create_default_context(cafile=os.path.join(ctx.pki, "ca.pem"))
+        raw = socket.create_connection(("127.0.0.1", st.edge.https_port), timeout=5 * ctx.slow,
+                                       source_address=("127.0.0.2", 0))
+        other = tls.wrap_socket(raw, server_hostname=st.host)
+        other.sendall(b"GET /name HTTP/1.1\r\nHost: %s\r\n\r\n" % host)
+        r = lib.RawHTTP(other).read_response()
+        other.close()
+        expect(r is not None and r.status == 200, "another address was refused too: %r" % (r,))
+    finally:
+        for h in held:
+            h.close()
+    # body_idle_ms 1s: 3 of 10 body bytes, then nothing
+    s = ctx.tls_connect(st.edge.https_port, st.host)
+    t0 = time.monotonic()
+    s.sendall(b"POST /upload HTTP/1.1\r\nHost: %s\r\nContent-Length: 10\r\n\r\nabc" % host)
+    s.settimeout(10 * ctx.slow)
+    r = lib.RawHTTP(s).read_response()
+    took = time.monotonic() - t0
+    s.close()
+    expect(r is not None and r.status == 408, "a stalled body: %r" % (r,))
+    expect(0.8 <= took <= 3.0 * ctx.slow, "the stalled body got its 408 after %.2fs (body_idle 1s)" % took)
+    # send_idle_ms 1s: a 64 MiB response to a visitor that reads nothing
+    s = ctx.tls_connect(st.edge.https_port, st.host, rcvbuf=8192)
+    s.sendall(b"GET /bytes?n=67108864&fast=1 HTTP/1.1\r\nHost: %s\r\n\r\n" % host)
+    time.sleep(3.0 * ctx.slow)
+    got = 0
+    s.settimeout(5 * ctx.slow)
+    try:
+        while True:
+            d = s.recv(65536)
+            if not d:
+                break
+            got += len(d)
+    except OSError:  # ssl.SSLError included
+        pass
+    s.close()
+    expect(got < 64 << 20, "a visitor that read nothing for 3 s still got the whole body")
+    ctx.wait_until(lambda: "send idle timeout" in st.edge.proc.text(), 5, "the edge to log the send idle timeout")
