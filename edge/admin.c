@@ -691,10 +691,13 @@ static void handle_route_add(struct aconn *c)
     struct json_value *v = body_object(c);
     const struct store_tunnel *t;
     const struct store_tunnel *owner;
+    const struct json_value *allow;
     struct hostname_pattern pat;
     const char *host;
     const char *tref;
+    const char *other;
     const char *why = NULL;
+    bool allow_overlap = false;
     int rv;
 
     if (v == NULL)
@@ -703,6 +706,11 @@ static void handle_route_add(struct aconn *c)
     tref = host != NULL ? body_string(c, v, "tunnel") : NULL;
     if (host == NULL || tref == NULL)
         goto out;
+    allow = json_object_get(v, "allow_overlap");
+    if (allow != NULL && json_as_bool(allow, &allow_overlap) < 0) {
+        respond_error(c, 400, "\"allow_overlap\" must be true or false");
+        goto out;
+    }
     if (hostname_pattern_parse(host, strlen(host), &pat, &why) < 0) {
         respond_error(c, 400, "invalid hostname: %s", why);
         goto out;
@@ -710,6 +718,16 @@ static void handle_route_add(struct aconn *c)
     t = store_find(st, tref);
     if (t == NULL) {
         respond_error(c, 404, "no tunnel named \"%s\"", tref);
+        goto out;
+    }
+    /* RELIABILITY.md 2.2: one tunnel's route covering part of another's only when asked for. */
+    other = allow_overlap || store_route_get(st, pat.text) != NULL ? NULL
+                                                                   : store_route_overlap(st, pat.text, t->id, &owner);
+    if (other != NULL) {
+        respond_error(c, 409,
+                      "%s overlaps the route %s of tunnel \"%s\": requests for some names would change "
+                      "tunnels; add it with --allow-overlap (\"allow_overlap\": true) if that is meant",
+                      pat.text, other, owner->name);
         goto out;
     }
     rv = store_route_add(st, pat.text, t->id, &why);

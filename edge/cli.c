@@ -49,6 +49,7 @@ struct cli {
     const char *config;
     enum output output;
     bool help;
+    bool allow_overlap; /* route add --allow-overlap */
     const char *args[CLI_MAX_ARGS];
     int nargs;
     /* resolved target */
@@ -109,6 +110,7 @@ static const char options_help[] =
     "                           /etc/culvert/admin.token)\n"
     "  --config FILE            read admin.listen and admin.token_file from this edge.yml\n"
     "  --output json|text       output format (default text)\n"
+    "  --allow-overlap          route add: accept a route that overlaps another tunnel's\n"
     "  --help                   this help\n";
 
 /* ---- admin address and token -------------------------------------------------------------- */
@@ -672,7 +674,8 @@ static void encode_segment(const char *s, char *out, size_t cap)
 }
 
 /* {"k1": v1, "k2": v2} with JSON-escaped values, into a new string (NULL: out of memory). */
-static char *json_body(const char *k1, const char *v1, const char *k2, const char *v2)
+/* {"k1": "v1", "k2": "v2", "flag": true}; |k2| and |flag| may be NULL. */
+static char *json_body(const char *k1, const char *v1, const char *k2, const char *v2, const char *flag)
 {
     struct json_writer w;
     struct buf b;
@@ -686,6 +689,10 @@ static char *json_body(const char *k1, const char *v1, const char *k2, const cha
     if (k2 != NULL) {
         json_w_key(&w, k2);
         json_w_string(&w, v2);
+    }
+    if (flag != NULL) {
+        json_w_key(&w, flag);
+        json_w_bool(&w, true);
     }
     json_w_object_end(&w);
     if (json_w_finish(&w) == 0)
@@ -704,7 +711,7 @@ static int cmd_tunnel_create(struct cli *c, const struct command *cmd)
     (void)cmd;
     if (!store_name_valid(c->args[0], &why))
         return usage_error(c, "NAME \"%s\": %s", c->args[0], why);
-    body = json_body("name", c->args[0], NULL, NULL);
+    body = json_body("name", c->args[0], NULL, NULL, NULL);
     if (body == NULL)
         return failure(c, "out of memory");
     rv = call(c, "POST", "/v1/tunnels", body, &v);
@@ -897,7 +904,7 @@ static int cmd_route_add(struct cli *c, const struct command *cmd)
     rv = check_hostname(c, c->args[0]);
     if (rv != 0)
         return rv;
-    body = json_body("hostname", c->args[0], "tunnel", c->args[1]);
+    body = json_body("hostname", c->args[0], "tunnel", c->args[1], c->allow_overlap ? "allow_overlap" : NULL);
     if (body == NULL)
         return failure(c, "out of memory");
     rv = call(c, "POST", "/v1/routes", body, &v);
@@ -1006,7 +1013,9 @@ static const struct command commands[] = {
      cmd_tunnel_rotate},
     {"route", "add", 2, "HOSTNAME TUNNEL", "route a hostname (or *.domain) to a tunnel",
      "Routes HOSTNAME (exact, or *.example.com) to TUNNEL (name or id). A hostname routed to\n"
-     "another tunnel is refused: delete that route first.",
+     "another tunnel is refused: delete that route first. A route that overlaps another\n"
+     "tunnel's (pay.example.com under *.example.com, or the reverse) is refused unless\n"
+     "--allow-overlap is given.",
      cmd_route_add},
     {"route", "delete", 1, "HOSTNAME", "remove a route",
      "Removes the route of HOSTNAME (exactly as added).", cmd_route_delete},
@@ -1097,6 +1106,8 @@ static int parse_options(struct cli *c, int argc, char **argv)
             rv = option_value(c, argc, argv, &i, "--config", &c->config);
             if (rv != 0)
                 return rv;
+        } else if (strcmp(a, "--allow-overlap") == 0) {
+            c->allow_overlap = true;
         } else if (is_option(a, "--output") || is_option(a, "-o")) {
             rv = option_value(c, argc, argv, &i, a[1] == 'o' ? "-o" : "--output", &v);
             if (rv != 0)
@@ -1212,6 +1223,8 @@ int cli_run(int argc, char **argv, FILE *out, FILE *err)
                                                               : 0));
     if (c.nargs > cmd->nargs)
         return usage_error(&c, "unexpected argument \"%s\"", c.args[cmd->nargs]);
+    if (c.allow_overlap && cmd->run != cmd_route_add)
+        return usage_error(&c, "--allow-overlap is an option of route add only");
     rv = resolve_target(&c);
     if (rv == 0)
         rv = cmd->run(&c, cmd);

@@ -243,6 +243,59 @@ const struct store_tunnel *store_route_get(const struct store *st, const char *p
     return r != NULL ? &r->tunnel->t : NULL;
 }
 
+/* True when wildcard |w| ("*.s") covers some name of |x| (exact "n", or wildcard "*.t"): n ends in
+ * ".s", or t is s or ends in ".s". */
+static bool wildcard_covers(const char *w, const char *x)
+{
+    size_t sl;
+    size_t xl;
+
+    if (w[0] != '*')
+        return false;
+    w += 1; /* ".s" */
+    sl = strlen(w);
+    if (x[0] == '*') {
+        x += 1;
+        if (strcmp(x, w) == 0)
+            return true;
+    }
+    xl = strlen(x);
+    return xl > sl && strcmp(x + xl - sl, w) == 0;
+}
+
+struct overlap_ctx {
+    const char *pattern;
+    const uint8_t *id;
+    const struct route_rec *found;
+};
+
+static int overlap_cb(const char *pattern, void *value, void *arg)
+{
+    struct overlap_ctx *o = arg;
+    const struct route_rec *r = value;
+
+    (void)pattern;
+    if (r->hidden || memcmp(r->tunnel->t.id, o->id, TOKEN_ID_LEN) == 0)
+        return 0;
+    if (wildcard_covers(r->pattern, o->pattern) || wildcard_covers(o->pattern, r->pattern)) {
+        o->found = r;
+        return 1;
+    }
+    return 0;
+}
+
+const char *store_route_overlap(const struct store *st, const char *pattern, const uint8_t id[TOKEN_ID_LEN],
+                                const struct store_tunnel **other)
+{
+    struct overlap_ctx o = {pattern, id, NULL};
+
+    hostname_table_foreach(st->routes, overlap_cb, &o);
+    if (o.found == NULL)
+        return NULL;
+    *other = &o.found->tunnel->t;
+    return o.found->pattern;
+}
+
 struct route_iter {
     const struct tunnel_rec *only;
     int (*cb)(const char *pattern, const struct store_tunnel *t, void *arg);

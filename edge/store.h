@@ -145,6 +145,11 @@ size_t store_route_count(const struct store *st);
  * delete that route first; no first-come-first-served takeover), CV_ENOMEM, or -errno from the
  * write (store unchanged).
  */
+/* RELIABILITY.md 2.2: a route of another tunnel that overlaps normalised |pattern| (a wildcard of one
+ * covers names of the other, e.g. *.a.test and pay.a.test). Returns its pattern and sets |*other| to
+ * its tunnel, or returns NULL. */
+const char *store_route_overlap(const struct store *st, const char *pattern, const uint8_t id[TOKEN_ID_LEN],
+                                const struct store_tunnel **other);
 int store_route_add(struct store *st, const char *pattern, const uint8_t id[TOKEN_ID_LEN],
                     const char **why);
 

@@ -166,6 +166,31 @@ def test_route_add_list_delete(ctx):
 
 
 @lib.timeout(60)
+def test_route_overlapping_another_tunnels_wildcard_needs_allow_overlap(ctx):
+    """RELIABILITY.md 2.2: a route that takes part of another tunnel's wildcard (or a wildcard
+    that covers another tunnel's name) changes where some requests go; it is refused with a message
+    naming the other route, and accepted with --allow-overlap. Overlaps within one tunnel are fine."""
+    edge = ctx.edge()
+    edge.create_tunnel("ta")
+    edge.create_tunnel("tb")
+    edge.route_add("*.a." + DOMAIN, "ta")
+    edge.route_add("pay.a." + DOMAIN, "ta")  # same tunnel: no question
+    r = edge.cli("route", "add", "shop.a." + DOMAIN, "tb", check=1)
+    expect("*.a." + DOMAIN in r.stderr and '"ta"' in r.stderr and "--allow-overlap" in r.stderr,
+           "the refusal does not name the overlapping route and the option: %r" % r.stderr)
+    r = edge.cli("route", "add", "*.x.a." + DOMAIN, "tb", check=1)
+    edge.route_add("solo." + DOMAIN, "ta")
+    r = edge.cli("route", "add", "*." + DOMAIN, "tb", check=1)  # covers ta's names
+    names = sorted((x["hostname"], x["tunnel"]) for x in edge.cli("route", "list", output_json=True).json)
+    expect_eq(names, [("*.a." + DOMAIN, "ta"), ("pay.a." + DOMAIN, "ta"), ("solo." + DOMAIN, "ta")],
+              "routes after the refusals")
+    edge.cli("route", "add", "shop.a." + DOMAIN, "tb", "--allow-overlap")
+    routes = dict((x["hostname"], x["tunnel"]) for x in edge.cli("route", "list", output_json=True).json)
+    expect_eq(routes.get("shop.a." + DOMAIN), "tb", "shop.a. routed with --allow-overlap")
+    edge.cli("tunnel", "list", "--allow-overlap", check=2)
+
+
+@lib.timeout(60)
 def test_rotate_token_disconnects_old_token(ctx):
     edge = ctx.edge()
     t = edge.tunnel_with_route("rot", ["rot." + DOMAIN])
