@@ -694,7 +694,16 @@ static void test_routes(void **state)
     expect_error(404, "no tunnel named \"nope\"");
     request("POST", "/v1/routes", "{\"hostname\": \"x.example.com\"}");
     expect_error(400, "\"tunnel\" (a string) is required");
+    /* RELIABILITY.md 2.2: the wildcard would take names from another tunnel's route. */
     request("POST", "/v1/routes", "{\"hostname\": \"*.example.com\", \"tunnel\": \"other\"}");
+    expect_error(409, "*.example.com overlaps the route app.example.com of tunnel \"web\": requests for "
+                      "some names would change tunnels; add it with --allow-overlap "
+                      "(\"allow_overlap\": true) if that is meant");
+    request("POST", "/v1/routes", "{\"hostname\": \"*.example.com\", \"tunnel\": \"other\", "
+                                  "\"allow_overlap\": 1}");
+    expect_error(400, "\"allow_overlap\" must be true or false");
+    request("POST", "/v1/routes", "{\"hostname\": \"*.example.com\", \"tunnel\": \"other\", "
+                                  "\"allow_overlap\": true}");
     assert_int_equal(rep.status, 201);
 
     request("GET", "/v1/routes", NULL);
