@@ -8,6 +8,14 @@
 #include "err.h"
 #include "mem.h"
 
+/* Bytes of storage all buffers hold (capacity, not length): the overload budget's measure. */
+static size_t held_bytes;
+
+size_t buf_held_bytes(void)
+{
+    return held_bytes;
+}
+
 void buf_init(struct buf *b, size_t cap)
 {
     b->base = NULL;
@@ -20,6 +28,7 @@ void buf_init(struct buf *b, size_t cap)
 /* Frees a buffer's storage, recycling blocks of the starting size. */
 static void storage_free(struct buf *b)
 {
+    held_bytes -= (size_t)(b->end - b->base);
     if (b->base != NULL && (size_t)(b->end - b->base) == MEM_BLOCK)
         mem_block_free(b->base);
     else
@@ -90,6 +99,7 @@ uint8_t *buf_reserve(struct buf *b, size_t n, int *err)
             *err = CV_ENOMEM;
         return NULL;
     }
+    held_bytes += want - size;
     b->pos = nb;
     b->last = nb + len;
     b->base = nb;

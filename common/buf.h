@@ -61,5 +61,7 @@ void buf_consume(struct buf *b, size_t n);
 void buf_compact(struct buf *b);
 /* Frees the storage if the buffer is empty (for idle connections). */
 void buf_release(struct buf *b);
+/* Bytes of storage held by all buffers of the process (their capacity). */
+size_t buf_held_bytes(void);
 
 #endif

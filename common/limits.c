@@ -23,6 +23,7 @@ void limits_init(struct cv_limits *l)
     l->max_connections = 16384;
     l->tls_handshake_ms = 10 * 1000;
     l->client_output_buffer = 64 * 1024;
+    l->buffer_budget = 512u << 20;
     l->expect_continue_ms = 300;
 
     l->max_frame_size = 16 * 1024;
@@ -80,6 +81,7 @@ static const struct limit_desc table[] = {
     L(max_metadata_fields, LIMIT_COUNT),
     L(max_concurrent_streams, LIMIT_COUNT),
     L(stream_queue, LIMIT_COUNT),
+    L(buffer_budget, LIMIT_BYTES),
     L(stream_window, LIMIT_BYTES),
     L(stream_window_max, LIMIT_BYTES),
     L(connection_window, LIMIT_BYTES),

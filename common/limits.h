@@ -27,6 +27,7 @@ struct cv_limits {
     uint32_t max_connections;      /* global public connections cap */
     uint32_t tls_handshake_ms;     /* 10 s */
     uint32_t client_output_buffer; /* edge per-client output buffered before pausing the stream, 64 KiB */
+    uint32_t buffer_budget;        /* edge: all buffers; 503 for new requests at 90%, shed the biggest at 98%; 512 MiB, 0 = off */
     uint32_t expect_continue_ms;   /* the edge's own 100 Continue when the origin sends none, 300 ms */
 
     /* Multiplexer (both sides). */

@@ -331,6 +331,16 @@ size_t sock_write_queued(const struct sock *s)
     return buf_len(&s->pending) + buf_len(&s->inflight) + buf_len(&s->early);
 }
 
+size_t sock_buffer_bytes(const struct sock *s)
+{
+    const struct buf *b[] = {&s->in, &s->pending, &s->inflight, &s->early};
+    size_t n = 0;
+
+    for (size_t i = 0; i < sizeof(b) / sizeof(b[0]); i++)
+        n += (size_t)(b[i]->end - b[i]->base);
+    return n;
+}
+
 int sock_write_full(const struct sock *s)
 {
     return sock_write_queued(s) >= s->out_high;

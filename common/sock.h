@@ -114,6 +114,8 @@ int sock_write(struct sock *s, const void *p, size_t n);
 size_t sock_write_queued(const struct sock *s);
 /* 1 when sock_write_queued() >= out_high. */
 int sock_write_full(const struct sock *s);
+/* Storage its buffers hold (capacity, as buf_held_bytes counts it). */
+size_t sock_buffer_bytes(const struct sock *s);
 /* Asks for an on_flush call in this loop iteration's flush pass (inside on_flush: the next). */
 void sock_want_flush(struct sock *s);
 /* Resumes reading (clears sock_read_stop() and a full-buffer stop); for TLS, plaintext buffered

@@ -601,6 +601,8 @@ static void limit_bounds(const char *name, uint64_t *min, uint64_t *max)
         *max = 2147483647u;
     } else if (strcmp(name, "max_empty_frames") == 0) {
         *min = 0; /* no empty DATA frame tolerated */
+    } else if (strcmp(name, "buffer_budget") == 0) {
+        *min = 0; /* off */
     } else if (strcmp(name, "backoff_max_exp") == 0) {
         *min = 0; /* window of 2^0 = 1 s */
         *max = 30;

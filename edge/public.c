@@ -28,6 +28,7 @@
 
 #include <openssl/rand.h>
 
+#include "buf.h"
 #include "certs.h"
 #include "edge.h"
 #include "edge_config.h"
@@ -280,6 +281,72 @@ static void preq_free(struct preq *rq)
     mem_free(rq->referer);
     mem_free(rq->ua);
     mem_free(rq);
+}
+
+/* ---- overload (RELIABILITY.md §10, buffer budget) ---------------------------------------------- */
+
+/* True when all buffers together hold at least |pct| percent of limits.buffer_budget (0: off). */
+static int over_budget(const struct public_side *ps, unsigned pct)
+{
+    uint64_t budget = ps->e->limits.buffer_budget;
+
+    return budget != 0 && (uint64_t)buf_held_bytes() * 100 >= budget * pct;
+}
+
+/* What a visitor connection holds in buffers: unsent output (response bytes the stream delivered,
+ * waiting for the visitor to read) and unread input, as storage. */
+static size_t pconn_buffered(struct pconn *pc)
+{
+    return sock_buffer_bytes(pc->sock);
+}
+
+/* At 98% of the budget: closes the visitor connections that hold the most, largest first, until
+ * what is left would be under 95% (Envoy's overload manager does the same with its heap). The
+ * process and every other stream go on. Buffers are freed when the closes complete, so what
+ * closing connections still hold counts as gone already. */
+static void shed(struct public_side *ps)
+{
+    uint64_t budget = ps->e->limits.buffer_budget;
+    uint64_t held = buf_held_bytes();
+    struct list_node *p;
+    unsigned n = 0;
+
+    list_for_each(p, &ps->conns)
+    {
+        struct pconn *pc = container_of(p, struct pconn, node);
+
+        if (pc_closing(pc) && pc->sock != NULL) {
+            size_t k = pconn_buffered(pc);
+
+            held = held > k ? held - k : 0;
+        }
+    }
+    while (budget != 0 && held * 100 > budget * 95 && n < 1024) {
+        struct pconn *big = NULL;
+        size_t most = 0;
+
+        list_for_each(p, &ps->conns)
+        {
+            struct pconn *pc = container_of(p, struct pconn, node);
+            size_t k;
+
+            if (pc_closing(pc))
+                continue;
+            k = pconn_buffered(pc);
+            if (k > most) {
+                most = k;
+                big = pc;
+            }
+        }
+        if (big == NULL)
+            break;
+        LOG_W("public peer=%s overload: buffers hold %" PRIu64 " KiB of buffer_budget %" PRIu64
+              " KiB; closing this visitor connection, which holds %zu KiB",
+              big->peer, held >> 10, budget >> 10, most >> 10);
+        pconn_abort(big);
+        held = held > most ? held - most : 0;
+        n++;
+    }
 }
 
 /* Writes to the visitor; a failure closes the connection. */
@@ -751,6 +818,12 @@ static void st_on_data(struct mux_stream *s, const uint8_t *p, size_t n, void *s
     char hdr[24];
 
     (void)s;
+    /* What arrives from the tunnel is what fills the buffers when visitors read slowly. */
+    if (over_budget(pc->ps, 98)) {
+        shed(pc->ps);
+        if (pc_closing(pc))
+            return; /* shed itself: its stream is released with the connection */
+    }
     if (pc->state == PC_S_TUNNEL) {
         pipe_on_stream_data(&pc->pipe, p, n);
         return;
@@ -1296,6 +1369,13 @@ static int on_request_head(struct http1_parser *p, const struct http1_head *h, v
         answer_local(rq, 503, "The edge is restarting; try again.", NULL);
         return HTTP1_PAUSE;
     }
+    if (over_budget(ps, 90)) {
+        LOG_W_RL("public rid=%s overload: buffers hold %zu KiB, 90%% or more of buffer_budget: new "
+                 "requests get 503",
+                 rq->id, buf_held_bytes() >> 10);
+        answer_local(rq, 503, "The edge is overloaded; try again shortly.", "Retry-After: 1");
+        return HTTP1_PAUSE;
+    }
     if (h->flags & HTTP1_F_UPGRADE) {
         const struct http1_field *key = http1_head_find(h, "sec-websocket-key");
 
@@ -1745,6 +1825,7 @@ int public_start(struct edge *e, char *err, size_t errlen)
     list_init(&ps->waiting);
     uv_check_init(e->loop, &ps->waiting_check);
     ps->waiting_check.data = ps;
+
     buf_init(&ps->scratch, (size_t)e->limits.max_metadata_size + 64 * 1024);
     if (RAND_bytes((unsigned char *)&ps->rid_prefix, sizeof(ps->rid_prefix)) != 1)
         ps->rid_prefix = (uint64_t)time(NULL) * 2654435761u;
@@ -1808,6 +1889,7 @@ void public_close_all(struct edge *e)
         uv_close((uv_handle_t *)&ps->expect_timer, NULL);
     if (!uv_is_closing((uv_handle_t *)&ps->waiting_check))
         uv_close((uv_handle_t *)&ps->waiting_check, NULL);
+
     list_for_each_safe(p, tmp, &ps->conns)
     {
         struct pconn *pc = container_of(p, struct pconn, node);

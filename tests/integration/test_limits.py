@@ -283,3 +283,40 @@ def test_visitor_limits_keepalive_requests_per_ip_body_idle_send_idle(ctx):
     s.close()
     expect(got < 64 << 20, "a visitor that read nothing for 3 s still got the whole body")
     ctx.wait_until(lambda: "send idle timeout" in st.edge.proc.text(), 5, "the edge to log the send idle timeout")
+
+
+@lib.timeout(90)
+def test_buffer_budget_refuses_new_requests_then_sheds_the_biggest_holders(ctx):
+    """RELIABILITY.md §10 / T-34 (small): 40 visitors each fetch 4 MiB and read nothing, which
+    would hold about 12 MiB of edge buffers against a buffer_budget of 8 MiB. Past 98% the edge
+    closes the visitor connections that hold the most; at 90% a new request gets 503 with
+    Retry-After; the edge keeps running and serves normally once the load is gone."""
+    st = lib.Stack(ctx, edge_kw={"limits": {"buffer_budget": "8MiB", "per_ip_connections": 1024}})
+    host = st.host.encode()
+    slow = []
+    try:
+        for _ in range(40):
+            s = ctx.tls_connect(st.edge.https_port, st.host, rcvbuf=4096)
+            s.sendall(b"GET /bytes?n=4194304&fast=1 HTTP/1.1\r\nHost: %s\r\n\r\n" % host)
+            slow.append(s)
+        ctx.wait_until(lambda: "closing this visitor connection" in st.edge.proc.text(), 20,
+                       "the edge to shed visitors over 98% of buffer_budget")
+        # The slow visitors keep the buffers between 90% and 98%: new requests are refused.
+        probes = []
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 5 * ctx.slow and not any(p[0] == 503 for p in probes):
+            r, rd = ctx.raw_request(st.edge.https_port, b"GET /name HTTP/1.1\r\nHost: %s\r\n"
+                                    b"Connection: close\r\n\r\n" % host, sni=st.host)
+            rd.sock.close()
+            probes.append((r.status, r.header("Retry-After")))
+            time.sleep(0.05)
+        ctx.note("probes during the overload: %r" % probes[:10])
+        expect((503, "1") in probes, "no new request got 503 with Retry-After: 1 while over 90%%: %r" % probes[:10])
+        shed = st.edge.proc.text().count("closing this visitor connection")
+        ctx.note("visitor connections shed: %d of 40" % shed)
+        expect(1 <= shed < 40, "%d of the 40 slow visitors were shed" % shed)
+    finally:
+        for s in slow:
+            s.close()
+    expect(st.edge.proc.alive(), "the edge exited under the overload")
+    ctx.wait_until(lambda: st.get("/name").status == 200, 10, "a GET to succeed once the slow visitors are gone")
