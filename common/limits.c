@@ -41,6 +41,7 @@ void limits_init(struct cv_limits *l)
     l->max_empty_frames = 1;
     l->unknown_frames_per_sec = 100;
     l->max_continuations = 8;
+    l->window_updates_per_data = 10;
 
     l->heartbeat_ms = 5 * 1000;
     l->heartbeat_misses = 5;
@@ -92,6 +93,7 @@ static const struct limit_desc table[] = {
     L(max_empty_frames, LIMIT_COUNT),
     L(unknown_frames_per_sec, LIMIT_COUNT),
     L(max_continuations, LIMIT_COUNT),
+    L(window_updates_per_data, LIMIT_COUNT),
     L(heartbeat_ms, LIMIT_MS),
     L(heartbeat_misses, LIMIT_COUNT),
     L(register_ms, LIMIT_MS),

@@ -46,6 +46,7 @@ struct cv_limits {
     uint32_t max_empty_frames;       /* consecutive empty DATA frames, 1 */
     uint32_t unknown_frames_per_sec; /* 100 */
     uint32_t max_continuations;      /* per metadata block, 8 */
+    uint32_t window_updates_per_data; /* WINDOW_UPDATEs received per DATA frame sent (+100), 10 */
 
     /* Liveness and lifecycle. */
     uint32_t heartbeat_ms;       /* edge PING interval and connector silence threshold, 5 s */

@@ -92,6 +92,8 @@ struct mux {
     struct frame_settings peer;
     struct buf out;
     unsigned control_queued;
+    uint64_t data_frames_out; /* DATA frames sent, for the WINDOW_UPDATE ratio */
+    uint64_t window_updates_in;
 
     int64_t conn_send_window;
     int64_t conn_recv_window;
@@ -965,6 +967,11 @@ static int on_window_update_frame(struct mux *m, const struct frame *f)
     uint32_t inc = f->u.increment;
     struct mux_stream *s;
 
+    /* §12, CVE-2019-9511 (data dribble): a receiver updates a window after reading at least one
+     * DATA frame's worth; many more updates than DATA frames sent is a flood (Envoy's ratio, with
+     * room for the first updates of a connection). */
+    if (++m->window_updates_in > 100 + (uint64_t)m->lim.window_updates_per_data * m->data_frames_out)
+        return conn_error(m, CODE_ENHANCE_YOUR_CALM, "WINDOW_UPDATE flood");
     if (f->hdr.stream_id == 0) {
         /* §9.3 */
         if (inc == 0)
@@ -1286,6 +1293,7 @@ static ssize_t frame_one(struct mux *m, struct mux_stream *s)
     m->conn_send_window -= (int64_t)len;
     m->st.bytes_out += len;
     m->st.frames_out++;
+    m->data_frames_out++;
     if (flags & FRAME_F_END_STREAM)
         s->flags |= S_F_LOCAL_CLOSED;
     return (ssize_t)len;

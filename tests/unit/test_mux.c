@@ -1182,6 +1182,23 @@ static void test_reset_flood_trips_budget(void **state)
     assert_int_equal(i, 1 + (int)limits.reset_burst + 1);
 }
 
+/* CVE-2019-9511 (data dribble), RELIABILITY.md §10: more than 10 WINDOW_UPDATEs per DATA frame
+ * sent (after 100 free ones) is a flood. */
+static void test_window_update_flood_is_calm_error(void **state)
+{
+    uint8_t frame[FRAME_HDR_LEN + 4];
+    ssize_t rv = 0;
+    int i;
+
+    (void)state;
+    do_register();
+    frame_encode_window_update(frame, sizeof(frame), 0, 1);
+    for (i = 0; i < 200 && rv >= 0; i++)
+        rv = mux_feed(conn_side.m, frame, sizeof(frame));
+    assert_int_equal(rv, CV_ECALM);
+    assert_int_equal(i, 101);
+}
+
 /* RELIABILITY.md §2.4: the last odd id is used, then the edge says GOAWAY and opens no more
  * streams on the connection (the registry picks others; the link closes once it is idle). */
 static void test_stream_id_space_exhaustion_drains_the_connection(void **state)
@@ -1634,6 +1651,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_ordinary_resets_do_not_drain_budget, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stream_errors_we_send_drain_budget, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stream_id_space_exhaustion_drains_the_connection, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_window_update_flood_is_calm_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_empty_data_flood_is_calm_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ping_flood_not_read_trips_control_queue, setup, teardown),
         cmocka_unit_test_setup_teardown(test_byte_at_a_time_feeding_works, setup, teardown),
