@@ -250,6 +250,21 @@ static void pconn_abort(struct pconn *pc)
     sock_abort(pc->sock);
 }
 
+/*
+ * The response was cut after its head went out (RELIABILITY.md §6, haproxy's
+ * truncated_response.vtc): the visitor gets every byte that came, then an end it cannot take for a
+ * complete response. A body with a length (Content-Length, or chunked without its last chunk) ends
+ * with a close after the flush, which keeps the bytes in flight; a close-delimited body can only be
+ * marked by a reset.
+ */
+static void pconn_cut(struct pconn *pc, const struct preq *rq)
+{
+    if (!(rq->flags & RQ_F_RESP_EOF) && (rq->resp_clen >= 0 || (rq->flags & RQ_F_RESP_CHUNKED)))
+        pconn_close(pc);
+    else
+        pconn_abort(pc);
+}
+
 static void new_request_id(struct public_side *ps, char out[17])
 {
     uint64_t v = ps->rid_prefix ^ (++ps->rid_counter * 0x9e3779b97f4a7c15ull);
@@ -451,7 +466,7 @@ static void answer_local(struct preq *rq, int status, const char *detail, const 
 
     if (rq->flags & RQ_F_RESP_HEAD) {
         /* Too late for a page: the visitor must see the response was cut. */
-        pconn_abort(pc);
+        pconn_cut(pc, rq);
         return;
     }
     if ((rq->flags & RQ_F_HAS_BODY) && !(rq->flags & RQ_F_IN_DONE))
@@ -875,7 +890,7 @@ static void st_on_end(struct mux_stream *s, void *sdata)
         /* Fewer bytes than announced: the visitor must see a truncated response, not a clean one. */
         LOG_W("public rid=%s response truncated: %" PRIu64 " of %" PRId64 " bytes", rq->id,
               rq->resp_bytes, rq->resp_clen);
-        pconn_abort(pc);
+        pconn_cut(pc, rq);
         return;
     }
     if (rq->flags & RQ_F_RESP_CHUNKED)
@@ -914,7 +929,7 @@ static void st_on_reset(struct mux_stream *s, uint32_t code, void *sdata)
     }
     if (rq->flags & RQ_F_RESP_HEAD) {
         LOG_I("public rid=%s response aborted by the tunnel: %s", rq->id, frame_code_name(code));
-        pconn_abort(rq->pc);
+        pconn_cut(rq->pc, rq);
         return;
     }
     /* PROTOCOL.md §7.7: never reached an origin, nothing of the body lost: retry once elsewhere. */

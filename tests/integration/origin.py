@@ -470,6 +470,27 @@ class Handler(http.server.BaseHTTPRequestHandler):
             for chunk in gen_bytes(n, seed):
                 self.wfile.write(chunk)
             return
+        if path == "/truncated":
+            # Announces n bytes (Content-Length, or chunked with chunked=1), sends the first half,
+            # then closes: a response cut short by the origin.
+            self.read_body(lambda d: None)
+            n = int(q.get("n", ["1000"])[0])
+            chunked = q.get("chunked", ["0"])[0] == "1"
+            self.close_connection = True
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            if chunked:
+                self.send_header("Transfer-Encoding", "chunked")
+            else:
+                self.send_header("Content-Length", str(n))
+            self.end_headers()
+            half = b"".join(gen_bytes(n, 7))[: n // 2]
+            if chunked:
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(half), half))
+            else:
+                self.wfile.write(half)
+            self.wfile.flush()
+            return
         if path.startswith("/status/"):
             self.read_body(lambda d: None)
             code = int(path[len("/status/"):])

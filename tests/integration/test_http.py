@@ -703,3 +703,19 @@ def test_smuggling_cases_beyond_the_corpus(ctx):
     problems, n_fwd, n_origin = test_corpus.run_vectors(ctx, EXTRA_VECTORS)
     ctx.note("%d extra vectors, %d forwarded, %d at the origin" % (len(EXTRA_VECTORS), n_fwd, n_origin))
     expect(not problems, "%d problem(s):\n  %s" % (len(problems), "\n  ".join(sorted(problems))))
+
+
+@lib.timeout(60)
+def test_response_cut_by_the_origin_reaches_the_visitor_cut(ctx):
+    """RELIABILITY.md §6 / T-28 (haproxy's truncated_response.vtc): when the origin closes in the
+    middle of a body, the visitor gets every byte the origin sent and then an abort: never the
+    full Content-Length, never a terminating chunk."""
+    st = lib.Stack(ctx)
+    want = b"".join(origin_mod.gen_bytes(1000, 7))[:500]
+    for chunked in (0, 1):
+        r = ctx.curl(st.url("/truncated?n=1000&chunked=%d" % chunked), resolve=st.resolve())
+        what = "chunked" if chunked else "Content-Length 1000"
+        expect_eq(r.status, 200, "%s: status" % what)
+        expect(r.rc in (18, 56), "%s: curl saw a clean end (rc %d, %d bytes); a cut response must "
+                                 "end in an abort" % (what, r.rc, len(r.body)))
+        expect_eq(r.body, want, "%s: the bytes the origin sent before it closed" % what)
