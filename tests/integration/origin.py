@@ -401,13 +401,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             chunked = q.get("chunked", ["0"])[0] == "1"
             gen = gen_fast if q.get("fast", ["0"])[0] == "1" else gen_bytes
             key = q.get("id", [None])[0]
-            self.send_response(200)
-            self.send_header("Content-Type", "application/octet-stream")
-            if chunked:
-                self.send_header("Transfer-Encoding", "chunked")
-            else:
-                self.send_header("Content-Length", str(n))
-            self.end_headers()
+            self.bytes_head(n, chunked)
             if self.command == "HEAD":
                 return
             sent = 0
@@ -477,13 +471,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             n = int(q.get("n", ["1000"])[0])
             chunked = q.get("chunked", ["0"])[0] == "1"
             self.close_connection = True
-            self.send_response(200)
-            self.send_header("Content-Type", "application/octet-stream")
-            if chunked:
-                self.send_header("Transfer-Encoding", "chunked")
-            else:
-                self.send_header("Content-Length", str(n))
-            self.end_headers()
+            self.bytes_head(n, chunked)
             half = b"".join(gen_bytes(n, 7))[: n // 2]
             if chunked:
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(half), half))
@@ -513,6 +501,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
             "body_sha256": h.hexdigest(),
             "name": self.server.origin_name,
         })
+
+    def bytes_head(self, n, chunked):
+        """200, application/octet-stream, chunked or Content-Length |n|."""
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        if chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+        else:
+            self.send_header("Content-Length", str(n))
+        self.end_headers()
 
     def websocket(self, bad_accept=False):
         key = self.headers["Sec-WebSocket-Key"].strip()

@@ -575,9 +575,10 @@ def test_header_read_timeout_408_per_sni(ctx):
         "hosts": [{"hostname": h("quick"), "timeouts": {"header_read": "1s"}}]}})
     half = b"GET /name HTTP/1.1\r\nHost: %s\r\nX-Half: "
 
-    def half_head(host, trickle=False):
+    def half_head(host, trickle=False, delay=0.0):
         s, rd = connect(ctx, st, host=host)
         t0 = time.monotonic()
+        time.sleep(delay)
         s.sendall(half % host.encode())
         if trickle:  # one byte every 0.3 s: the deadline is for the whole head, not per byte
             for _ in range(10):
@@ -608,17 +609,7 @@ def test_header_read_timeout_408_per_sni(ctx):
     expect(secs <= 2.2 * ctx.slow, "the trickled head got its 408 after %.2fs (header_read 1s)" % secs)
     # The deadline is a total from the handshake: idling 0.9 s before the first byte does not buy
     # another second (a deadline restarted at the first byte would answer at about 1.9 s).
-    s, rd = connect(ctx, st, host=h("quick"))
-    t0 = time.monotonic()
-    time.sleep(0.9)
-    s.sendall(b"GET /name HTTP/1.1\r\n")
-    s.settimeout(10 * ctx.slow)
-    try:
-        r = rd.read_response()
-    except (OSError, EOFError):
-        r = None
-    secs = time.monotonic() - t0
-    s.close()
+    r, secs, _ = half_head(h("quick"), delay=0.9)
     expect(r is not None and r.status == 408, "a head started late: %r" % (r,))
     expect(secs <= 1.5 * ctx.slow, "a head started 0.9 s after the handshake got its 408 after %.2fs "
            "(header_read 1s counts from the handshake)" % secs)
