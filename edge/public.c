@@ -355,8 +355,8 @@ static void shed(struct public_side *ps)
         }
         if (big == NULL)
             break;
-        LOG_W("public peer=%s overload: buffers hold %" PRIu64 " KiB of buffer_budget %" PRIu64
-              " KiB; closing this visitor connection, which holds %zu KiB",
+        LOG_W_RL("public peer=%s overload: buffers hold %" PRIu64 " KiB of buffer_budget %" PRIu64
+                 " KiB; closing this visitor connection, which holds %zu KiB",
               big->peer, held >> 10, budget >> 10, most >> 10);
         pconn_abort(big);
         held = held > most ? held - most : 0;
@@ -1070,15 +1070,26 @@ static void on_waiting_check(uv_check_t *h)
     struct public_side *ps = h->data;
     struct list_node *p;
     struct list_node *tmp;
+    const uint8_t *full[16]; /* tunnels found full in this pass: their other requests wait too */
+    size_t nfull = 0;
 
     list_for_each_safe(p, tmp, &ps->waiting)
     {
         struct preq *rq = container_of(p, struct preq, wait_node);
         struct pconn *pc = rq->pc;
-        int why = try_open(rq, NULL);
+        size_t i;
+        int why;
 
-        if (why == CV_ELIMIT)
+        for (i = 0; i < nfull && memcmp(full[i], rq->tunnel_id, 16) != 0; i++)
+            ;
+        if (i < nfull)
             continue;
+        why = try_open(rq, NULL);
+        if (why == CV_ELIMIT) {
+            if (nfull < sizeof(full) / sizeof(full[0]))
+                full[nfull++] = rq->tunnel_id;
+            continue;
+        }
         waiting_remove(rq);
         if (why == 0)
             request_started(rq);
