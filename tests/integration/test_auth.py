@@ -108,3 +108,24 @@ def test_token_file_readable_by_others_refused(ctx):
     expect_eq(edge.cli("tunnel", "list", output_json=True).json[0]["connectors"], 0,
               "connectors registered with a refused token file")
 
+
+
+@lib.timeout(90)
+def test_failed_auth_from_one_address_is_tarpitted_after_ten_a_minute(ctx):
+    """RELIABILITY.md §10 (failed auth: 10/min/IP, then tarpit): the first ten wrong tokens from an
+    address get "authentication failed" at once (final: exit 1); the eleventh gets no answer, and
+    the registration deadline closes its connection, so guessing costs the guesser time."""
+    edge = ctx.edge(limits={"register_ms": "2s"})
+    t = edge.tunnel_with_route("tarpit", ["tarpit." + DOMAIN])
+    wrong = token_with(t["token"], secret=base64.b64encode(os.urandom(32)).decode())
+    for i in range(10):
+        c = ctx.connector(edge, wrong, name="guess%d" % i, start=False, ha=1)
+        c.start(wait_ready=False)
+        expect_eq(c.proc.wait(5 * ctx.slow), 1, "guess %d: exit code (authentication failed is final)" % i)
+    c = ctx.connector(edge, wrong, name="guess10", start=False, ha=1)
+    c.start(wait_ready=False)
+    ctx.wait_until(lambda: "answer withheld" in edge.proc.text(), 5, "the edge to withhold its answer")
+    expect(c.proc.wait(1.0) is None, "the eleventh guess got an answer at once (exit %s)" % c.proc.returncode)
+    ctx.wait_until(lambda: "registration deadline expired" in edge.proc.text(), 5,
+                   "the registration deadline (2s) to close the tarpitted connection")
+    c.stop()
