@@ -9,7 +9,8 @@
   tunnels     creates T tunnels through the edge's admin API, then registers C connections per
               tunnel speaking the tunnel protocol itself (proto/PROTOCOL.md §2-4: TLS 1.3, ALPN
               culvert/1, preface, REGISTER, REGISTERED; PINGs answered with PONGs), reports
-              timings, then holds them until "quit" on stdin.
+              timings, then holds them until "quit" on stdin. Each tunnel connects from a source
+              address of its own (one connector host per tunnel).
 
 Every tool prints one JSON object per line on stdout ({"event": ...}); diagnostics go to stderr.
 Python 3 standard library only; one asyncio loop per tool.
@@ -278,14 +279,14 @@ async def tunnel_conn_run(tc, reader, writer):
         writer.close()
 
 
-async def tunnel_open(args, ctx, sem, tid, secret, cid, index, conns, errors, times, tasks):
+async def tunnel_open(args, ctx, sem, tid, secret, cid, index, src, conns, errors, times, tasks):
     async with sem:
         t0 = time.monotonic()
         tc = TunnelConn()
         try:
             reader, writer = await asyncio.wait_for(asyncio.open_connection(
                 args.connect_host, args.port, ssl=ctx, server_hostname=args.servername,
-                limit=65536), args.timeout)
+                local_addr=(src, 0), limit=65536), args.timeout)
         except Exception as e:  # noqa: BLE001
             k = "connect: " + type(e).__name__
             errors[k] = errors.get(k, 0) + 1
@@ -352,10 +353,11 @@ async def tunnels_main(args):
     sem = asyncio.Semaphore(args.concurrency)
     conns, errors, times, tasks = [], {}, [], []
     jobs = []
-    for tid, secret in creds:
+    for k, (tid, secret) in enumerate(creds):
         cid = uuid.uuid4().bytes
+        src = source_address(k)  # one connector host per tunnel (the edge caps pending per address)
         for index in range(args.conns):
-            jobs.append(tunnel_open(args, ctx, sem, tid, secret, cid, index, conns, errors, times,
+            jobs.append(tunnel_open(args, ctx, sem, tid, secret, cid, index, src, conns, errors, times,
                                     tasks))
     t0 = time.monotonic()
     await asyncio.gather(*jobs)
