@@ -56,7 +56,9 @@
 
 struct ip_count {
     struct ip_count *next;
-    unsigned n;
+    unsigned n;                /* open connections; the entry may outlive them (abort budget) */
+    uint64_t abort_milli;      /* visitor abort budget, thousandths of a token */
+    uint64_t abort_refill_ms;
     char ip[64];
 };
 
@@ -110,6 +112,7 @@ struct pconn {
     unsigned nrequests;
     struct list_node node;
     char peer_ip[64];
+    struct ip_count *ipc; /* this address's count and abort budget; NULL when refused */
     char peer[80];
     size_t peer_ip_len;
     size_t peer_len;
@@ -185,42 +188,92 @@ static size_t ip_hash(const char *ip)
     return (size_t)(h % IP_BUCKETS);
 }
 
-/* Counts a new connection from |ip|. Returns 0, or CV_ELIMIT over the per-IP cap. */
-static int ip_acquire(struct public_side *ps, const char *ip)
+/*
+ * Visitor aborts per client address (RELIABILITY.md T-36, the edge's side of rapid reset): a
+ * request abandoned while its stream was open made the connector start origin work for nothing.
+ * Each draws from a token bucket with the tunnel's reset budget (reset_burst, reset_per_sec);
+ * an empty bucket answers the address's new requests with 429 until it refills. Returns the
+ * tokens left after refilling, in thousandths.
+ */
+static uint64_t ip_abort_tokens(struct public_side *ps, struct ip_count *c)
+{
+    uint64_t now = uv_now(ps->e->loop);
+    uint64_t cap = (uint64_t)ps->e->limits.reset_burst * 1000;
+
+    if (now > c->abort_refill_ms) {
+        c->abort_milli += (now - c->abort_refill_ms) * ps->e->limits.reset_per_sec;
+        c->abort_refill_ms = now;
+    }
+    if (c->abort_milli > cap)
+        c->abort_milli = cap;
+    return c->abort_milli;
+}
+
+static void ip_note_abort(struct public_side *ps, struct ip_count *c)
+{
+    if (ip_abort_tokens(ps, c) < 1000)
+        return;
+    c->abort_milli -= 1000;
+    if (c->abort_milli < 1000)
+        LOG_W_RL("public client=%s abort budget exhausted: more than %u requests abandoned with their "
+                 "streams open (refill %u/s); its new requests get 429 until it refills",
+                 c->ip, ps->e->limits.reset_burst, ps->e->limits.reset_per_sec);
+}
+
+/* An entry with no connection is kept while its abort budget is not full, so that closing and
+ * reconnecting does not reset it; it goes at a later walk of its bucket once full again. */
+static int ip_idle(struct public_side *ps, struct ip_count *c)
+{
+    return c->n == 0 && ip_abort_tokens(ps, c) >= (uint64_t)ps->e->limits.reset_burst * 1000;
+}
+
+/* Counts a new connection from |ip|. Returns its entry, or NULL with *|err| CV_ELIMIT over the
+ * per-IP cap (or CV_ENOMEM). */
+static struct ip_count *ip_acquire(struct public_side *ps, const char *ip, int *err)
 {
     struct ip_count **pp = &ps->ips[ip_hash(ip)];
     struct ip_count *c;
 
-    for (c = *pp; c != NULL; c = c->next) {
+    while ((c = *pp) != NULL) {
         if (strcmp(c->ip, ip) == 0) {
-            if (c->n >= ps->e->limits.per_ip_connections)
-                return CV_ELIMIT;
+            if (c->n >= ps->e->limits.per_ip_connections) {
+                *err = CV_ELIMIT;
+                return NULL;
+            }
             c->n++;
-            return 0;
+            return c;
         }
+        if (ip_idle(ps, c)) {
+            *pp = c->next;
+            mem_free(c);
+            continue;
+        }
+        pp = &c->next;
     }
     c = mem_calloc(sizeof(*c));
-    if (c == NULL)
-        return CV_ENOMEM;
+    if (c == NULL) {
+        *err = CV_ENOMEM;
+        return NULL;
+    }
     snprintf(c->ip, sizeof(c->ip), "%s", ip);
     c->n = 1;
+    c->abort_milli = (uint64_t)ps->e->limits.reset_burst * 1000;
+    c->abort_refill_ms = uv_now(ps->e->loop);
     c->next = *pp;
     *pp = c;
-    return 0;
+    return c;
 }
 
-static void ip_release(struct public_side *ps, const char *ip)
+static void ip_release(struct public_side *ps, struct ip_count *rel)
 {
-    struct ip_count **pp = &ps->ips[ip_hash(ip)];
+    struct ip_count **pp;
 
-    for (; *pp != NULL; pp = &(*pp)->next) {
-        struct ip_count *c = *pp;
-
-        if (strcmp(c->ip, ip) == 0) {
-            if (--c->n == 0) {
-                *pp = c->next;
-                mem_free(c);
-            }
+    if (rel == NULL || --rel->n > 0 || !ip_idle(ps, rel))
+        return;
+    for (pp = &ps->ips[ip_hash(rel->ip)]; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == rel) {
+            *pp = rel->next;
+            mem_free(rel);
             return;
         }
     }
@@ -1395,6 +1448,12 @@ static int on_request_head(struct http1_parser *p, const struct http1_head *h, v
         answer_local(rq, 503, "The edge is restarting; try again.", NULL);
         return HTTP1_PAUSE;
     }
+    if (pc->ipc != NULL && ip_abort_tokens(ps, pc->ipc) < 1000) {
+        LOG_W_RL("public rid=%s client=%s too many abandoned requests: 429", rq->id, pc->peer_ip);
+        answer_local(rq, 429, "Too many requests from your address were abandoned; try again shortly.",
+                     "Retry-After: 1");
+        return HTTP1_PAUSE;
+    }
     if (over_budget(ps, 90)) {
         LOG_W_RL("public rid=%s overload: buffers hold %zu KiB, 90%% or more of buffer_budget: new "
                  "requests get 503",
@@ -1747,6 +1806,11 @@ static void pc_on_close(struct sock *s, void *arg)
 
     (void)s;
     if (pc->req != NULL) {
+        struct preq *rq = pc->req;
+
+        if (rq->stream != NULL && pc->ipc != NULL && !(rq->flags & (RQ_F_RESP_DONE | RQ_F_LOCAL)) &&
+            !((rq->flags & RQ_F_UPGRADE) && (rq->flags & RQ_F_RESP_HEAD)))
+            ip_note_abort(pc->ps, pc->ipc); /* left with its stream open at the connector */
         if (pc->req->status == 0)
             pc->req->status = 499; /* nginx's "client closed request" for the log */
         if ((pc->req->flags & RQ_F_UPGRADE) && pc->pipe.sock != NULL)
@@ -1757,7 +1821,7 @@ static void pc_on_close(struct sock *s, void *arg)
         pc->req = NULL;
     }
     http1_parser_free(pc->parser);
-    ip_release(pc->ps, pc->peer_ip);
+    ip_release(pc->ps, pc->ipc);
     list_remove(&pc->node);
     pc->ps->nconns--;
     mem_free(pc);
@@ -1808,7 +1872,7 @@ static void accept_conn(struct public_side *ps, uv_stream_t *server, int tls, in
     pc->peer_ip_len = strx_copy(pc->peer_ip, sizeof(pc->peer_ip), sock_peer_ip(s), strlen(sock_peer_ip(s)));
     list_push_back(&ps->conns, &pc->node);
     ps->nconns++;
-    if (ps->nconns > e->limits.max_connections || ip_acquire(ps, pc->peer_ip) < 0) {
+    if (ps->nconns > e->limits.max_connections || (pc->ipc = ip_acquire(ps, pc->peer_ip, &err)) == NULL) {
         /* Over a cap: close before reading anything (ip_release below matches no acquire). */
         LOG_W_RL("public peer=%s refused: connection limit reached", pc->peer);
         pc->peer_ip[0] = '\0';

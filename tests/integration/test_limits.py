@@ -338,3 +338,33 @@ def test_buffer_budget_refuses_new_requests_then_sheds_the_biggest_holders(ctx):
             s.close()
     expect(st.edge.proc.alive(), "the edge exited under the overload")
     ctx.wait_until(lambda: st.get("/name").status == 200, 10, "a GET to succeed once the slow visitors are gone")
+
+
+@lib.timeout(60)
+def test_visitor_aborts_are_budgeted_per_address_with_429(ctx):
+    """RELIABILITY.md T-36 (the edge's side of rapid reset): requests abandoned while their stream
+    is open draw from a per-address budget (reset_burst 5, reset_per_sec 1 here); once it is empty
+    the address's new requests get 429 with Retry-After and the trip is logged with the address;
+    another address is served; after a refill the first is served again."""
+    st = lib.Stack(ctx, edge_kw={"limits": {"reset_burst": 5, "reset_per_sec": 1}})
+    host = st.host.encode()
+    for _ in range(8):
+        s = ctx.tls_connect(st.edge.https_port, st.host)
+        s.sendall(b"GET /slow?ms=3000 HTTP/1.1\r\nHost: %s\r\n\r\n" % host)
+        time.sleep(0.1)  # the stream is open at the connector
+        s.close()
+    ctx.wait_until(lambda: "client=127.0.0.1 abort budget exhausted" in st.edge.proc.text(), 5,
+                   "the edge to log the exhausted abort budget of 127.0.0.1")
+    r, rd = ctx.raw_request(st.edge.https_port, b"GET /name HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n"
+                            % host, sni=st.host)
+    rd.sock.close()
+    expect_eq((r.status, r.header("Retry-After")), (429, "1"), "a request from the address that abandoned 8")
+    tls = ssl.create_default_context(cafile=os.path.join(ctx.pki, "ca.pem"))
+    raw = socket.create_connection(("127.0.0.1", st.edge.https_port), timeout=5 * ctx.slow,
+                                   source_address=("127.0.0.2", 0))
+    other = tls.wrap_socket(raw, server_hostname=st.host)
+    other.sendall(b"GET /name HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % host)
+    r2 = lib.RawHTTP(other).read_response()
+    other.close()
+    expect(r2 is not None and r2.status == 200, "another address: %r" % (r2,))
+    ctx.wait_until(lambda: st.get("/name").status == 200, 5, "127.0.0.1 to be served once its budget refills")
