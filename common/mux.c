@@ -1677,6 +1677,11 @@ int mux_stream_end(struct mux_stream *s)
     return 0;
 }
 
+size_t mux_stream_buffer_bytes(const struct mux_stream *s)
+{
+    return (size_t)(s->sendq.end - s->sendq.base);
+}
+
 size_t mux_stream_write_space(struct mux_stream *s)
 {
     size_t room;

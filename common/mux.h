@@ -195,6 +195,8 @@ int mux_stream_end(struct mux_stream *s);
 /* Bytes the application may still queue before the send queue is full. When it returns 0, an
  * on_writable follows once the queue has room again. */
 size_t mux_stream_write_space(struct mux_stream *s);
+/* Storage the stream's send queue holds (capacity; counted in buf_held_bytes). */
+size_t mux_stream_buffer_bytes(const struct mux_stream *s);
 /* Bytes queued and not yet framed. */
 size_t mux_stream_queued(const struct mux_stream *s);
 /* Connector: tells the edge the request reached the origin (DISPATCHED, once). */

@@ -209,6 +209,19 @@ static uint64_t ip_abort_tokens(struct public_side *ps, struct ip_count *c)
     return c->abort_milli;
 }
 
+static void ip_note_abort(struct public_side *ps, struct ip_count *c);
+
+/* The visitor abandons |rq| (went away, stopped its body, sent a bad one) while its stream is open
+ * at the connector, which may have started origin work: charged to its address (T-36). */
+static void preq_abandoned(struct preq *rq)
+{
+    struct pconn *pc = rq->pc;
+
+    if (rq->stream != NULL && pc->ipc != NULL && !(rq->flags & (RQ_F_RESP_DONE | RQ_F_LOCAL)) &&
+        !((rq->flags & RQ_F_UPGRADE) && (rq->flags & RQ_F_RESP_HEAD)))
+        ip_note_abort(pc->ps, pc->ipc);
+}
+
 static void ip_note_abort(struct public_side *ps, struct ip_count *c)
 {
     if (ip_abort_tokens(ps, c) < 1000)
@@ -361,11 +374,20 @@ static int over_budget(const struct public_side *ps, unsigned pct)
     return budget != 0 && (uint64_t)buf_held_bytes() * 100 >= budget * pct;
 }
 
-/* What a visitor connection holds in buffers: unsent output (response bytes the stream delivered,
- * waiting for the visitor to read) and unread input, as storage. */
+/* What closing a visitor connection frees of the buffers: its unsent output (response bytes the
+ * stream delivered, waiting for the visitor to read), unread input, and its request's send queue
+ * (body bytes waiting for the tunnel) and kept request block, as storage. */
 static size_t pconn_buffered(struct pconn *pc)
 {
-    return sock_buffer_bytes(pc->sock);
+    size_t n = sock_buffer_bytes(pc->sock);
+    const struct preq *rq = pc->req;
+
+    if (rq != NULL) {
+        n += (size_t)(rq->meta.end - rq->meta.base);
+        if (rq->stream != NULL)
+            n += mux_stream_buffer_bytes(rq->stream);
+    }
+    return n;
 }
 
 /* At 98% of the budget: closes the visitor connections that hold the most, largest first, until
@@ -1133,6 +1155,10 @@ static void on_waiting_check(uv_check_t *h)
         size_t i;
         int why;
 
+        if (pc_closing(pc)) {
+            waiting_remove(rq); /* its visitor is gone: no stream, no origin work for it */
+            continue;
+        }
         for (i = 0; i < nfull && memcmp(full[i], rq->tunnel_id, 16) != 0; i++)
             ;
         if (i < nfull)
@@ -1167,6 +1193,9 @@ static int open_stream(struct preq *rq, const struct mux *avoid)
         return 0;
     if (why == CV_ELIMIT && avoid == NULL && ps->nwaiting < ps->e->limits.stream_queue) {
         rq->flags |= RQ_F_QUEUED;
+        /* A request without a body is complete while it waits: the visitor may half-close. */
+        if (!(rq->flags & (RQ_F_HAS_BODY | RQ_F_UPGRADE)))
+            rq->flags |= RQ_F_IN_DONE;
         list_push_back(&ps->waiting, &rq->wait_node);
         ps->nwaiting++;
         if (!uv_is_active((uv_handle_t *)&ps->waiting_check))
@@ -1627,6 +1656,7 @@ static void pconn_process(struct pconn *pc)
                 return;
             }
             if (pc->req != NULL && pc->req->stream != NULL) {
+                preq_abandoned(pc->req);
                 mux_stream_reset(pc->req->stream, CODE_CANCEL);
             }
             answer_parse_error(pc, status);
@@ -1699,6 +1729,7 @@ static void pc_on_eof(struct sock *s, void *arg)
     /* The visitor finished sending. A request whose body is incomplete is aborted (RELIABILITY.md
      * T-25); a complete one still gets its response (half-close is allowed). */
     if (rq != NULL && !(rq->flags & RQ_F_IN_DONE)) {
+        preq_abandoned(rq);
         if (rq->stream != NULL) {
             mux_stream_reset(rq->stream, CODE_CANCEL);
             mux_stream_release(rq->stream);
@@ -1773,6 +1804,7 @@ static void pc_on_timeout(struct sock *s, void *arg)
         } else if (rq != NULL && !(rq->flags & RQ_F_IN_DONE)) {
             /* RELIABILITY.md 1.4 (slow POST): the body stopped arriving. */
             LOG_I("public rid=%s host=%s request body idle for too long", rq->id, rq->host);
+            preq_abandoned(rq);
             if (rq->stream != NULL) {
                 mux_stream_reset(rq->stream, CODE_CANCEL);
                 mux_stream_release(rq->stream);
@@ -1806,11 +1838,7 @@ static void pc_on_close(struct sock *s, void *arg)
 
     (void)s;
     if (pc->req != NULL) {
-        struct preq *rq = pc->req;
-
-        if (rq->stream != NULL && pc->ipc != NULL && !(rq->flags & (RQ_F_RESP_DONE | RQ_F_LOCAL)) &&
-            !((rq->flags & RQ_F_UPGRADE) && (rq->flags & RQ_F_RESP_HEAD)))
-            ip_note_abort(pc->ps, pc->ipc); /* left with its stream open at the connector */
+        preq_abandoned(pc->req);
         if (pc->req->status == 0)
             pc->req->status = 499; /* nginx's "client closed request" for the log */
         if ((pc->req->flags & RQ_F_UPGRADE) && pc->pipe.sock != NULL)

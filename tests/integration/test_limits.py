@@ -156,20 +156,31 @@ def test_public_connection_cap_stays_below_the_open_file_limit(ctx):
 def test_requests_past_the_stream_limit_wait_for_a_slot_then_get_503(ctx):
     """RELIABILITY.md §10 (256 concurrent streams per connection; edge queue, then 503): with one
     connection full of slow requests, the next `stream_queue` requests (4 here) wait and are served
-    when slots free; one more gets 503 with Retry-After at once."""
-    streams, queue = 256, 4
-    edge = ctx.edge(limits={"per_ip_connections": 1024, "stream_queue": queue})
+    when slots free, one of them after its visitor half-closed; one more gets 503 with Retry-After
+    at once."""
+    streams, queue = 256, 5
+    edge = ctx.edge(limits={"per_ip_connections": 1024, "stream_queue": queue}, start=False)
+    edge.cfg["public"]["http_redirect"] = False  # plain HTTP is served, for the half-close below
+    edge.write_config()
+    edge.start()
     host = "q." + DOMAIN
     t = edge.tunnel_with_route("q", [host])
     o = ha_lib.Origin(ctx, "o-q")
     ctx.connector(edge, t["token"], ha=1, ingress=[{"service": o.url}])
     slow_ms = 3000 if ctx.reduced else 2000
-    load = ha_lib.Load(ctx, edge, host, path="/slow?ms=%d" % slow_ms, threads=streams + queue,
-                       total=streams + queue, timeout=30).start()
+    load = ha_lib.Load(ctx, edge, host, path="/slow?ms=%d" % slow_ms, threads=streams + queue - 1,
+                       total=streams + queue - 1, timeout=30).start()
+    hc = None
     try:
         ctx.wait_until(lambda: sum(1 for r in o.requests() if r["path"].startswith("/slow")) >= streams,
                        15, "%d slow requests in flight at the origin" % streams, interval=0.1)
         time.sleep(0.3)  # the other 4 reach the edge and wait
+        # The fifth waiting request's visitor half-closes (printf | nc on the plain HTTP
+        # listener): still answered.
+        hc = socket.create_connection(("127.0.0.1", edge.http_port), timeout=5 * ctx.slow)
+        hc.sendall(b"GET /name HTTP/1.1\r\nHost: %s\r\n\r\n" % host.encode())
+        hc.shutdown(socket.SHUT_WR)
+        time.sleep(0.2)
         t0 = time.monotonic()
         r, rd = ctx.raw_request(edge.https_port, b"GET /slow?ms=0 HTTP/1.1\r\nHost: %s\r\nConnection: "
                                 b"close\r\n\r\n" % host.encode(), sni=host)
@@ -178,13 +189,19 @@ def test_requests_past_the_stream_limit_wait_for_a_slot_then_get_503(ctx):
         expect_eq(r.status, 503, "status with the queue full")
         expect_eq(r.header("Retry-After"), "1", "Retry-After of the 503")
         expect(took < slow_ms / 1000.0 / 2, "the 503 came after %.2fs, not at once" % took)
+        hc.settimeout(2 * slow_ms / 1000.0 + 10)
+        half = lib.RawHTTP(hc).read_response()
+        expect(half is not None and half.status == 200, "the half-closed waiting request: %r" % (half,))
         load.wait(2 * slow_ms / 1000.0 + 20)
     finally:
         load.stop()
+        if hc is not None:
+            hc.close()
     expect(not load.failures(), load.describe_failures())
     waited = [x for x in load.snapshot() if x.t1 - x.t0 >= 1.5 * slow_ms / 1000.0]
-    expect(len(waited) >= queue, "%d requests took two slow rounds (queued), expected %d" % (len(waited), queue))
-    expect_eq(sum(1 for x in o.requests() if x["path"].startswith("/slow?ms=%d" % slow_ms)), streams + queue,
+    expect(len(waited) >= queue - 1, "%d requests took two slow rounds (queued), expected %d" % (
+        len(waited), queue - 1))
+    expect_eq(sum(1 for x in o.requests() if x["path"].startswith("/slow?ms=%d" % slow_ms)), streams + queue - 1,
               "slow requests the origin served")
 
 
@@ -368,3 +385,15 @@ def test_visitor_aborts_are_budgeted_per_address_with_429(ctx):
     other.close()
     expect(r2 is not None and r2.status == 200, "another address: %r" % (r2,))
     ctx.wait_until(lambda: st.get("/name").status == 200, 5, "127.0.0.1 to be served once its budget refills")
+    # Stopping a body half way (FIN) abandons the request too.
+    time.sleep(5.0)  # a full bucket again (5 at 1/s)
+    for _ in range(8):
+        s = ctx.tls_connect(st.edge.https_port, st.host)
+        s.sendall(b"POST /slow?ms=3000 HTTP/1.1\r\nHost: %s\r\nContent-Length: 100\r\n\r\nabc" % host)
+        time.sleep(0.1)
+        s.shutdown(socket.SHUT_WR)
+        s.close()
+    r, rd = ctx.raw_request(st.edge.https_port, b"GET /name HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n"
+                            % host, sni=st.host)
+    rd.sock.close()
+    expect_eq(r.status, 429, "a request after 8 bodies stopped half way")
