@@ -31,6 +31,19 @@ def _hold_conns(addr, port, n, src):
     return out
 
 
+def _get_name_from(ctx, st, src):
+    """GET /name over TLS from source address |src|: the Response (None if none came)."""
+    tls = ssl.create_default_context(cafile=os.path.join(ctx.pki, "ca.pem"))
+    raw = socket.create_connection(("127.0.0.1", st.edge.https_port), timeout=5 * ctx.slow,
+                                   source_address=(src, 0))
+    s = tls.wrap_socket(raw, server_hostname=st.host)
+    try:
+        s.sendall(b"GET /name HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % st.host.encode())
+        return lib.RawHTTP(s).read_response()
+    finally:
+        s.close()
+
+
 def _reap_closed(socks):
     """Closes and drops the sockets the edge has closed (readable with EOF or reset)."""
     alive = []
@@ -262,13 +275,7 @@ def test_visitor_limits_keepalive_requests_per_ip_body_idle_send_idle(ctx):
         except (OSError, EOFError):
             refused = True
         expect(refused, "a fifth connection from 127.0.0.1 was served (per_ip_connections 4)")
-        tls = ssl.create_default_context(cafile=os.path.join(ctx.pki, "ca.pem"))
-        raw = socket.create_connection(("127.0.0.1", st.edge.https_port), timeout=5 * ctx.slow,
-                                       source_address=("127.0.0.2", 0))
-        other = tls.wrap_socket(raw, server_hostname=st.host)
-        other.sendall(b"GET /name HTTP/1.1\r\nHost: %s\r\n\r\n" % host)
-        r = lib.RawHTTP(other).read_response()
-        other.close()
+        r = _get_name_from(ctx, st, "127.0.0.2")
         expect(r is not None and r.status == 200, "another address was refused too: %r" % (r,))
     finally:
         for h in held:
@@ -376,13 +383,7 @@ def test_visitor_aborts_are_budgeted_per_address_with_429(ctx):
                             % host, sni=st.host)
     rd.sock.close()
     expect_eq((r.status, r.header("Retry-After")), (429, "1"), "a request from the address that abandoned 8")
-    tls = ssl.create_default_context(cafile=os.path.join(ctx.pki, "ca.pem"))
-    raw = socket.create_connection(("127.0.0.1", st.edge.https_port), timeout=5 * ctx.slow,
-                                   source_address=("127.0.0.2", 0))
-    other = tls.wrap_socket(raw, server_hostname=st.host)
-    other.sendall(b"GET /name HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % host)
-    r2 = lib.RawHTTP(other).read_response()
-    other.close()
+    r2 = _get_name_from(ctx, st, "127.0.0.2")
     expect(r2 is not None and r2.status == 200, "another address: %r" % (r2,))
     ctx.wait_until(lambda: st.get("/name").status == 200, 5, "127.0.0.1 to be served once its budget refills")
     # Stopping a body half way (FIN) abandons the request too.
