@@ -721,8 +721,9 @@ static void handle_route_add(struct aconn *c)
         goto out;
     }
     /* RELIABILITY.md 2.2: one tunnel's route covering part of another's only when asked for. */
-    other = allow_overlap || store_route_get(st, pat.text) != NULL ? NULL
-                                                                   : store_route_overlap(st, pat.text, t->id, &owner);
+    other = NULL;
+    if (!allow_overlap && store_route_get(st, pat.text) == NULL)
+        other = store_route_overlap(st, pat.text, t->id, &owner);
     if (other != NULL) {
         respond_error(c, 409,
                       "%s overlaps the route %s of tunnel \"%s\": requests for some names would change "

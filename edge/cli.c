@@ -904,7 +904,8 @@ static int cmd_route_add(struct cli *c, const struct command *cmd)
     rv = check_hostname(c, c->args[0]);
     if (rv != 0)
         return rv;
-    body = json_body("hostname", c->args[0], "tunnel", c->args[1], c->allow_overlap ? "allow_overlap" : NULL);
+    body = json_body("hostname", c->args[0], "tunnel", c->args[1],
+                     c->allow_overlap ? "allow_overlap" : NULL);
     if (body == NULL)
         return failure(c, "out of memory");
     rv = call(c, "POST", "/v1/routes", body, &v);

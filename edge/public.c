@@ -209,7 +209,16 @@ static uint64_t ip_abort_tokens(struct public_side *ps, struct ip_count *c)
     return c->abort_milli;
 }
 
-static void ip_note_abort(struct public_side *ps, struct ip_count *c);
+static void ip_note_abort(struct public_side *ps, struct ip_count *c)
+{
+    if (ip_abort_tokens(ps, c) < 1000)
+        return;
+    c->abort_milli -= 1000;
+    if (c->abort_milli < 1000)
+        LOG_W_RL("public client=%s abort budget exhausted: more than %u requests abandoned with their "
+                 "streams open (refill %u/s); its new requests get 429 until it refills",
+                 c->ip, ps->e->limits.reset_burst, ps->e->limits.reset_per_sec);
+}
 
 /* The visitor abandons |rq| (went away, stopped its body, sent a bad one) while its stream is open
  * at the connector, which may have started origin work: charged to its address (T-36). */
@@ -220,17 +229,6 @@ static void preq_abandoned(struct preq *rq)
     if (rq->stream != NULL && pc->ipc != NULL && !(rq->flags & (RQ_F_RESP_DONE | RQ_F_LOCAL)) &&
         !((rq->flags & RQ_F_UPGRADE) && (rq->flags & RQ_F_RESP_HEAD)))
         ip_note_abort(pc->ps, pc->ipc);
-}
-
-static void ip_note_abort(struct public_side *ps, struct ip_count *c)
-{
-    if (ip_abort_tokens(ps, c) < 1000)
-        return;
-    c->abort_milli -= 1000;
-    if (c->abort_milli < 1000)
-        LOG_W_RL("public client=%s abort budget exhausted: more than %u requests abandoned with their "
-                 "streams open (refill %u/s); its new requests get 429 until it refills",
-                 c->ip, ps->e->limits.reset_burst, ps->e->limits.reset_per_sec);
 }
 
 /* An entry with no connection is kept while its abort budget is not full, so that closing and
@@ -432,7 +430,7 @@ static void shed(struct public_side *ps)
             break;
         LOG_W_RL("public peer=%s overload: buffers hold %" PRIu64 " KiB of buffer_budget %" PRIu64
                  " KiB; closing this visitor connection, which holds %zu KiB",
-              big->peer, held >> 10, budget >> 10, most >> 10);
+                 big->peer, held >> 10, budget >> 10, most >> 10);
         pconn_abort(big);
         held = held > most ? held - most : 0;
         n++;
@@ -1799,8 +1797,7 @@ static void pc_on_timeout(struct sock *s, void *arg)
             LOG_I("public rid=%s host=%s no stream slot freed in time", rq->id, rq->host);
             waiting_remove(rq);
             pc->flags |= PC_F_CLOSE_AFTER;
-            answer_local(rq, 503, "Every connector of this tunnel is busy; try again shortly.",
-                         "Retry-After: 1");
+            answer_unavailable(rq, CV_ELIMIT);
         } else if (rq != NULL && !(rq->flags & RQ_F_IN_DONE)) {
             /* RELIABILITY.md 1.4 (slow POST): the body stopped arriving. */
             LOG_I("public rid=%s host=%s request body idle for too long", rq->id, rq->host);
@@ -1901,10 +1898,8 @@ static void accept_conn(struct public_side *ps, uv_stream_t *server, int tls, in
     list_push_back(&ps->conns, &pc->node);
     ps->nconns++;
     if (ps->nconns > e->limits.max_connections || (pc->ipc = ip_acquire(ps, pc->peer_ip, &err)) == NULL) {
-        /* Over a cap: close before reading anything (ip_release below matches no acquire). */
+        /* Over a cap: close before reading anything (pc->ipc is NULL: nothing to release). */
         LOG_W_RL("public peer=%s refused: connection limit reached", pc->peer);
-        pc->peer_ip[0] = '\0';
-        pc->peer_ip_len = 0;
         pc->state = PC_S_CLOSING;
         sock_abort(s);
         return;
@@ -1943,7 +1938,6 @@ int public_start(struct edge *e, char *err, size_t errlen)
     list_init(&ps->waiting);
     uv_check_init(e->loop, &ps->waiting_check);
     ps->waiting_check.data = ps;
-
     buf_init(&ps->scratch, (size_t)e->limits.max_metadata_size + 64 * 1024);
     if (RAND_bytes((unsigned char *)&ps->rid_prefix, sizeof(ps->rid_prefix)) != 1)
         ps->rid_prefix = (uint64_t)time(NULL) * 2654435761u;
@@ -2007,7 +2001,6 @@ void public_close_all(struct edge *e)
         uv_close((uv_handle_t *)&ps->expect_timer, NULL);
     if (!uv_is_closing((uv_handle_t *)&ps->waiting_check))
         uv_close((uv_handle_t *)&ps->waiting_check, NULL);
-
     list_for_each_safe(p, tmp, &ps->conns)
     {
         struct pconn *pc = container_of(p, struct pconn, node);
