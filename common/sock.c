@@ -346,6 +346,20 @@ int sock_write_full(const struct sock *s)
     return sock_write_queued(s) >= s->out_high;
 }
 
+void sock_set_out_high(struct sock *s, size_t n)
+{
+    if (n == 0)
+        n = SOCK_OUT_HIGH_DEFAULT;
+    if (n == s->out_high)
+        return;
+    s->out_high = n;
+    if ((s->flags & SOCK_F_ABOVE_HIGH) && sock_write_queued(s) <= n / 2) {
+        s->flags &= ~SOCK_F_ABOVE_HIGH;
+        s->flags |= SOCK_F_DRAIN_OWED;
+        sock_schedule(s);
+    }
+}
+
 /* ---- errors ---------------------------------------------------------------------------------- */
 
 static void set_error_text(struct sock *s, const char *text)

@@ -11,7 +11,8 @@
  * its own (RELIABILITY.md 1.5). A request body is fed to the parser only as far as the stream's send
  * queue has room (back-pressure reaches the visitor's TCP window); response bytes are returned to the
  * tunnel's flow control only once the visitor's socket has taken them (sock output below
- * limits.client_output_buffer), so a slow reader stops the origin instead of growing memory.
+ * limits.client_output_buffer, or half the stream window once it grew: size_output), so a slow
+ * reader stops the origin instead of growing memory.
  *
  * The edge writes the framing towards the visitor itself (Content-Length when the connector gave
  * one, chunked for HTTP/1.1 otherwise, close-delimited for HTTP/1.0); it never copies the origin's.
@@ -354,6 +355,8 @@ static void preq_free(struct preq *rq)
     if (rq->stream != NULL) {
         mux_stream_release(rq->stream);
         rq->stream = NULL;
+        if (!pc_closing(rq->pc)) /* the next request starts from the configured cushion */
+            sock_set_out_high(rq->pc->sock, (size_t)rq->pc->ps->e->limits.client_output_buffer);
     }
     buf_cleanup(&rq->meta);
     mem_free(rq->path);
@@ -885,8 +888,28 @@ static void st_on_headers(struct mux_stream *s, const struct meta *md, int end, 
     preq_arm(rq);
 }
 
+/*
+ * How much response output the visitor's connection may queue before credit is held. A stream whose
+ * window grew (mux.c window_growth: its reader kept up) may queue half its window, the amount one
+ * WINDOW_UPDATE returns (§9.4), so that while that credit travels to the connector and the next
+ * bytes come back, the visitor still has bytes to read. With only client_output_buffer a fast
+ * download stopped for a credit round trip after every drained queue: credit was held for 60% of a
+ * 100 MiB download and the machine sat 27% idle (bench/NOTES.md). A slow reader never grows its
+ * window, so its queue stays within client_output_buffer (RELIABILITY.md T-06).
+ */
+static void size_output(struct preq *rq)
+{
+    const struct cv_limits *l = &rq->pc->ps->e->limits;
+    size_t high = (size_t)l->client_output_buffer;
+    uint32_t w = mux_stream_window_size(rq->stream);
+
+    if (w > l->stream_window && w / 2 > high)
+        high = w / 2;
+    sock_set_out_high(rq->pc->sock, high);
+}
+
 /* Returns credit for response bytes once the visitor's socket has room (RELIABILITY.md §6 slow
- * reader: buffered bytes stay within the stream window plus client_output_buffer). */
+ * reader: buffered bytes stay within the stream window plus the output cushion above). */
 static void give_credit(struct preq *rq)
 {
     struct pconn *pc = rq->pc;
@@ -937,6 +960,7 @@ static void st_on_data(struct mux_stream *s, const uint8_t *p, size_t n, void *s
     }
     rq->resp_bytes += n;
     rq->pending_consume += n;
+    size_output(rq);
     give_credit(rq);
     preq_arm(rq);
 }

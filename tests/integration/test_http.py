@@ -456,6 +456,52 @@ def test_slow_reader_holds_the_origin_back(ctx):
                (name, u["max_rss_kib"], u["hwm_kib"], RSS_LIMIT_KIB))
 
 
+@lib.timeout(90)
+def test_fast_reader_that_stalls_stays_bounded(ctx):
+    """A visitor that reads fast grows its stream window (4 MiB) and may queue half of it on the edge;
+    when it then stops reading, the edge holds at most that (6 MiB) and the origin is held back."""
+    st = lib.Stack(ctx)
+    idle_kib = lib.proc_status_kib(st.edge.proc.pid)["VmRSS"]
+    s, rd = connect(ctx, st, rcvbuf=64 * 1024, timeout=20)
+    try:
+        s.sendall(b"GET /bytes?n=%d&fast=1&seed=3&id=stall HTTP/1.1\r\nHost: %s\r\n\r\n" % (GiB, st.host.encode()))
+        r = rd.read_response(head_only=True)
+        expect_eq(r.status, 200, "GET of 1 GiB")
+        got = len(rd.buf)
+        rd.buf = b""
+        fast = (8 if ctx.reduced else 64) * MiB
+        while got < fast:
+            d = s.recv(1 << 20)
+            expect(d, "the connection closed after %d bytes" % got)
+            got += len(d)
+        last, stable_since, t0 = -1, time.monotonic(), time.monotonic()
+        while time.monotonic() - stable_since < 1.0 * ctx.slow:
+            sent = st.origin.progress("stall")["sent"]
+            if sent != last:
+                last, stable_since = sent, time.monotonic()
+            expect(time.monotonic() - t0 < 20 * ctx.slow, "the origin kept writing for 20 s (at %d bytes) after "
+                   "the visitor stopped reading" % sent)
+            time.sleep(0.1)
+        held_kib = lib.proc_status_kib(st.edge.proc.pid)["VmRSS"] - idle_kib
+        ctx.note("stalled after %d MiB: the origin stopped %.1f MiB ahead; edge RSS +%d KiB" %
+                 (got // MiB, (last - got) / MiB, held_kib))
+        expect(last - got < 48 * MiB, "the origin wrote %.1f MiB past what the stalled visitor read: not held "
+               "back" % ((last - got) / MiB))
+        if not ctx.reduced:
+            # 6 MiB of queue, OpenSSL's and the allocator's share on top.
+            expect(held_kib < 16 * 1024, "the edge grew %d KiB for one stalled visitor (bound: 4 MiB window "
+                   "plus a 2 MiB queue)" % held_kib)
+        want = got + 8 * MiB
+        while got < want:
+            d = s.recv(1 << 20)
+            expect(d, "the connection closed while reading again")
+            got += len(d)
+        ctx.wait_until(lambda: st.origin.progress("stall")["sent"] > last, 5,
+                       "the origin to write again once the visitor reads")
+    finally:
+        s.close()
+
+
 def big_size(ctx):
     return 16 * MiB if ctx.reduced else 2 * GiB
 
