@@ -341,6 +341,16 @@ size_t sock_buffer_bytes(const struct sock *s)
     return n;
 }
 
+/* A queue that was full and fell to half of out_high owes on_drain, told from the flush pass. */
+static void owe_drain_if_low(struct sock *s)
+{
+    if ((s->flags & SOCK_F_ABOVE_HIGH) && sock_write_queued(s) <= s->out_high / 2) {
+        s->flags &= ~SOCK_F_ABOVE_HIGH;
+        s->flags |= SOCK_F_DRAIN_OWED;
+        sock_schedule(s);
+    }
+}
+
 int sock_write_full(const struct sock *s)
 {
     return sock_write_queued(s) >= s->out_high;
@@ -353,11 +363,7 @@ void sock_set_out_high(struct sock *s, size_t n)
     if (n == s->out_high)
         return;
     s->out_high = n;
-    if ((s->flags & SOCK_F_ABOVE_HIGH) && sock_write_queued(s) <= n / 2) {
-        s->flags &= ~SOCK_F_ABOVE_HIGH;
-        s->flags |= SOCK_F_DRAIN_OWED;
-        sock_schedule(s);
-    }
+    owe_drain_if_low(s);
 }
 
 /* ---- errors ---------------------------------------------------------------------------------- */
@@ -867,11 +873,7 @@ static void start_write(struct sock *s)
         s->flags |= SOCK_F_BUSY;
         if (buf_len(&s->inflight) == 0) {
             s->wlen = 0;
-            if ((s->flags & SOCK_F_ABOVE_HIGH) && sock_write_queued(s) <= s->out_high / 2) {
-                s->flags &= ~SOCK_F_ABOVE_HIGH;
-                s->flags |= SOCK_F_DRAIN_OWED; /* told from the flush pass, not from here */
-                sock_schedule(s);
-            }
+            owe_drain_if_low(s);
             if (buf_len(&s->pending) > 0)
                 sock_schedule(s); /* the next batch goes out in the pass */
             return;
