@@ -628,7 +628,33 @@ static void on_resume(uv_timer_t *t)
     sock_read_start(srv->s);
 }
 
-static void backpressure_case(struct env *e)
+/* Raising out_high above twice the queue owes on_drain at once, with the reader still stalled; the
+ * writer then queues up to the new mark. Then the reader resumes as in on_resume. */
+static void on_raise_checked(uv_timer_t *t)
+{
+    struct env *e = t->data;
+
+    assert_true(e->client.drains > e->client.drains_at_resume);
+    assert_int_equal(e->server.held, 64 * 1024); /* nothing was read meanwhile */
+    assert_true(sock_write_queued(e->client.s) > e->client.queued_at_resume);
+    on_resume(t);
+}
+
+static void on_raise(uv_timer_t *t)
+{
+    struct env *e = t->data;
+    size_t queued = sock_write_queued(e->client.s);
+
+    assert_true(e->client.was_full);
+    assert_true(queued > 128 * 1024); /* above the drain mark: no on_drain owed yet */
+    e->client.drains_at_resume = e->client.drains;
+    e->client.queued_at_resume = queued;
+    sock_set_out_high(e->client.s, 4 * queued);
+    assert_false(sock_write_full(e->client.s));
+    uv_timer_start(&e->aux, on_raise_checked, 100, 0);
+}
+
+static void backpressure_case_raise(struct env *e, int raise)
 {
     const size_t total = 8 * MIB;
 
@@ -639,7 +665,7 @@ static void backpressure_case(struct env *e)
     e->client.to_send = total;
     e->client.close_after_send = 1;
     connect_client(e);
-    uv_timer_start(&e->aux, on_resume, 300, 0);
+    uv_timer_start(&e->aux, raise ? on_raise : on_resume, 300, 0);
     run(e);
     assert_int_equal(e->client.sent, total);
     assert_int_equal(e->server.rx, total);
@@ -648,6 +674,19 @@ static void backpressure_case(struct env *e)
     assert_int_equal(e->server.eofs, 1);
     assert_int_equal(e->server.errors + e->client.errors, 0);
     assert_closed_once(e);
+}
+
+static void backpressure_case(struct env *e)
+{
+    backpressure_case_raise(e, 0);
+}
+
+static void test_raising_out_high_owes_on_drain(void **state)
+{
+    struct env *e = *state;
+
+    backpressure_case_raise(e, 1);
+    finish(e);
 }
 
 static void test_plain_backpressure_8mib(void **state)
@@ -1518,6 +1557,7 @@ int main(void)
         T(test_tls_idle_connection_holds_no_buffers),
         T(test_plain_backpressure_8mib),
         T(test_tls_backpressure_8mib),
+        T(test_raising_out_high_owes_on_drain),
         T(test_plain_read_stop_and_start_lose_nothing),
         T(test_tls_read_stop_and_start_lose_nothing),
         T(test_tls_handshake_deadline_is_reported_to_on_connect),
