@@ -91,6 +91,8 @@ struct mux {
     struct frame_settings local;
     struct frame_settings peer;
     struct buf out;
+    struct mux_stream *inplace; /* a DATA frame framed in its send queue: see frame_one */
+    size_t inplace_len;         /* its header and payload */
     unsigned control_queued;
     uint64_t data_frames_out; /* DATA frames sent, for the WINDOW_UPDATE ratio */
     uint64_t window_updates_in;
@@ -262,8 +264,12 @@ struct mux *mux_new(enum mux_role role, const struct cv_limits *limits, const st
     return m;
 }
 
+static void inplace_settle(struct mux *m);
+
 static void stream_free(struct mux_stream *s)
 {
+    if (s->m->inplace == s)
+        inplace_settle(s->m);
     if (s->recv_size > s->m->local.initial_stream_window)
         s->m->window_grown -= s->recv_size - s->m->local.initial_stream_window;
     list_remove(&s->all_node);
@@ -280,6 +286,7 @@ void mux_free(struct mux *m)
 
     if (m == NULL)
         return;
+    m->inplace = NULL; /* nothing will be sent */
     list_for_each_safe(pos, tmp, &m->streams)
     {
         stream_free(container_of(pos, struct mux_stream, all_node));
@@ -333,6 +340,32 @@ void mux_stats(const struct mux *m, struct mux_stats *st)
 static uint8_t *out_reserve(struct mux *m, size_t n)
 {
     return buf_reserve(&m->out, n, NULL);
+}
+
+/*
+ * Moves a DATA frame framed in place (frame_one) into |out| after all, in front of what was queued
+ * since (it was framed first). Called before its stream's send queue changes or goes away while the
+ * frame is still unsent (mux_pending handed it out but mux_consume never came). Without memory for
+ * the copy the frame is lost, so the connection cannot go on: it is closed.
+ */
+static void inplace_settle(struct mux *m)
+{
+    struct mux_stream *s = m->inplace;
+    size_t n = m->inplace_len;
+    size_t queued = buf_len(&m->out);
+
+    if (s == NULL)
+        return;
+    m->inplace = NULL;
+    if (out_reserve(m, n) == NULL) {
+        m->state = MUX_S_CLOSED;
+        buf_consume(&s->sendq, n - FRAME_HDR_LEN);
+        return;
+    }
+    memmove(m->out.pos + n, m->out.pos, queued);
+    memcpy(m->out.pos, s->sendq.pos - FRAME_HDR_LEN, n);
+    buf_commit(&m->out, n);
+    buf_consume(&s->sendq, n - FRAME_HDR_LEN);
 }
 
 static int queue_control(struct mux *m, ssize_t len)
@@ -551,6 +584,8 @@ static int stream_mark_reset(struct mux_stream *s)
     s->flags |= S_F_RESET | S_F_LOCAL_CLOSED | S_F_REMOTE_CLOSED;
     list_remove(&s->ready_node);
     list_remove(&s->notify_node);
+    if (m->inplace == s)
+        inplace_settle(m); /* it was framed before the reset: it goes first */
     buf_cleanup(&s->sendq);
     stream_unopen(s);
     /* Bytes delivered but never consumed go back to the connection window now. Consumed ones
@@ -1264,7 +1299,19 @@ static size_t sendq_room(const struct mux_stream *s)
     return buf_tailroom(b);
 }
 
-/* Frames one DATA frame from |s| into |out|. Returns the payload length, or -1 if out of memory. */
+/*
+ * DATA frames of at least INPLACE_MIN bytes are framed in place when nothing else is queued: the
+ * header goes into the nine bytes before the payload in the stream's send queue (bytes already
+ * framed), and mux_pending hands out header and payload from there, so a bulk transfer's payload is
+ * not copied into |out| first (one copy of every byte fewer; bench/NOTES.md). Such a frame stays
+ * within INPLACE_MAX so that it fills one TLS record exactly (16 KiB of plaintext). Smaller frames
+ * are copied: several of them share a record.
+ */
+#define INPLACE_MIN 4096
+#define INPLACE_MAX (16 * 1024 - FRAME_HDR_LEN)
+
+/* Frames one DATA frame from |s| into |out|, or in place (m->inplace). Returns the payload length,
+ * or -1 if out of memory. */
 static ssize_t frame_one(struct mux *m, struct mux_stream *s)
 {
     size_t len = buf_len(&s->sendq);
@@ -1281,14 +1328,23 @@ static ssize_t frame_one(struct mux *m, struct mux_stream *s)
         flags = FRAME_F_END_STREAM;
     if (len == 0 && flags == 0)
         return 0;
-    p = out_reserve(m, FRAME_HDR_LEN + len);
-    if (p == NULL)
-        return -1;
-    frame_hdr_encode(p, (uint32_t)len, FRAME_DATA, flags, s->id);
-    if (len > 0)
-        memcpy(p + FRAME_HDR_LEN, s->sendq.pos, len);
-    buf_commit(&m->out, FRAME_HDR_LEN + len);
-    buf_consume(&s->sendq, len);
+    if (flags == 0 && len >= INPLACE_MIN && buf_len(&m->out) == 0 &&
+        (size_t)(s->sendq.pos - s->sendq.base) >= FRAME_HDR_LEN) {
+        if (len > INPLACE_MAX)
+            len = INPLACE_MAX;
+        frame_hdr_encode(s->sendq.pos - FRAME_HDR_LEN, (uint32_t)len, FRAME_DATA, 0, s->id);
+        m->inplace = s;
+        m->inplace_len = FRAME_HDR_LEN + len;
+    } else {
+        p = out_reserve(m, FRAME_HDR_LEN + len);
+        if (p == NULL)
+            return -1;
+        frame_hdr_encode(p, (uint32_t)len, FRAME_DATA, flags, s->id);
+        if (len > 0)
+            memcpy(p + FRAME_HDR_LEN, s->sendq.pos, len);
+        buf_commit(&m->out, FRAME_HDR_LEN + len);
+        buf_consume(&s->sendq, len);
+    }
     s->send_window -= (int64_t)len;
     m->conn_send_window -= (int64_t)len;
     m->st.bytes_out += len;
@@ -1299,13 +1355,33 @@ static ssize_t frame_one(struct mux *m, struct mux_stream *s)
     return (ssize_t)len;
 }
 
-size_t mux_pending(struct mux *m, const uint8_t **p, size_t hint)
+static void notify_writable(struct mux *m)
 {
     struct list_node *pos;
 
+    while ((pos = list_first(&m->notify)) != NULL) {
+        struct mux_stream *s = container_of(pos, struct mux_stream, notify_node);
+
+        list_remove(pos);
+        s->flags &= ~S_F_WRITE_WAIT;
+        if ((s->flags & S_F_HELD) && !(s->flags & S_F_RESET) && s->sh != NULL && s->sh->on_writable != NULL)
+            s->sh->on_writable(s, s->data);
+    }
+}
+
+size_t mux_pending(struct mux *m, const uint8_t **p, size_t hint)
+{
+
+    if (m->inplace != NULL) {
+        /* Handed out before and not consumed yet (the write failed): the same frame again. */
+        *p = m->inplace->sendq.pos - FRAME_HDR_LEN;
+        return m->inplace_len;
+    }
     m->flags &= ~MUX_F_WANT_SIGNALED;
     m->depth++;
-    while (m->state == MUX_S_OPEN && buf_len(&m->out) < hint && !list_empty(&m->ready)) {
+    notify_writable(m); /* owed since a frame framed in place was consumed */
+    while (m->state == MUX_S_OPEN && buf_len(&m->out) < hint && !list_empty(&m->ready) &&
+           m->inplace == NULL) {
         struct mux_stream *s = container_of(list_first(&m->ready), struct mux_stream, ready_node);
         ssize_t k;
 
@@ -1335,23 +1411,42 @@ size_t mux_pending(struct mux *m, const uint8_t **p, size_t hint)
         if (buf_len(&s->sendq) == 0)
             buf_release(&s->sendq);
     }
-    /* Owed on_writable hooks, outside the framing loop. */
-    while ((pos = list_first(&m->notify)) != NULL) {
-        struct mux_stream *s = container_of(pos, struct mux_stream, notify_node);
-
-        list_remove(pos);
-        s->flags &= ~S_F_WRITE_WAIT;
-        if ((s->flags & S_F_HELD) && !(s->flags & S_F_RESET) && s->sh != NULL && s->sh->on_writable != NULL)
-            s->sh->on_writable(s, s->data);
-    }
+    /* Owed on_writable hooks, outside the framing loop; after a frame framed in place, in the next
+     * call (the writer they wake would move its queue under the frame). */
+    if (m->inplace == NULL)
+        notify_writable(m);
     m->depth--;
     sweep_zombies(m);
+    if (m->inplace != NULL) {
+        *p = m->inplace->sendq.pos - FRAME_HDR_LEN;
+        return m->inplace_len;
+    }
     *p = m->out.pos;
     return buf_len(&m->out);
 }
 
 void mux_consume(struct mux *m, size_t n)
 {
+    struct mux_stream *s = m->inplace;
+
+    if (s != NULL && n < m->inplace_len) {
+        inplace_settle(m); /* part of it: the rest waits in |out| */
+        s = NULL;
+    }
+    if (s != NULL) {
+        /* The frame framed in place: its payload leaves the send queue now. */
+        m->inplace = NULL;
+        buf_consume(&s->sendq, m->inplace_len - FRAME_HDR_LEN);
+        if ((s->flags & S_F_WRITE_WAIT) && sendq_room(s) >= s->sendq.cap / 2 &&
+            !list_linked(&s->notify_node)) {
+            list_push_back(&m->notify, &s->notify_node);
+            want_write(m); /* the next mux_pending calls on_writable */
+        }
+        if (buf_len(&s->sendq) == 0)
+            buf_release(&s->sendq);
+        stream_update_ready(s);
+        return;
+    }
     buf_consume(&m->out, n);
     if (buf_len(&m->out) == 0) {
         m->control_queued = 0;
@@ -1616,6 +1711,8 @@ int mux_stream_headers(struct mux_stream *s, const uint8_t *block, size_t len, i
         s->flags |= S_F_DISPATCHED;
     if (end_stream) {
         s->flags |= S_F_LOCAL_END | S_F_LOCAL_CLOSED;
+        if (m->inplace == s)
+            inplace_settle(m);
         buf_release(&s->sendq);
         stream_check_closed(s);
     }
@@ -1628,6 +1725,8 @@ ssize_t mux_stream_write(struct mux_stream *s, const uint8_t *p, size_t n, int f
 
     if (s->flags & (S_F_LOCAL_END | S_F_LOCAL_CLOSED | S_F_RESET))
         return CV_ECLOSED;
+    if (s->m->inplace == s)
+        inplace_settle(s->m); /* the queue may move */
     k = sendq_room(s);
     if (k > n)
         k = n;
@@ -1648,6 +1747,8 @@ uint8_t *mux_stream_reserve(struct mux_stream *s, size_t *len)
 
     if (s->flags & (S_F_LOCAL_END | S_F_LOCAL_CLOSED | S_F_RESET))
         return NULL;
+    if (s->m->inplace == s)
+        inplace_settle(s->m); /* the queue may move */
     room = sendq_room(s);
     if (room == 0) {
         s->flags |= S_F_WRITE_WAIT;

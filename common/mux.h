@@ -132,8 +132,10 @@ ssize_t mux_feed(struct mux *m, const uint8_t *p, size_t n);
 /*
  * Output. mux_pending() returns the number of bytes ready at *|p| (control frames first, then DATA
  * framed from stream queues within credit, up to about |hint| bytes in all); mux_consume() drops |n|
- * of them once the transport has taken them. Pointers stay valid until the next mux call. Once
- * mux_state() is MUX_S_CLOSED the transport flushes what is pending and closes the connection.
+ * of them once the transport has taken them. Pointers stay valid until the next mux call. A bulk
+ * DATA frame (4 KiB to 16 KiB with its header, when nothing else is queued) comes alone, straight
+ * from its stream's send queue: one TLS record, no copy. Once mux_state() is MUX_S_CLOSED the
+ * transport flushes what is pending and closes the connection.
  */
 size_t mux_pending(struct mux *m, const uint8_t **p, size_t hint);
 void mux_consume(struct mux *m, size_t n);

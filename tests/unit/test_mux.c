@@ -887,6 +887,101 @@ static void test_pong_goes_ahead_of_queued_data(void **state)
     mux_consume(conn_side.m, n);
 }
 
+/* Puts bytes the test took from the connector's output on the wire to the edge (pump feeds them). */
+static void onto_wire_c2e(const uint8_t *p, size_t n)
+{
+    assert_true(n <= sizeof(wire_c2e) - wire_c2e_len);
+    memcpy(wire_c2e + wire_c2e_len, p, n);
+    wire_c2e_len += n;
+}
+
+/* Queues |len| patterned bytes on a download stream and pulls the first batch (copied into the
+ * output), so that what follows is framed in place. Returns the connector's stream. */
+static struct mux_stream *bulk_download(uint8_t *body, size_t len)
+{
+    struct mux_stream *cs;
+    const uint8_t *p;
+    size_t n;
+
+    for (size_t i = 0; i < len; i++)
+        body[i] = (uint8_t)(i * 13 + 5);
+    open_download(&cs);
+    n = mux_pending(conn_side.m, &p, 1 << 20);
+    onto_wire_c2e(p, n); /* the response head */
+    mux_consume(conn_side.m, n);
+    assert_int_equal(mux_stream_write(cs, body, len, 0), (ssize_t)len);
+    n = mux_pending(conn_side.m, &p, 32 * 1024);
+    assert_true(n >= 32 * 1024 && n < 64 * 1024); /* the first frames, copied: the queue starts at its base */
+    onto_wire_c2e(p, n);
+    mux_consume(conn_side.m, n);
+    return cs;
+}
+
+static void test_bulk_data_is_framed_in_place_one_record_per_frame(void **state)
+{
+    static uint8_t body[200 * 1024];
+    const uint8_t *p;
+    struct frame f;
+    const char *why;
+    size_t n;
+
+    (void)state;
+    do_register();
+    bulk_download(body, sizeof(body));
+    /* Now one DATA frame per call, header and payload straight from the queue, 16 KiB in all. */
+    n = mux_pending(conn_side.m, &p, 1 << 20);
+    assert_int_equal(n, 16 * 1024);
+    assert_true(frame_decode(&f, p, n, 16384, &why) > 0);
+    assert_int_equal(f.hdr.type, FRAME_DATA);
+    assert_int_equal(f.hdr.length, 16 * 1024 - FRAME_HDR_LEN);
+    /* Asked again before it was consumed: the same frame. */
+    assert_int_equal(mux_pending(conn_side.m, &p, 1 << 20), n);
+    onto_wire_c2e(p, n);
+    mux_consume(conn_side.m, n);
+    pump();
+    assert_int_equal(edge_side.data_len[0], sizeof(body));
+    assert_memory_equal(edge_side.data[0], body, sizeof(body));
+}
+
+static void test_frame_in_place_not_taken_survives_a_write_and_a_reset(void **state)
+{
+    static uint8_t body[100 * 1024];
+    static uint8_t more[8 * 1024];
+    struct mux_stream *cs;
+    const uint8_t *p;
+    size_t n;
+
+    (void)state;
+    do_register();
+    cs = bulk_download(body, sizeof(body));
+    n = mux_pending(conn_side.m, &p, 1 << 20);
+    assert_int_equal(n, 16 * 1024);
+    /* The transport did not take it; the application writes more (its queue may move), then a
+     * PING arrives: the frame goes out first, then the PONG, and no byte is lost or reordered. */
+    memset(more, 'm', sizeof(more));
+    assert_int_equal(mux_stream_write(cs, more, sizeof(more), 0), (ssize_t)sizeof(more));
+    n = mux_pending(conn_side.m, &p, 1 << 20);
+    assert_true(n > 16 * 1024);
+    pump();
+    assert_int_equal(edge_side.data_len[0], sizeof(body) + sizeof(more));
+    assert_memory_equal(edge_side.data[0], body, sizeof(body));
+    assert_memory_equal(edge_side.data[0] + sizeof(body), more, sizeof(more));
+    /* Again, and this time the stream is reset before the transport takes the frame: it still
+     * goes out ahead of the RESET, which ends the stream. */
+    assert_int_equal(mux_stream_write(cs, body, sizeof(body), 0), (ssize_t)sizeof(body));
+    n = mux_pending(conn_side.m, &p, 32 * 1024);
+    onto_wire_c2e(p, n);
+    mux_consume(conn_side.m, n);
+    n = mux_pending(conn_side.m, &p, 1 << 20);
+    assert_int_equal(n, 16 * 1024);
+    mux_stream_reset(cs, CODE_CANCEL);
+    pump();
+    assert_int_equal(edge_side.resets[0], 1);
+    n = sizeof(body) + sizeof(more);
+    assert_true(edge_side.data_len[0] >= n + 32 * 1024 + 16 * 1024 - 4 * FRAME_HDR_LEN);
+    assert_memory_equal(edge_side.data[0] + n, body, edge_side.data_len[0] - n);
+}
+
 static void test_goaway_refuses_streams_above_last_id(void **state)
 {
     int err = 0;
@@ -1637,6 +1732,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_ping_measures_rtt_and_misses_are_counted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_forged_pong_does_not_fake_rtt, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pong_goes_ahead_of_queued_data, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bulk_data_is_framed_in_place_one_record_per_frame, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_frame_in_place_not_taken_survives_a_write_and_a_reset, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_goaway_refuses_streams_above_last_id, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reset_from_edge_reaches_connector_and_frees, setup, teardown),
         cmocka_unit_test_setup_teardown(test_release_before_end_sends_cancel, setup, teardown),
