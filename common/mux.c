@@ -1371,7 +1371,6 @@ static void notify_writable(struct mux *m)
 
 size_t mux_pending(struct mux *m, const uint8_t **p, size_t hint)
 {
-
     if (m->inplace != NULL) {
         /* Handed out before and not consumed yet (the write failed): the same frame again. */
         *p = m->inplace->sendq.pos - FRAME_HDR_LEN;
