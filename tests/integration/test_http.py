@@ -398,6 +398,20 @@ def test_server_sent_events_arrive_before_the_next_is_sent(ctx):
     expect(arrived[n - 1] - sent[n - 1] < 0.25 * ctx.slow, "the last event took %.3fs" % (arrived[n - 1] - sent[n - 1]))
 
 
+def origin_plateau(ctx, st, rid):
+    """Waits until the origin has written nothing more of response |rid| for a second (the visitor
+    stopped reading and the buffers on the way are full); returns the bytes it had written."""
+    last, stable_since, t0 = -1, time.monotonic(), time.monotonic()
+    while time.monotonic() - stable_since < 1.0 * ctx.slow:
+        sent = st.origin.progress(rid)["sent"]
+        if sent != last:
+            last, stable_since = sent, time.monotonic()
+        expect(time.monotonic() - t0 < 20 * ctx.slow, "the origin kept writing for 20 s (at %d bytes) while "
+               "the visitor read nothing" % sent)
+        time.sleep(0.1)
+    return last
+
+
 @lib.timeout(90)
 @lib.full_only("a back-pressure measurement over time")
 def test_slow_reader_holds_the_origin_back(ctx):
@@ -416,15 +430,7 @@ def test_slow_reader_holds_the_origin_back(ctx):
             expect(d, "the connection closed after %d bytes" % got)
             got += len(d)
         # Stop reading: the origin must stop too once the buffers on the way are full.
-        last, stable_since, t0 = -1, time.monotonic(), time.monotonic()
-        while time.monotonic() - stable_since < 1.0 * ctx.slow:
-            sent = st.origin.progress("slow")["sent"]
-            if sent != last:
-                last, stable_since = sent, time.monotonic()
-            expect(time.monotonic() - t0 < 20 * ctx.slow, "the origin kept writing for 20 s (at %d bytes) while "
-                   "the visitor read nothing" % sent)
-            time.sleep(0.1)
-        plateau = last
+        plateau = origin_plateau(ctx, st, "slow")
         ctx.note("the origin stopped at %.1f MiB while the visitor had read %d KiB" % (plateau / MiB, got // 1024))
         expect(plateau < 48 * MiB, "the origin wrote %.1f MiB of a 1 GiB body the visitor was not reading: "
                "not held back" % (plateau / MiB))
@@ -474,14 +480,7 @@ def test_fast_reader_that_stalls_stays_bounded(ctx):
             d = s.recv(1 << 20)
             expect(d, "the connection closed after %d bytes" % got)
             got += len(d)
-        last, stable_since, t0 = -1, time.monotonic(), time.monotonic()
-        while time.monotonic() - stable_since < 1.0 * ctx.slow:
-            sent = st.origin.progress("stall")["sent"]
-            if sent != last:
-                last, stable_since = sent, time.monotonic()
-            expect(time.monotonic() - t0 < 20 * ctx.slow, "the origin kept writing for 20 s (at %d bytes) after "
-                   "the visitor stopped reading" % sent)
-            time.sleep(0.1)
+        last = origin_plateau(ctx, st, "stall")
         held_kib = lib.proc_status_kib(st.edge.proc.pid)["VmRSS"] - idle_kib
         ctx.note("stalled after %d MiB: the origin stopped %.1f MiB ahead; edge RSS +%d KiB" %
                  (got // MiB, (last - got) / MiB, held_kib))
