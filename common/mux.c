@@ -264,7 +264,7 @@ struct mux *mux_new(enum mux_role role, const struct cv_limits *limits, const st
     return m;
 }
 
-static void inplace_settle(struct mux *m);
+static int inplace_settle(struct mux *m);
 
 static void stream_free(struct mux_stream *s)
 {
@@ -340,32 +340,6 @@ void mux_stats(const struct mux *m, struct mux_stats *st)
 static uint8_t *out_reserve(struct mux *m, size_t n)
 {
     return buf_reserve(&m->out, n, NULL);
-}
-
-/*
- * Moves a DATA frame framed in place (frame_one) into |out| after all, in front of what was queued
- * since (it was framed first). Called before its stream's send queue changes or goes away while the
- * frame is still unsent (mux_pending handed it out but mux_consume never came). Without memory for
- * the copy the frame is lost, so the connection cannot go on: it is closed.
- */
-static void inplace_settle(struct mux *m)
-{
-    struct mux_stream *s = m->inplace;
-    size_t n = m->inplace_len;
-    size_t queued = buf_len(&m->out);
-
-    if (s == NULL)
-        return;
-    m->inplace = NULL;
-    if (out_reserve(m, n) == NULL) {
-        m->state = MUX_S_CLOSED;
-        buf_consume(&s->sendq, n - FRAME_HDR_LEN);
-        return;
-    }
-    memmove(m->out.pos + n, m->out.pos, queued);
-    memcpy(m->out.pos, s->sendq.pos - FRAME_HDR_LEN, n);
-    buf_commit(&m->out, n);
-    buf_consume(&s->sendq, n - FRAME_HDR_LEN);
 }
 
 static int queue_control(struct mux *m, ssize_t len)
@@ -581,11 +555,11 @@ static int stream_mark_reset(struct mux_stream *s)
     struct mux *m = s->m;
     int rv;
 
+    if (m->inplace == s)
+        inplace_settle(m); /* it was framed before the reset: it goes first */
     s->flags |= S_F_RESET | S_F_LOCAL_CLOSED | S_F_REMOTE_CLOSED;
     list_remove(&s->ready_node);
     list_remove(&s->notify_node);
-    if (m->inplace == s)
-        inplace_settle(m); /* it was framed before the reset: it goes first */
     buf_cleanup(&s->sendq);
     stream_unopen(s);
     /* Bytes delivered but never consumed go back to the connection window now. Consumed ones
@@ -1355,6 +1329,49 @@ static ssize_t frame_one(struct mux *m, struct mux_stream *s)
     return (ssize_t)len;
 }
 
+/* After a frame framed in place left its stream's queue: what framing from |out| does then. */
+static void inplace_done(struct mux *m, struct mux_stream *s)
+{
+    if ((s->flags & S_F_WRITE_WAIT) && sendq_room(s) >= s->sendq.cap / 2 &&
+        !list_linked(&s->notify_node)) {
+        list_push_back(&m->notify, &s->notify_node);
+        want_write(m); /* the next mux_pending calls on_writable */
+    }
+    if (buf_len(&s->sendq) == 0)
+        buf_release(&s->sendq);
+    stream_update_ready(s); /* an END_STREAM may be all that is left */
+}
+
+/*
+ * Moves a DATA frame framed in place (frame_one) into |out| after all, in front of what was queued
+ * since (it was framed first). Called before its stream's send queue changes or goes away while the
+ * frame is still unsent (mux_pending handed it out but mux_consume never came, or took part of
+ * it). Returns 0, or -1 when there was no memory for the copy: the frame is lost, so the
+ * connection cannot go on and is closed.
+ */
+static int inplace_settle(struct mux *m)
+{
+    struct mux_stream *s = m->inplace;
+    size_t n = m->inplace_len;
+    size_t queued = buf_len(&m->out);
+
+    if (s == NULL)
+        return 0;
+    m->inplace = NULL;
+    if (out_reserve(m, n) == NULL) {
+        buf_consume(&s->sendq, n - FRAME_HDR_LEN);
+        m->state = MUX_S_CLOSED;
+        want_write(m); /* the transport closes */
+        return -1;
+    }
+    memmove(m->out.pos + n, m->out.pos, queued);
+    memcpy(m->out.pos, s->sendq.pos - FRAME_HDR_LEN, n);
+    buf_commit(&m->out, n);
+    buf_consume(&s->sendq, n - FRAME_HDR_LEN);
+    inplace_done(m, s);
+    return 0;
+}
+
 static void notify_writable(struct mux *m)
 {
     struct list_node *pos;
@@ -1429,21 +1446,16 @@ void mux_consume(struct mux *m, size_t n)
     struct mux_stream *s = m->inplace;
 
     if (s != NULL && n < m->inplace_len) {
-        inplace_settle(m); /* part of it: the rest waits in |out| */
+        /* Part of it: the rest waits in |out| (or, without memory, the connection is closed). */
+        if (inplace_settle(m) < 0)
+            return;
         s = NULL;
     }
     if (s != NULL) {
         /* The frame framed in place: its payload leaves the send queue now. */
         m->inplace = NULL;
         buf_consume(&s->sendq, m->inplace_len - FRAME_HDR_LEN);
-        if ((s->flags & S_F_WRITE_WAIT) && sendq_room(s) >= s->sendq.cap / 2 &&
-            !list_linked(&s->notify_node)) {
-            list_push_back(&m->notify, &s->notify_node);
-            want_write(m); /* the next mux_pending calls on_writable */
-        }
-        if (buf_len(&s->sendq) == 0)
-            buf_release(&s->sendq);
-        stream_update_ready(s);
+        inplace_done(m, s);
         return;
     }
     buf_consume(&m->out, n);
@@ -1724,8 +1736,8 @@ ssize_t mux_stream_write(struct mux_stream *s, const uint8_t *p, size_t n, int f
 
     if (s->flags & (S_F_LOCAL_END | S_F_LOCAL_CLOSED | S_F_RESET))
         return CV_ECLOSED;
-    if (s->m->inplace == s)
-        inplace_settle(s->m); /* the queue may move */
+    if (s->m->inplace == s && inplace_settle(s->m) < 0) /* the queue may move */
+        return CV_ENOMEM;
     k = sendq_room(s);
     if (k > n)
         k = n;
@@ -1746,8 +1758,8 @@ uint8_t *mux_stream_reserve(struct mux_stream *s, size_t *len)
 
     if (s->flags & (S_F_LOCAL_END | S_F_LOCAL_CLOSED | S_F_RESET))
         return NULL;
-    if (s->m->inplace == s)
-        inplace_settle(s->m); /* the queue may move */
+    if (s->m->inplace == s && inplace_settle(s->m) < 0) /* the queue may move */
+        return NULL;
     room = sendq_room(s);
     if (room == 0) {
         s->flags |= S_F_WRITE_WAIT;

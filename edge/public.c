@@ -355,9 +355,9 @@ static void preq_free(struct preq *rq)
     if (rq->stream != NULL) {
         mux_stream_release(rq->stream);
         rq->stream = NULL;
-        if (!pc_closing(rq->pc)) /* the next request starts from the configured cushion */
-            sock_set_out_high(rq->pc->sock, (size_t)rq->pc->ps->e->limits.client_output_buffer);
     }
+    if (!pc_closing(rq->pc)) /* the next request (or WebSocket) starts from the configured mark */
+        sock_set_out_high(rq->pc->sock, (size_t)rq->pc->ps->e->limits.client_output_buffer);
     buf_cleanup(&rq->meta);
     mem_free(rq->path);
     mem_free(rq->referer);

@@ -982,6 +982,56 @@ static void test_frame_in_place_not_taken_survives_a_write_and_a_reset(void **st
     assert_memory_equal(edge_side.data[0] + n, body, edge_side.data_len[0] - n);
 }
 
+/* A pair whose edge announces a stream window of one copied frame plus one framed in place. */
+static struct mux_stream *two_frame_window_download(uint8_t *body, size_t len)
+{
+    struct cv_limits small = limits;
+    struct mux_stream *cs;
+    const uint8_t *p;
+    size_t n;
+
+    mux_free(edge_side.m);
+    mux_free(conn_side.m);
+    small.stream_window = 16384 + (16384 - FRAME_HDR_LEN);
+    small.stream_window_max = small.stream_window;
+    edge_side.m = mux_new(MUX_ROLE_EDGE, &small, &hooks, &edge_side);
+    conn_side.m = mux_new(MUX_ROLE_CONNECTOR, &limits, &hooks, &conn_side);
+    do_register();
+    edge_side.auto_consume = 0; /* no credit comes back */
+    open_download(&cs);
+    n = mux_pending(conn_side.m, &p, 1 << 20);
+    onto_wire_c2e(p, n);
+    mux_consume(conn_side.m, n);
+    memset(body, 'b', len);
+    assert_int_equal(mux_stream_write(cs, body, len, 0), (ssize_t)len);
+    n = mux_pending(conn_side.m, &p, 1);
+    assert_int_equal(n, FRAME_HDR_LEN + 16384); /* copied: the queue starts at its base */
+    onto_wire_c2e(p, n);
+    mux_consume(conn_side.m, n);
+    n = mux_pending(conn_side.m, &p, 1 << 20);
+    assert_int_equal(n, 16 * 1024); /* in place: the rest of the queue and of the window */
+    return cs;
+}
+
+static void test_end_after_a_frame_taken_in_part_still_goes_out(void **state)
+{
+    static uint8_t body[16384 + 16384 - FRAME_HDR_LEN];
+    struct mux_stream *cs;
+    const uint8_t *p;
+    size_t n;
+
+    (void)state;
+    cs = two_frame_window_download(body, sizeof(body));
+    assert_int_equal(mux_stream_end(cs), 0);
+    n = mux_pending(conn_side.m, &p, 1 << 20);
+    assert_int_equal(n, 16 * 1024); /* the same frame */
+    onto_wire_c2e(p, 100); /* the transport takes part of it */
+    mux_consume(conn_side.m, 100);
+    pump();
+    assert_int_equal(edge_side.data_len[0], sizeof(body));
+    assert_int_equal(edge_side.ends[0], 1);
+}
+
 static void test_goaway_refuses_streams_above_last_id(void **state)
 {
     int err = 0;
@@ -1735,6 +1785,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bulk_data_is_framed_in_place_one_record_per_frame, setup, teardown),
         cmocka_unit_test_setup_teardown(test_frame_in_place_not_taken_survives_a_write_and_a_reset, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_end_after_a_frame_taken_in_part_still_goes_out, setup, teardown),
         cmocka_unit_test_setup_teardown(test_goaway_refuses_streams_above_last_id, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reset_from_edge_reaches_connector_and_frees, setup, teardown),
         cmocka_unit_test_setup_teardown(test_release_before_end_sends_cancel, setup, teardown),
