@@ -1741,6 +1741,13 @@ ssize_t mux_stream_write(struct mux_stream *s, const uint8_t *p, size_t n, int f
     k = sendq_room(s);
     if (k > n)
         k = n;
+    if (k >= INPLACE_MIN && buf_len(&s->sendq) == 0 &&
+        buf_reserve(&s->sendq, FRAME_HDR_LEN + k, NULL) != NULL) {
+        /* An empty queue takes bulk data after room for a frame header, so that its first frame
+         * can be framed in place too (frame_one). */
+        s->sendq.pos += FRAME_HDR_LEN;
+        s->sendq.last += FRAME_HDR_LEN;
+    }
     if (k > 0 && buf_append(&s->sendq, p, k) < 0)
         return CV_ENOMEM;
     if (k < n)
