@@ -264,12 +264,11 @@ struct mux *mux_new(enum mux_role role, const struct cv_limits *limits, const st
     return m;
 }
 
-static int inplace_settle(struct mux *m);
+static int stream_settle(struct mux_stream *s);
 
 static void stream_free(struct mux_stream *s)
 {
-    if (s->m->inplace == s)
-        inplace_settle(s->m);
+    (void)stream_settle(s);
     if (s->recv_size > s->m->local.initial_stream_window)
         s->m->window_grown -= s->recv_size - s->m->local.initial_stream_window;
     list_remove(&s->all_node);
@@ -555,8 +554,7 @@ static int stream_mark_reset(struct mux_stream *s)
     struct mux *m = s->m;
     int rv;
 
-    if (m->inplace == s)
-        inplace_settle(m); /* it was framed before the reset: it goes first */
+    (void)stream_settle(s); /* a frame framed before the reset goes first */
     s->flags |= S_F_RESET | S_F_LOCAL_CLOSED | S_F_REMOTE_CLOSED;
     list_remove(&s->ready_node);
     list_remove(&s->notify_node);
@@ -1329,16 +1327,27 @@ static ssize_t frame_one(struct mux *m, struct mux_stream *s)
     return (ssize_t)len;
 }
 
-/* After a frame framed in place left its stream's queue: what framing from |out| does then. */
-static void inplace_done(struct mux *m, struct mux_stream *s)
+/* After bytes left |s|'s send queue: on_writable is owed once half of its room is free, and an
+ * empty queue is given back. Returns 1 when on_writable became owed. */
+static int stream_drained(struct mux *m, struct mux_stream *s)
 {
+    int owed = 0;
+
     if ((s->flags & S_F_WRITE_WAIT) && sendq_room(s) >= s->sendq.cap / 2 &&
         !list_linked(&s->notify_node)) {
         list_push_back(&m->notify, &s->notify_node);
-        want_write(m); /* the next mux_pending calls on_writable */
+        owed = 1;
     }
     if (buf_len(&s->sendq) == 0)
         buf_release(&s->sendq);
+    return owed;
+}
+
+/* After a frame framed in place left its stream's queue. */
+static void inplace_done(struct mux *m, struct mux_stream *s)
+{
+    if (stream_drained(m, s))
+        want_write(m); /* the next mux_pending calls on_writable */
     stream_update_ready(s); /* an END_STREAM may be all that is left */
 }
 
@@ -1372,6 +1381,12 @@ static int inplace_settle(struct mux *m)
     return 0;
 }
 
+/* Settles |s|'s frame framed in place, if it has the one: before its queue changes or goes away. */
+static int stream_settle(struct mux_stream *s)
+{
+    return s->m->inplace == s ? inplace_settle(s->m) : 0;
+}
+
 static void notify_writable(struct mux *m)
 {
     struct list_node *pos;
@@ -1386,13 +1401,10 @@ static void notify_writable(struct mux *m)
     }
 }
 
-size_t mux_pending(struct mux *m, const uint8_t **p, size_t hint)
+/* Frames DATA from ready streams, round-robin, until |out| holds about |hint| bytes or a frame was
+ * framed in place. */
+static void frame_ready(struct mux *m, size_t hint)
 {
-    if (m->inplace != NULL) {
-        /* Handed out before and not consumed yet (the write failed): the same frame again. */
-        *p = m->inplace->sendq.pos - FRAME_HDR_LEN;
-        return m->inplace_len;
-    }
     m->flags &= ~MUX_F_WANT_SIGNALED;
     m->depth++;
     notify_writable(m); /* owed since a frame framed in place was consumed */
@@ -1420,12 +1432,7 @@ size_t mux_pending(struct mux *m, const uint8_t **p, size_t hint)
         } else {
             stream_update_ready(s); /* back at the tail if it still can send: round-robin */
         }
-        if ((s->flags & S_F_WRITE_WAIT) && sendq_room(s) >= s->sendq.cap / 2 &&
-            !list_linked(&s->notify_node)) {
-            list_push_back(&m->notify, &s->notify_node);
-        }
-        if (buf_len(&s->sendq) == 0)
-            buf_release(&s->sendq);
+        (void)stream_drained(m, s); /* the hooks run below */
     }
     /* Owed on_writable hooks, outside the framing loop; after a frame framed in place, in the next
      * call (the writer they wake would move its queue under the frame). */
@@ -1433,6 +1440,13 @@ size_t mux_pending(struct mux *m, const uint8_t **p, size_t hint)
         notify_writable(m);
     m->depth--;
     sweep_zombies(m);
+}
+
+size_t mux_pending(struct mux *m, const uint8_t **p, size_t hint)
+{
+    /* A frame framed in place and not consumed yet (the write failed) comes again. */
+    if (m->inplace == NULL)
+        frame_ready(m, hint);
     if (m->inplace != NULL) {
         *p = m->inplace->sendq.pos - FRAME_HDR_LEN;
         return m->inplace_len;
@@ -1722,8 +1736,7 @@ int mux_stream_headers(struct mux_stream *s, const uint8_t *block, size_t len, i
         s->flags |= S_F_DISPATCHED;
     if (end_stream) {
         s->flags |= S_F_LOCAL_END | S_F_LOCAL_CLOSED;
-        if (m->inplace == s)
-            inplace_settle(m);
+        (void)stream_settle(s); /* ahead of the trailers */
         buf_release(&s->sendq);
         stream_check_closed(s);
     }
@@ -1736,7 +1749,7 @@ ssize_t mux_stream_write(struct mux_stream *s, const uint8_t *p, size_t n, int f
 
     if (s->flags & (S_F_LOCAL_END | S_F_LOCAL_CLOSED | S_F_RESET))
         return CV_ECLOSED;
-    if (s->m->inplace == s && inplace_settle(s->m) < 0) /* the queue may move */
+    if (stream_settle(s) < 0) /* the queue may move */
         return CV_ENOMEM;
     k = sendq_room(s);
     if (k > n)
@@ -1765,7 +1778,7 @@ uint8_t *mux_stream_reserve(struct mux_stream *s, size_t *len)
 
     if (s->flags & (S_F_LOCAL_END | S_F_LOCAL_CLOSED | S_F_RESET))
         return NULL;
-    if (s->m->inplace == s && inplace_settle(s->m) < 0) /* the queue may move */
+    if (stream_settle(s) < 0) /* the queue may move */
         return NULL;
     room = sendq_room(s);
     if (room == 0) {
