@@ -27,6 +27,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
 
@@ -77,6 +78,7 @@ enum sock_state {
 #define SOCK_F_BUSY (1u << 22)        /* I/O since the last sweep: keeps buffers allocated */
 #define SOCK_F_DRAIN_OWED (1u << 23)  /* a direct write emptied the queue: on_drain in the pass */
 #define SOCK_F_BULK_IN (1u << 24)     /* TLS reads fill their room: read SOCK_READ_CHUNK at once */
+#define SOCK_F_SEND_IDLE (1u << 25)   /* the deadline is sock_set_send_timeout()'s */
 
 struct sock_loop {
     uv_loop_t *loop;
@@ -113,6 +115,9 @@ struct sock {
     uv_timer_t timer; /* the owner's deadline, then the bounded wait of a graceful close */
     uint64_t deadline;   /* sock_set_timeout()'s, in loop time; 0: none */
     uint64_t timer_due;  /* when |timer| fires (loop time), 0 when not armed */
+    uint64_t send_idle_ms; /* sock_set_send_timeout()'s limit */
+    uint64_t send_since;   /* loop time of the last write progress seen */
+    size_t send_left;      /* send_unread() at that moment */
     uv_connect_t creq;
     uv_write_t wreq;
     uv_shutdown_t sreq;
@@ -845,6 +850,7 @@ static void tls_decrypt(struct sock *s)
 
 static void on_write_done(uv_write_t *req, int status);
 static void on_shutdown_done(uv_shutdown_t *req, int status);
+static void send_idle_start(struct sock *s);
 
 static void start_write(struct sock *s)
 {
@@ -898,6 +904,8 @@ static void start_write(struct sock *s)
     }
     s->flags |= SOCK_F_WRITING;
     s->refs++; /* the request's */
+    if (s->flags & SOCK_F_SEND_IDLE)
+        send_idle_start(s); /* the kernel refused part of it: now the peer must read */
 }
 
 /* Moves the output side forward: next write, then FIN once everything is out, then the end of a
@@ -957,6 +965,8 @@ static void on_write_done(uv_write_t *req, int status)
     }
     buf_consume(&s->inflight, s->wlen);
     s->wlen = 0;
+    if (s->flags & SOCK_F_SEND_IDLE)
+        s->deadline = 0; /* progress; the next write request starts the clock again */
     if ((s->flags & SOCK_F_ABOVE_HIGH) && sock_write_queued(s) <= s->out_high / 2) {
         s->flags &= ~SOCK_F_ABOVE_HIGH;
         if (sock_live(s) && s->hooks->on_drain != NULL)
@@ -1159,6 +1169,7 @@ static void close_handles(struct sock *s, int reset)
 }
 
 static void on_timer(uv_timer_t *t);
+static int send_idle_expired(struct sock *s, uint64_t now);
 
 /* Graceful close: flush, close_notify, FIN, wait (bounded) for the peer's end, close. */
 static void do_close(struct sock *s)
@@ -1258,6 +1269,8 @@ static void on_timer(uv_timer_t *t)
             return;
         }
         s->deadline = 0;
+        if ((s->flags & SOCK_F_SEND_IDLE) && !send_idle_expired(s, now))
+            return;
     }
     sock_enter(s);
     if (s->state == SOCK_S_CLOSING) {
@@ -1282,19 +1295,95 @@ static void on_timer(uv_timer_t *t)
  * update each time showed in profiles. The timer stays armed at the earliest deadline it has been
  * given and re-arms itself when it fires early; it is only restarted when a deadline moves
  * earlier than it. */
-void sock_set_timeout(struct sock *s, uint64_t ms)
+static void deadline_in(struct sock *s, uint64_t ms)
 {
-    if (s->state >= SOCK_S_CLOSING)
-        return;
-    if (ms == 0) {
-        s->deadline = 0; /* an armed timer finds nothing to do */
-        return;
-    }
     s->deadline = uv_now(s->sl->loop) + ms;
     if (s->timer_due != 0 && s->timer_due <= s->deadline)
         return;
     s->timer_due = s->deadline;
     uv_timer_start(&s->timer, on_timer, ms, 0);
+}
+
+void sock_set_timeout(struct sock *s, uint64_t ms)
+{
+    if (s->state >= SOCK_S_CLOSING)
+        return;
+    s->flags &= ~SOCK_F_SEND_IDLE;
+    if (ms == 0) {
+        s->deadline = 0; /* an armed timer finds nothing to do */
+        return;
+    }
+    deadline_in(s, ms);
+}
+
+/*
+ * The send timeout (nginx's send_timeout): it runs only while a write request waits for the peer
+ * to read (the kernel refused part of what was written), and starts again with every byte the
+ * peer takes. The kernel only asks for more once half its send buffer (up to megabytes) drained,
+ * so a slow reader's progress shows first as the kernel's unacknowledged bytes shrinking
+ * (TIOCOUTQ): the timer looks every quarter of the limit, and a stall is noticed between the
+ * limit and a quarter past it.
+ */
+static uint64_t send_idle_step(const struct sock *s)
+{
+    return s->send_idle_ms >= 4 ? s->send_idle_ms / 4 : 1;
+}
+
+/* Bytes of the write request not yet taken by the peer: what libuv still holds plus what the
+ * kernel holds (written and not acknowledged; for a unix socket, not yet read). */
+static size_t send_unread(struct sock *s)
+{
+    uv_os_fd_t fd;
+    int q = 0;
+
+    if (uv_fileno(&s->h.handle, &fd) != 0 || ioctl(fd, TIOCOUTQ, &q) != 0 || q < 0)
+        q = 0;
+    return s->h.stream.write_queue_size + (size_t)q;
+}
+
+static void send_idle_start(struct sock *s)
+{
+    s->send_since = uv_now(s->sl->loop);
+    s->send_left = send_unread(s);
+    deadline_in(s, send_idle_step(s));
+}
+
+/* The timer reached the deadline in send-timeout mode: 1 when no progress came for the limit. */
+static int send_idle_expired(struct sock *s, uint64_t now)
+{
+    uint64_t step = send_idle_step(s);
+    uint64_t left;
+    size_t unread;
+
+    if (!(s->flags & SOCK_F_WRITING))
+        return 0; /* everything was taken: no clock until the next write request */
+    unread = send_unread(s);
+    if (unread < s->send_left) {
+        s->send_left = unread;
+        s->send_since = now;
+    }
+    if (now - s->send_since >= s->send_idle_ms)
+        return 1;
+    left = s->send_since + s->send_idle_ms - now;
+    deadline_in(s, left < step ? left : step);
+    return 0;
+}
+
+void sock_set_send_timeout(struct sock *s, uint64_t ms)
+{
+    if (s->state >= SOCK_S_CLOSING)
+        return;
+    if (ms == 0) {
+        sock_set_timeout(s, 0);
+        return;
+    }
+    if ((s->flags & SOCK_F_SEND_IDLE) && s->send_idle_ms == ms)
+        return; /* the clock already runs from the last progress */
+    s->flags |= SOCK_F_SEND_IDLE;
+    s->send_idle_ms = ms;
+    s->deadline = 0;
+    if (s->flags & SOCK_F_WRITING)
+        send_idle_start(s);
 }
 
 /* ---- creation -------------------------------------------------------------------------------- */

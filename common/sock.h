@@ -140,6 +140,11 @@ void sock_close(struct sock *s);
 void sock_abort(struct sock *s);
 /* (Re)arms the deadline: on_timeout after |ms|; 0 disarms. Ignored once closing. */
 void sock_set_timeout(struct sock *s, uint64_t ms);
+/* Makes the deadline a send timeout: on_timeout once output has waited |ms| for the peer to read
+ * with no byte taken (checked every |ms|/4, so it fires up to a quarter late). No clock runs while
+ * the kernel takes everything written. Setting the same |ms| again keeps the running clock;
+ * sock_set_timeout() ends the mode; 0 disarms. Ignored once closing. */
+void sock_set_send_timeout(struct sock *s, uint64_t ms);
 
 /* The peer's address as "ip:port" / "[ip6]:port"; "" for unix sockets. */
 const char *sock_peer(const struct sock *s);

@@ -681,8 +681,9 @@ static void enter_tunnel(struct preq *rq)
  *  - while the request body is being read: body_idle between reads (not while the edge itself
  *    stopped reading because the tunnel has no room: that wait is the origin's, not the visitor's);
  *  - once the request is complete and until the response head: response_header (per host);
- *  - while the response streams: send_idle, only while the visitor's socket is over its mark (a
- *    quiet origin, a long poll or an event stream, is not the visitor's fault).
+ *  - while the response streams: send_idle, a send timeout (sock_set_send_timeout): it runs only
+ *    while output waits for the visitor to read, and restarts with every byte the visitor takes
+ *    (a quiet origin, a long poll or an event stream, is not the visitor's fault).
  */
 static void preq_arm(struct preq *rq)
 {
@@ -699,8 +700,9 @@ static void preq_arm(struct preq *rq)
             ms = l->body_idle_ms;
     } else if (!(rq->flags & RQ_F_RESP_HEAD)) {
         ms = rq->response_header_ms;
-    } else if (sock_write_full(pc->sock)) {
-        ms = l->send_idle_ms;
+    } else {
+        sock_set_send_timeout(pc->sock, l->send_idle_ms);
+        return;
     }
     sock_set_timeout(pc->sock, ms);
 }

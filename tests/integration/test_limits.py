@@ -3,6 +3,7 @@ the tunnel port cannot lock connectors out, the public connection cap stays belo
 limit, and requests that end in resets (a dead origin, visitors who go away) never cost the tunnel
 its connections."""
 
+import hashlib
 import os
 import re
 import select
@@ -12,6 +13,7 @@ import time
 
 import ha_lib
 import lib
+import origin as origin_mod
 from lib import DOMAIN, expect, expect_eq
 
 
@@ -314,6 +316,47 @@ def test_visitor_limits_keepalive_requests_per_ip_body_idle_send_idle(ctx):
     s.close()
     expect(got < 64 << 20, "a visitor that read nothing for 3 s still got the whole body")
     ctx.wait_until(lambda: "send idle timeout" in st.edge.proc.text(), 5, "the edge to log the send idle timeout")
+
+
+@lib.timeout(60)
+def test_send_idle_spares_a_slow_steady_reader(ctx):
+    """send_idle_ms is a send timeout, like nginx's send_timeout: it restarts with every byte the
+    visitor takes. The kernel asks the edge for more only once half its send buffer (tcp_wmem's
+    maximum, 4 MiB by default, on loopback) drained; a visitor reading 64 KiB every 100 ms takes
+    about 3 s for that. With send_idle_ms 1s it still gets a response larger than that buffer
+    whole: its progress counts while the edge's own queue waits."""
+    st = lib.Stack(ctx, edge_kw={"limits": {"send_idle_ms": "1s"}})
+    with open("/proc/sys/net/ipv4/tcp_wmem") as f:
+        wmem_max = int(f.read().split()[2])
+    n = wmem_max + (1 << 20)
+    s = ctx.tls_connect(st.edge.https_port, st.host, rcvbuf=16384, timeout=20)
+    try:
+        s.sendall(b"GET /bytes?n=%d&seed=5 HTTP/1.1\r\nHost: %s\r\n\r\n" % (n, st.host.encode()))
+        rd = lib.RawHTTP(s)
+        r = rd.read_response(head_only=True)
+        expect_eq((r.status, r.header("Content-Length")), (200, str(n)), "GET /bytes")
+        body = bytearray(rd.buf)
+        time.sleep(0.5)  # the edge fills the kernel's buffer and queues the rest
+        t0 = time.monotonic()
+        while len(body) < n:
+            step = min(len(body) + 64 * 1024, n)
+            while len(body) < step:
+                try:
+                    d = s.recv(step - len(body))
+                except OSError as e:  # ssl.SSLError included
+                    d, err = b"", e
+                else:
+                    err = None
+                expect(d, "the edge closed the slow reader after %d of %d bytes (%.1f s in): %r"
+                       % (len(body), n, time.monotonic() - t0, err))
+                body += d
+            time.sleep(0.1)
+        took = time.monotonic() - t0
+    finally:
+        s.close()
+    ctx.note("read %d KiB in %.1f s" % (n >> 10, took))
+    expect_eq(hashlib.sha256(body).hexdigest(), origin_mod.gen_sha256(n, 5), "sha256 of the body")
+    expect("send idle timeout" not in st.edge.proc.text(), "the edge logged a send idle timeout")
 
 
 @lib.timeout(90)

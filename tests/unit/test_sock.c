@@ -79,6 +79,9 @@ struct peer {
     int close_after_send;
     int want_flush_on_start;
     uint64_t timeout_ms;    /* armed at start */
+    uint64_t send_timeout_ms; /* sock_set_send_timeout() at start */
+    uint64_t start_ms;        /* loop time at start */
+    uint64_t close_ms;        /* loop time of on_close */
 };
 
 struct env {
@@ -179,8 +182,11 @@ static void take(struct peer *p)
 
 static void peer_start(struct peer *p)
 {
+    p->start_ms = uv_now(&p->e->loop);
     if (p->timeout_ms > 0)
         sock_set_timeout(p->s, p->timeout_ms);
+    if (p->send_timeout_ms > 0)
+        sock_set_send_timeout(p->s, p->send_timeout_ms);
     if (p->want_flush_on_start)
         sock_want_flush(p->s);
     send_more(p);
@@ -322,6 +328,7 @@ static void h_close(struct sock *s, void *arg)
     assert_ptr_equal(s, p->s);
     p->closes++;
     p->close_seq = ++p->e->seq;
+    p->close_ms = uv_now(&p->e->loop);
     p->s = NULL;
 }
 
@@ -1059,6 +1066,81 @@ static void test_graceful_close_gives_up_with_reset_when_peer_never_reads(void *
     finish(e);
 }
 
+/* A peer that stops reading: once the kernel refuses more, the send timeout runs out. */
+static void test_send_timeout_fires_when_the_peer_stops_reading(void **state)
+{
+    struct env *e = *state;
+
+    small_server_rcvbuf(e);
+    e->sopts.in_cap = 16 * 1024;
+    e->copts.close_wait_ms = 50;
+    e->client.to_send = 16 * MIB;
+    e->client.ignore_full = 1;
+    e->client.send_timeout_ms = 100;
+    e->server.hold = 1;
+    connect_client(e);
+    uv_timer_start(&e->aux, on_late_reader, 400, 0); /* reads again, to see the client's end */
+    run(e);
+    assert_int_equal(e->client.timeouts, 1);
+    assert_int_equal(e->client.errors, 0);
+    assert_true(e->client.close_ms - e->client.start_ms >= 100);
+    assert_true(e->server.rx < 16 * MIB);
+    assert_closed_once(e);
+    finish(e);
+}
+
+/* One write request of 4 MiB that a slow reader takes over far longer than the limit: each byte
+ * taken restarts the clock, even inside the request. */
+static void test_send_timeout_restarts_with_each_byte_the_peer_takes(void **state)
+{
+    struct env *e = *state;
+
+    small_server_rcvbuf(e);
+    e->sopts.in_cap = 16 * 1024;
+    e->server.pause_each_data = 1; /* 16 KiB, then 5 ms without reading */
+    e->server.close_after_rx = 4 * MIB;
+    e->client.to_send = 4 * MIB;
+    e->client.ignore_full = 1;
+    e->client.close_on_eof = 1;
+    e->client.send_timeout_ms = 40;
+    connect_client(e);
+    run(e);
+    assert_int_equal(e->server.rx, 4 * MIB);
+    assert_false(e->server.rx_bad);
+    assert_int_equal(e->client.timeouts, 0);
+    /* Not vacuous: the transfer took several times the limit. */
+    assert_true(e->client.close_ms - e->client.start_ms >= 4 * 40);
+    assert_int_equal(e->server.errors + e->client.errors, 0);
+    assert_closed_once(e);
+    finish(e);
+}
+
+static void on_close_client(uv_timer_t *t)
+{
+    struct env *e = t->data;
+
+    sock_close(e->client.s);
+}
+
+/* Output the kernel took whole leaves no clock running, however long the peer waits to read. */
+static void test_send_timeout_idle_while_the_kernel_took_everything(void **state)
+{
+    struct env *e = *state;
+
+    e->client.to_send = 1000;
+    e->client.send_timeout_ms = 20;
+    e->server.hold = 1;
+    e->server.close_on_eof = 1;
+    connect_client(e);
+    uv_timer_start(&e->aux, on_close_client, 200, 0);
+    run(e);
+    assert_int_equal(e->client.timeouts, 0);
+    assert_int_equal(e->server.eofs, 1);
+    assert_int_equal(e->server.errors + e->client.errors, 0);
+    assert_closed_once(e);
+    finish(e);
+}
+
 static void on_abort_timer(uv_timer_t *t)
 {
     struct env *e = t->data;
@@ -1575,6 +1657,9 @@ int main(void)
         T(test_timeout_calls_on_timeout),
         T(test_timeout_without_hook_is_an_error),
         T(test_timeout_can_be_disarmed),
+        T(test_send_timeout_fires_when_the_peer_stops_reading),
+        T(test_send_timeout_restarts_with_each_byte_the_peer_takes),
+        T(test_send_timeout_idle_while_the_kernel_took_everything),
         T(test_timeout_moved_later_fires_at_the_later_deadline),
         T(test_timeout_moved_earlier_fires_at_the_earlier_deadline),
         T(test_close_inside_on_data_is_safe),
