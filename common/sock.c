@@ -1183,7 +1183,9 @@ static void do_close(struct sock *s)
     }
     s->state = SOCK_S_CLOSING;
     s->flags |= SOCK_F_SHUT_WANTED;
-    s->flags &= ~(SOCK_F_PAUSED | SOCK_F_IN_FULL | SOCK_F_DECRYPT | SOCK_F_WANT_FLUSH);
+    /* From here the timer is the close wait's alone (no send timeout moves it). */
+    s->flags &= ~(SOCK_F_PAUSED | SOCK_F_IN_FULL | SOCK_F_DECRYPT | SOCK_F_WANT_FLUSH |
+                  SOCK_F_SEND_IDLE);
     if (s->use_tls && !(s->flags & SOCK_F_NO_NOTIFY) && !s->tls.close_notify_sent) {
         /* Plaintext still waiting goes before the close_notify. */
         if (encrypt_early(s) < 0) {

@@ -1102,15 +1102,41 @@ static void test_send_timeout_restarts_with_each_byte_the_peer_takes(void **stat
     e->client.to_send = 4 * MIB;
     e->client.ignore_full = 1;
     e->client.close_on_eof = 1;
-    e->client.send_timeout_ms = 40;
+    /* The receiver opens its window in steps (up to a few tens of ms apart here): the limit is
+     * well above one step and well below the whole transfer (at least 256 pauses of 5 ms). */
+    e->client.send_timeout_ms = 150;
     connect_client(e);
     run(e);
     assert_int_equal(e->server.rx, 4 * MIB);
     assert_false(e->server.rx_bad);
     assert_int_equal(e->client.timeouts, 0);
     /* Not vacuous: the transfer took several times the limit. */
-    assert_true(e->client.close_ms - e->client.start_ms >= 4 * 40);
+    assert_true(e->client.close_ms - e->client.start_ms >= 3 * 150);
     assert_int_equal(e->server.errors + e->client.errors, 0);
+    assert_closed_once(e);
+    finish(e);
+}
+
+/* A graceful close's bounded wait is its own: a short send timeout set before must not cut the
+ * flush of what was queued while the peer still reads. */
+static void test_send_timeout_leaves_a_graceful_close_its_wait(void **state)
+{
+    struct env *e = *state;
+
+    small_server_rcvbuf(e);
+    e->sopts.in_cap = 16 * 1024;
+    e->server.pause_each_data = 1;
+    e->server.close_on_eof = 1;
+    e->client.to_send = 4 * MIB;
+    e->client.ignore_full = 1;
+    e->client.close_after_send = 1;
+    e->client.send_timeout_ms = 20;
+    connect_client(e);
+    run(e);
+    assert_int_equal(e->server.rx, 4 * MIB);
+    assert_false(e->server.rx_bad);
+    assert_int_equal(e->server.eofs, 1);
+    assert_int_equal(e->server.errors, 0);
     assert_closed_once(e);
     finish(e);
 }
@@ -1660,6 +1686,7 @@ int main(void)
         T(test_send_timeout_fires_when_the_peer_stops_reading),
         T(test_send_timeout_restarts_with_each_byte_the_peer_takes),
         T(test_send_timeout_idle_while_the_kernel_took_everything),
+        T(test_send_timeout_leaves_a_graceful_close_its_wait),
         T(test_timeout_moved_later_fires_at_the_later_deadline),
         T(test_timeout_moved_earlier_fires_at_the_earlier_deadline),
         T(test_close_inside_on_data_is_safe),
