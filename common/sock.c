@@ -79,6 +79,7 @@ enum sock_state {
 #define SOCK_F_DRAIN_OWED (1u << 23)  /* a direct write emptied the queue: on_drain in the pass */
 #define SOCK_F_BULK_IN (1u << 24)     /* TLS reads fill their room: read SOCK_READ_CHUNK at once */
 #define SOCK_F_SEND_IDLE (1u << 25)   /* the deadline is sock_set_send_timeout()'s */
+#define SOCK_F_CLOSE_SEND (1u << 26)  /* closing: the send timeout bounds the flush, then close wait */
 
 struct sock_loop {
     uv_loop_t *loop;
@@ -851,6 +852,7 @@ static void tls_decrypt(struct sock *s)
 static void on_write_done(uv_write_t *req, int status);
 static void on_shutdown_done(uv_shutdown_t *req, int status);
 static void send_idle_start(struct sock *s);
+static void close_wait_start(struct sock *s);
 
 static void start_write(struct sock *s)
 {
@@ -944,6 +946,8 @@ static void sock_progress(struct sock *s)
         s->flags |= SOCK_F_SHUT_SENT;
         s->refs++; /* the request's */
     }
+    if (s->state == SOCK_S_CLOSING && (s->flags & SOCK_F_CLOSE_SEND) && sock_write_queued(s) == 0)
+        close_wait_start(s); /* all of it went out: now the wait for the FIN and the peer's end */
     if (s->state == SOCK_S_CLOSING && (s->flags & SOCK_F_FIN_DONE) && (s->flags & SOCK_F_EOF))
         close_handles(s, 0);
 }
@@ -1170,10 +1174,23 @@ static void close_handles(struct sock *s, int reset)
 
 static void on_timer(uv_timer_t *t);
 static int send_idle_expired(struct sock *s, uint64_t now);
+static uint64_t send_idle_step(const struct sock *s);
+static size_t send_unread(struct sock *s, int all);
+static uint64_t send_check(struct sock *s, uint64_t now, int all);
+
+/* The bounded wait of a graceful close, from now. */
+static void close_wait_start(struct sock *s)
+{
+    s->flags &= ~SOCK_F_CLOSE_SEND;
+    s->timer_due = uv_now(s->sl->loop) + s->close_wait_ms;
+    uv_timer_start(&s->timer, on_timer, s->close_wait_ms, 0);
+}
 
 /* Graceful close: flush, close_notify, FIN, wait (bounded) for the peer's end, close. */
 static void do_close(struct sock *s)
 {
+    int send_wait;
+
     if (s->state >= SOCK_S_CLOSING)
         return;
     if (s->state == SOCK_S_CONNECTING ||
@@ -1181,9 +1198,9 @@ static void do_close(struct sock *s)
         close_handles(s, 0); /* no session yet: nothing to flush */
         return;
     }
+    send_wait = (s->flags & SOCK_F_SEND_IDLE) != 0;
     s->state = SOCK_S_CLOSING;
     s->flags |= SOCK_F_SHUT_WANTED;
-    /* From here the timer is the close wait's alone (no send timeout moves it). */
     s->flags &= ~(SOCK_F_PAUSED | SOCK_F_IN_FULL | SOCK_F_DECRYPT | SOCK_F_WANT_FLUSH |
                   SOCK_F_SEND_IDLE);
     if (s->use_tls && !(s->flags & SOCK_F_NO_NOTIFY) && !s->tls.close_notify_sent) {
@@ -1199,8 +1216,18 @@ static void do_close(struct sock *s)
         }
     }
     s->deadline = 0;
-    s->timer_due = uv_now(s->sl->loop) + s->close_wait_ms;
-    uv_timer_start(&s->timer, on_timer, s->close_wait_ms, 0);
+    if (send_wait && sock_write_queued(s) > 0) {
+        /* Under a send timeout the output still queued is flushed for as long as the peer keeps
+         * taking it (nginx's send_timeout does the same before its lingering close); the close
+         * wait starts once it is all out (sock_progress). */
+        s->flags |= SOCK_F_CLOSE_SEND;
+        s->send_since = uv_now(s->sl->loop);
+        s->send_left = send_unread(s, 1);
+        s->timer_due = s->send_since + send_idle_step(s);
+        uv_timer_start(&s->timer, on_timer, send_idle_step(s), 0);
+    } else {
+        close_wait_start(s);
+    }
     update_reading(s);
     sock_schedule(s);
 }
@@ -1273,6 +1300,14 @@ static void on_timer(uv_timer_t *t)
         s->deadline = 0;
         if ((s->flags & SOCK_F_SEND_IDLE) && !send_idle_expired(s, now))
             return;
+    } else if (s->flags & SOCK_F_CLOSE_SEND) {
+        uint64_t next = send_check(s, now, 1);
+
+        if (next > 0) {
+            s->timer_due = now + next;
+            uv_timer_start(&s->timer, on_timer, next, 0);
+            return;
+        }
     }
     sock_enter(s);
     if (s->state == SOCK_S_CLOSING) {
@@ -1331,43 +1366,60 @@ static uint64_t send_idle_step(const struct sock *s)
     return s->send_idle_ms >= 4 ? s->send_idle_ms / 4 : 1;
 }
 
-/* Bytes of the write request not yet taken by the peer: what libuv still holds plus what the
- * kernel holds (written and not acknowledged; for a unix socket, not yet read). */
-static size_t send_unread(struct sock *s)
+/* Bytes not yet taken by the peer: the rest of the write request (libuv's count) plus what the
+ * kernel holds (written and not acknowledged; for a unix socket, not yet read). With |all|, also
+ * the output not yet in a write request: once closing nothing is added, so that sum only shrinks
+ * (open, the owner adds to it, so each write request is followed on its own). */
+static size_t send_unread(struct sock *s, int all)
 {
     uv_os_fd_t fd;
     int q = 0;
+    size_t n = s->h.stream.write_queue_size;
 
     if (uv_fileno(&s->h.handle, &fd) != 0 || ioctl(fd, TIOCOUTQ, &q) != 0 || q < 0)
         q = 0;
-    return s->h.stream.write_queue_size + (size_t)q;
+    n += (size_t)q;
+    if (all)
+        n += buf_len(&s->pending) + buf_len(&s->early);
+    return n;
+}
+
+/* One look of the send timeout: notes progress since the last; returns 0 when none came for the
+ * limit, else the wait until the next look. */
+static uint64_t send_check(struct sock *s, uint64_t now, int all)
+{
+    size_t unread = send_unread(s, all);
+    uint64_t step = send_idle_step(s);
+    uint64_t left;
+
+    if (unread < s->send_left) {
+        s->send_left = unread;
+        s->send_since = now;
+    }
+    if (now - s->send_since >= s->send_idle_ms)
+        return 0;
+    left = s->send_since + s->send_idle_ms - now;
+    return left < step ? left : step;
 }
 
 static void send_idle_start(struct sock *s)
 {
     s->send_since = uv_now(s->sl->loop);
-    s->send_left = send_unread(s);
+    s->send_left = send_unread(s, 0);
     deadline_in(s, send_idle_step(s));
 }
 
 /* The timer reached the deadline in send-timeout mode: 1 when no progress came for the limit. */
 static int send_idle_expired(struct sock *s, uint64_t now)
 {
-    uint64_t step = send_idle_step(s);
-    uint64_t left;
-    size_t unread;
+    uint64_t next;
 
     if (!(s->flags & SOCK_F_WRITING))
         return 0; /* everything was taken: no clock until the next write request */
-    unread = send_unread(s);
-    if (unread < s->send_left) {
-        s->send_left = unread;
-        s->send_since = now;
-    }
-    if (now - s->send_since >= s->send_idle_ms)
+    next = send_check(s, now, 0);
+    if (next == 0)
         return 1;
-    left = s->send_since + s->send_idle_ms - now;
-    deadline_in(s, left < step ? left : step);
+    deadline_in(s, next);
     return 0;
 }
 

@@ -143,7 +143,9 @@ void sock_set_timeout(struct sock *s, uint64_t ms);
 /* Makes the deadline a send timeout: on_timeout once output has waited |ms| for the peer to read
  * with no byte taken (checked every |ms|/4, so it fires up to a quarter late). No clock runs while
  * the kernel takes everything written. Setting the same |ms| again keeps the running clock;
- * sock_set_timeout() ends the mode; 0 disarms. Ignored once closing. */
+ * sock_set_timeout() ends the mode; 0 disarms. Ignored once closing. A graceful close in this mode
+ * flushes the queued output for as long as the peer keeps taking it (a reset once it took nothing
+ * for |ms|), and close_wait_ms bounds only what follows. */
 void sock_set_send_timeout(struct sock *s, uint64_t ms);
 
 /* The peer's address as "ip:port" / "[ip6]:port"; "" for unix sockets. */

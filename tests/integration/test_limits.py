@@ -324,14 +324,17 @@ def test_send_idle_spares_a_slow_steady_reader(ctx):
     visitor takes. The kernel asks the edge for more only once half its send buffer (tcp_wmem's
     maximum, 4 MiB by default, on loopback) drained; a visitor reading 64 KiB every 100 ms takes
     about 3 s for that. With send_idle_ms 1s it still gets a response larger than that buffer
-    whole: its progress counts while the edge's own queue waits."""
+    whole: its progress counts while the edge's own queue waits. The request says Connection:
+    close: the edge closes once the body is queued, and the connection ends after the last byte
+    (the flush of a closing connection under a send timeout: test_sock.c)."""
     st = lib.Stack(ctx, edge_kw={"limits": {"send_idle_ms": "1s"}})
     with open("/proc/sys/net/ipv4/tcp_wmem") as f:
         wmem_max = int(f.read().split()[2])
     n = wmem_max + (1 << 20)
     s = ctx.tls_connect(st.edge.https_port, st.host, rcvbuf=16384, timeout=20)
     try:
-        s.sendall(b"GET /bytes?n=%d&seed=5 HTTP/1.1\r\nHost: %s\r\n\r\n" % (n, st.host.encode()))
+        s.sendall(b"GET /bytes?n=%d&seed=5 HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n"
+                  % (n, st.host.encode()))
         rd = lib.RawHTTP(s)
         r = rd.read_response(head_only=True)
         expect_eq((r.status, r.header("Content-Length")), (200, str(n)), "GET /bytes")
@@ -352,6 +355,7 @@ def test_send_idle_spares_a_slow_steady_reader(ctx):
                 body += d
             time.sleep(0.1)
         took = time.monotonic() - t0
+        expect(rd.closed_after(5 * ctx.slow), "the connection stayed open after a Connection: close response")
     finally:
         s.close()
     ctx.note("read %d KiB in %.1f s" % (n >> 10, took))

@@ -1117,26 +1117,55 @@ static void test_send_timeout_restarts_with_each_byte_the_peer_takes(void **stat
     finish(e);
 }
 
-/* A graceful close's bounded wait is its own: a short send timeout set before must not cut the
- * flush of what was queued while the peer still reads. */
-static void test_send_timeout_leaves_a_graceful_close_its_wait(void **state)
+/* Closing under a send timeout: the output still queued is flushed for as long as the peer keeps
+ * taking it, well past the close wait (which bounds only the wait for the peer's end). */
+static void test_closing_under_a_send_timeout_flushes_while_the_peer_reads(void **state)
 {
     struct env *e = *state;
 
     small_server_rcvbuf(e);
     e->sopts.in_cap = 16 * 1024;
-    e->server.pause_each_data = 1;
+    e->server.pause_each_data = 1; /* 4 MiB take at least 256 pauses of 5 ms */
     e->server.close_on_eof = 1;
+    e->copts.close_wait_ms = 100;
     e->client.to_send = 4 * MIB;
     e->client.ignore_full = 1;
     e->client.close_after_send = 1;
-    e->client.send_timeout_ms = 20;
+    e->client.send_timeout_ms = 150;
     connect_client(e);
     run(e);
     assert_int_equal(e->server.rx, 4 * MIB);
     assert_false(e->server.rx_bad);
     assert_int_equal(e->server.eofs, 1);
     assert_int_equal(e->server.errors, 0);
+    assert_true(e->client.close_ms - e->client.start_ms >= 3 * 100);
+    assert_closed_once(e);
+    finish(e);
+}
+
+/* ... and a peer that takes nothing is reset after the send timeout, not after the close wait. */
+static void test_closing_under_a_send_timeout_resets_a_stalled_peer(void **state)
+{
+    struct env *e = *state;
+
+    small_server_rcvbuf(e);
+    e->sopts.in_cap = 16 * 1024;
+    e->copts.close_wait_ms = 10000;
+    e->client.to_send = 16 * MIB;
+    e->client.ignore_full = 1;
+    e->client.close_after_send = 1;
+    e->client.send_timeout_ms = 100;
+    e->server.hold = 1;
+    connect_client(e);
+    uv_timer_start(&e->aux, on_late_reader, 1500, 0); /* reads again, to see the reset */
+    run(e);
+    assert_true(e->client.close_ms - e->client.start_ms >= 100);
+    assert_true(e->client.close_ms - e->client.start_ms < 1500);
+    assert_true(e->server.rx < 16 * MIB);
+    assert_false(e->server.rx_bad);
+    assert_int_equal(e->server.errors, 1);
+    assert_int_equal(e->server.err, UV_ECONNRESET);
+    assert_int_equal(e->client.errors, 0);
     assert_closed_once(e);
     finish(e);
 }
@@ -1686,7 +1715,8 @@ int main(void)
         T(test_send_timeout_fires_when_the_peer_stops_reading),
         T(test_send_timeout_restarts_with_each_byte_the_peer_takes),
         T(test_send_timeout_idle_while_the_kernel_took_everything),
-        T(test_send_timeout_leaves_a_graceful_close_its_wait),
+        T(test_closing_under_a_send_timeout_flushes_while_the_peer_reads),
+        T(test_closing_under_a_send_timeout_resets_a_stalled_peer),
         T(test_timeout_moved_later_fires_at_the_later_deadline),
         T(test_timeout_moved_earlier_fires_at_the_earlier_deadline),
         T(test_close_inside_on_data_is_safe),
