@@ -2027,12 +2027,13 @@ void public_close_all(struct edge *e)
         uv_close((uv_handle_t *)&ps->expect_timer, NULL);
     if (!uv_is_closing((uv_handle_t *)&ps->waiting_check))
         uv_close((uv_handle_t *)&ps->waiting_check, NULL);
+    /* Graceful closes too: one flushing to a slow reader may go on for as long as it reads
+     * (sock_set_send_timeout), which must not hold the exit. */
     list_for_each_safe(p, tmp, &ps->conns)
     {
         struct pconn *pc = container_of(p, struct pconn, node);
 
-        if (pc->state != PC_S_CLOSING)
-            pconn_abort(pc);
+        pconn_abort(pc);
     }
 }
 

@@ -67,3 +67,32 @@ def test_edge_sigterm_exits_promptly_when_idle(ctx):
     expect_eq(rc, 0, "exit code after SIGTERM")
     # Nothing in flight: no reason to wait for the grace period (2 s here).
     expect(secs < 1.5 * ctx.slow, "an idle edge took %.2fs to exit on SIGTERM" % secs)
+
+
+@lib.timeout(60)
+def test_edge_exit_is_not_held_by_a_visitor_that_stopped_reading(ctx):
+    """SIGTERM with a visitor that stopped reading a Connection: close response: the edge may be
+    closing that connection gracefully already, flushing the tail for as long as the visitor reads
+    (up to send_idle_ms, 60 s). The grace period (2 s here) still bounds the exit: at its end every
+    public connection is closed, graceful closes included."""
+    st = lib.Stack(ctx)
+    with open("/proc/sys/net/ipv4/tcp_wmem") as f:
+        wmem_max = int(f.read().split()[2])
+    # The kernel's send buffer (up to tcp_wmem's maximum) takes most of it, the edge queues the rest
+    # and, since the whole body has come, closes.
+    n = wmem_max + (100 << 10)
+    s = ctx.tls_connect(st.edge.https_port, st.host, rcvbuf=16384, timeout=20)
+    try:
+        s.sendall(b"GET /bytes?n=%d HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % (n, st.host.encode()))
+        r = lib.RawHTTP(s).read_response(head_only=True)
+        expect_eq(r.status, 200, "GET /bytes")
+        time.sleep(1.5)
+        t0 = time.monotonic()
+        rc = st.edge.stop(timeout=20 * ctx.slow)
+        secs = time.monotonic() - t0
+    finally:
+        s.close()
+    ctx.note("the edge exited %.2fs after SIGTERM" % secs)
+    expect(st.edge.proc.stopped_cleanly, "the edge did not exit within 20 s of SIGTERM")
+    expect_eq(rc, 0, "exit code after SIGTERM")
+    expect(secs < 2.0 + 3.0 * ctx.slow, "the edge took %.2fs to exit with a 2 s grace period" % secs)
