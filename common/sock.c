@@ -78,7 +78,7 @@ enum sock_state {
 #define SOCK_F_BUSY (1u << 22)        /* I/O since the last sweep: keeps buffers allocated */
 #define SOCK_F_DRAIN_OWED (1u << 23)  /* a direct write emptied the queue: on_drain in the pass */
 #define SOCK_F_BULK_IN (1u << 24)     /* TLS reads fill their room: read SOCK_READ_CHUNK at once */
-#define SOCK_F_SEND_IDLE (1u << 25)   /* the deadline is sock_set_send_timeout()'s */
+#define SOCK_F_SEND_STALLED (1u << 25) /* on_timeout is the send timeout's (sock_send_stalled) */
 #define SOCK_F_CLOSE_SEND (1u << 26)  /* closing: the send timeout bounds the flush, then close wait */
 
 struct sock_loop {
@@ -116,9 +116,10 @@ struct sock {
     uv_timer_t timer; /* the owner's deadline, then the bounded wait of a graceful close */
     uint64_t deadline;   /* sock_set_timeout()'s, in loop time; 0: none */
     uint64_t timer_due;  /* when |timer| fires (loop time), 0 when not armed */
-    uint64_t send_idle_ms; /* sock_set_send_timeout()'s limit */
+    uint64_t send_idle_ms; /* sock_set_send_timeout()'s limit; 0: none */
     uint64_t send_since;   /* loop time of the last write progress seen */
     size_t send_left;      /* send_unread() at that moment */
+    uint64_t send_due;     /* the send timeout's next look (loop time); 0: no write waits */
     uv_connect_t creq;
     uv_write_t wreq;
     uv_shutdown_t sreq;
@@ -851,7 +852,7 @@ static void tls_decrypt(struct sock *s)
 
 static void on_write_done(uv_write_t *req, int status);
 static void on_shutdown_done(uv_shutdown_t *req, int status);
-static void send_idle_start(struct sock *s);
+static void send_wait_start(struct sock *s);
 static void close_wait_start(struct sock *s);
 
 static void start_write(struct sock *s)
@@ -906,8 +907,8 @@ static void start_write(struct sock *s)
     }
     s->flags |= SOCK_F_WRITING;
     s->refs++; /* the request's */
-    if (s->flags & SOCK_F_SEND_IDLE)
-        send_idle_start(s); /* the kernel refused part of it: now the peer must read */
+    if (s->send_idle_ms > 0)
+        send_wait_start(s); /* the kernel refused part of it: now the peer must read */
 }
 
 /* Moves the output side forward: next write, then FIN once everything is out, then the end of a
@@ -969,8 +970,7 @@ static void on_write_done(uv_write_t *req, int status)
     }
     buf_consume(&s->inflight, s->wlen);
     s->wlen = 0;
-    if (s->flags & SOCK_F_SEND_IDLE)
-        s->deadline = 0; /* progress; the next write request starts the clock again */
+    s->send_due = 0; /* progress; the next write request starts the clock again */
     if ((s->flags & SOCK_F_ABOVE_HIGH) && sock_write_queued(s) <= s->out_high / 2) {
         s->flags &= ~SOCK_F_ABOVE_HIGH;
         if (sock_live(s) && s->hooks->on_drain != NULL)
@@ -1173,7 +1173,7 @@ static void close_handles(struct sock *s, int reset)
 }
 
 static void on_timer(uv_timer_t *t);
-static int send_idle_expired(struct sock *s, uint64_t now);
+static void timer_rearm(struct sock *s);
 static uint64_t send_idle_step(const struct sock *s);
 static size_t send_unread(struct sock *s, int all);
 static uint64_t send_check(struct sock *s, uint64_t now, int all);
@@ -1198,11 +1198,10 @@ static void do_close(struct sock *s)
         close_handles(s, 0); /* no session yet: nothing to flush */
         return;
     }
-    send_wait = (s->flags & SOCK_F_SEND_IDLE) != 0;
+    send_wait = s->send_idle_ms > 0;
     s->state = SOCK_S_CLOSING;
     s->flags |= SOCK_F_SHUT_WANTED;
-    s->flags &= ~(SOCK_F_PAUSED | SOCK_F_IN_FULL | SOCK_F_DECRYPT | SOCK_F_WANT_FLUSH |
-                  SOCK_F_SEND_IDLE);
+    s->flags &= ~(SOCK_F_PAUSED | SOCK_F_IN_FULL | SOCK_F_DECRYPT | SOCK_F_WANT_FLUSH);
     if (s->use_tls && !(s->flags & SOCK_F_NO_NOTIFY) && !s->tls.close_notify_sent) {
         /* Plaintext still waiting goes before the close_notify. */
         if (encrypt_early(s) < 0) {
@@ -1217,13 +1216,18 @@ static void do_close(struct sock *s)
     }
     s->deadline = 0;
     if (send_wait && sock_write_queued(s) > 0) {
+        uint64_t now = uv_now(s->sl->loop);
+
         /* Under a send timeout the output still queued is flushed for as long as the peer keeps
          * taking it (nginx's send_timeout does the same before its lingering close); the close
-         * wait starts once it is all out (sock_progress). */
-        s->flags |= SOCK_F_CLOSE_SEND;
-        s->send_since = uv_now(s->sl->loop);
+         * wait starts once it is all out (sock_progress). A write that already waits keeps its
+         * clock; from here the sum counts all output, to which nothing is added any more. */
+        if (!(s->flags & SOCK_F_WRITING) || send_unread(s, 0) < s->send_left)
+            s->send_since = now;
         s->send_left = send_unread(s, 1);
-        s->timer_due = s->send_since + send_idle_step(s);
+        s->send_due = 0;
+        s->flags |= SOCK_F_CLOSE_SEND;
+        s->timer_due = now + send_idle_step(s);
         uv_timer_start(&s->timer, on_timer, send_idle_step(s), 0);
     } else {
         close_wait_start(s);
@@ -1288,18 +1292,31 @@ static void on_timer(uv_timer_t *t)
 
     s->timer_due = 0;
     if (s->state != SOCK_S_CLOSING) {
-        /* sock_set_timeout() moves |deadline| without touching the timer when it can: the
-         * timer may find nothing to do, or a later deadline to wait for. */
-        if (s->deadline == 0)
-            return;
-        if (now < s->deadline) {
-            s->timer_due = s->deadline;
-            uv_timer_start(&s->timer, on_timer, s->deadline - now, 0);
+        /* The deadline and the send timeout's looks move without touching the timer when they
+         * can: the timer may find nothing to do, or a later time to wait for. */
+        int fire = 0;
+
+        if (s->send_due != 0 && now >= s->send_due) {
+            uint64_t next = (s->flags & SOCK_F_WRITING) ? send_check(s, now, 0) : 1;
+
+            if (!(s->flags & SOCK_F_WRITING)) {
+                s->send_due = 0;
+            } else if (next == 0) {
+                s->send_due = 0;
+                s->flags |= SOCK_F_SEND_STALLED;
+                fire = 1;
+            } else {
+                s->send_due = now + next;
+            }
+        }
+        if (!fire && s->deadline != 0 && now >= s->deadline) {
+            s->deadline = 0;
+            fire = 1;
+        }
+        if (!fire) {
+            timer_rearm(s);
             return;
         }
-        s->deadline = 0;
-        if ((s->flags & SOCK_F_SEND_IDLE) && !send_idle_expired(s, now))
-            return;
     } else if (s->flags & SOCK_F_CLOSE_SEND) {
         uint64_t next = send_check(s, now, 1);
 
@@ -1316,9 +1333,12 @@ static void on_timer(uv_timer_t *t)
               sock_write_queued(s));
         close_handles(s, sock_write_queued(s) > 0 || !(s->flags & SOCK_F_FIN_DONE));
     } else if (sock_live(s)) {
-        if (s->state == SOCK_S_OPEN && s->hooks->on_timeout != NULL)
+        if (s->state == SOCK_S_OPEN && s->hooks->on_timeout != NULL) {
             s->hooks->on_timeout(s, s->arg);
-        else if (s->state == SOCK_S_CONNECTING)
+            s->flags &= ~SOCK_F_SEND_STALLED;
+            if (s->state == SOCK_S_OPEN)
+                timer_rearm(s); /* the other of the two clocks, if the owner kept the sock */
+        } else if (s->state == SOCK_S_CONNECTING)
             sock_fail_text(s, CV_ETIMEDOUT, "connect timed out");
         else if (s->state == SOCK_S_HANDSHAKE)
             sock_fail_text(s, CV_ETIMEDOUT, "TLS handshake timed out");
@@ -1329,28 +1349,40 @@ static void on_timer(uv_timer_t *t)
 }
 
 /* Deadlines change several times per request (header read, response, keep-alive): a timer heap
- * update each time showed in profiles. The timer stays armed at the earliest deadline it has been
- * given and re-arms itself when it fires early; it is only restarted when a deadline moves
- * earlier than it. */
-static void deadline_in(struct sock *s, uint64_t ms)
+ * update each time showed in profiles. The timer stays armed at the earliest time it has been
+ * given and re-arms itself when it fires early; it is only restarted when a time moves earlier
+ * than it. */
+static void timer_by(struct sock *s, uint64_t due)
 {
-    s->deadline = uv_now(s->sl->loop) + ms;
-    if (s->timer_due != 0 && s->timer_due <= s->deadline)
+    uint64_t now = uv_now(s->sl->loop);
+
+    if (s->timer_due != 0 && s->timer_due <= due)
         return;
-    s->timer_due = s->deadline;
-    uv_timer_start(&s->timer, on_timer, ms, 0);
+    s->timer_due = due;
+    uv_timer_start(&s->timer, on_timer, due > now ? due - now : 0, 0);
+}
+
+/* After the timer fired: armed again for the earlier of the deadline and the send timeout's look. */
+static void timer_rearm(struct sock *s)
+{
+    uint64_t due = s->deadline;
+
+    if (s->send_due != 0 && (due == 0 || s->send_due < due))
+        due = s->send_due;
+    if (due != 0)
+        timer_by(s, due);
 }
 
 void sock_set_timeout(struct sock *s, uint64_t ms)
 {
     if (s->state >= SOCK_S_CLOSING)
         return;
-    s->flags &= ~SOCK_F_SEND_IDLE;
     if (ms == 0) {
         s->deadline = 0; /* an armed timer finds nothing to do */
         return;
     }
-    deadline_in(s, ms);
+    s->deadline = uv_now(s->sl->loop) + ms;
+    timer_by(s, s->deadline);
 }
 
 /*
@@ -1367,7 +1399,9 @@ static uint64_t send_idle_step(const struct sock *s)
 }
 
 /* Bytes not yet taken by the peer: the rest of the write request (libuv's count) plus what the
- * kernel holds (written and not acknowledged; for a unix socket, not yet read). With |all|, also
+ * kernel holds (TCP: written and not acknowledged, exact; a unix socket reports buffer memory,
+ * which only drops when the reader took a whole packet, so there a reader must take one packet per
+ * limit: the edge's visitors are TCP). With |all|, also
  * the output not yet in a write request: once closing nothing is added, so that sum only shrinks
  * (open, the owner adds to it, so each write request is followed on its own). */
 static size_t send_unread(struct sock *s, int all)
@@ -1402,42 +1436,28 @@ static uint64_t send_check(struct sock *s, uint64_t now, int all)
     return left < step ? left : step;
 }
 
-static void send_idle_start(struct sock *s)
+/* A write request waits for the peer: the clock starts (each request follows its own bytes). */
+static void send_wait_start(struct sock *s)
 {
     s->send_since = uv_now(s->sl->loop);
     s->send_left = send_unread(s, 0);
-    deadline_in(s, send_idle_step(s));
-}
-
-/* The timer reached the deadline in send-timeout mode: 1 when no progress came for the limit. */
-static int send_idle_expired(struct sock *s, uint64_t now)
-{
-    uint64_t next;
-
-    if (!(s->flags & SOCK_F_WRITING))
-        return 0; /* everything was taken: no clock until the next write request */
-    next = send_check(s, now, 0);
-    if (next == 0)
-        return 1;
-    deadline_in(s, next);
-    return 0;
+    s->send_due = s->send_since + send_idle_step(s);
+    timer_by(s, s->send_due);
 }
 
 void sock_set_send_timeout(struct sock *s, uint64_t ms)
 {
-    if (s->state >= SOCK_S_CLOSING)
+    if (s->state >= SOCK_S_CLOSING || ms == s->send_idle_ms)
         return;
-    if (ms == 0) {
-        sock_set_timeout(s, 0);
-        return;
-    }
-    if ((s->flags & SOCK_F_SEND_IDLE) && s->send_idle_ms == ms)
-        return; /* the clock already runs from the last progress */
-    s->flags |= SOCK_F_SEND_IDLE;
     s->send_idle_ms = ms;
-    s->deadline = 0;
-    if (s->flags & SOCK_F_WRITING)
-        send_idle_start(s);
+    s->send_due = 0;
+    if (ms > 0 && (s->flags & SOCK_F_WRITING))
+        send_wait_start(s);
+}
+
+int sock_send_stalled(const struct sock *s)
+{
+    return (s->flags & SOCK_F_SEND_STALLED) != 0;
 }
 
 /* ---- creation -------------------------------------------------------------------------------- */

@@ -140,13 +140,15 @@ void sock_close(struct sock *s);
 void sock_abort(struct sock *s);
 /* (Re)arms the deadline: on_timeout after |ms|; 0 disarms. Ignored once closing. */
 void sock_set_timeout(struct sock *s, uint64_t ms);
-/* Makes the deadline a send timeout: on_timeout once output has waited |ms| for the peer to read
- * with no byte taken (checked every |ms|/4, so it fires up to a quarter late). No clock runs while
- * the kernel takes everything written. Setting the same |ms| again keeps the running clock;
- * sock_set_timeout() ends the mode; 0 disarms. Ignored once closing. A graceful close in this mode
+/* The send timeout (nginx's send_timeout), beside the deadline above: whenever output waits for
+ * the peer to read (the kernel refused part of a write), on_timeout comes once the peer took no
+ * byte for |ms|, checked every |ms|/4 (so up to a quarter late); sock_send_stalled() is 1 inside
+ * that on_timeout. No clock runs while the kernel takes everything written. 0 turns it off; the
+ * same |ms| again changes nothing. Ignored once closing. A graceful close with a send timeout
  * flushes the queued output for as long as the peer keeps taking it (a reset once it took nothing
  * for |ms|), and close_wait_ms bounds only what follows. */
 void sock_set_send_timeout(struct sock *s, uint64_t ms);
+int sock_send_stalled(const struct sock *s);
 
 /* The peer's address as "ip:port" / "[ip6]:port"; "" for unix sockets. */
 const char *sock_peer(const struct sock *s);

@@ -665,6 +665,7 @@ static void enter_tunnel(struct preq *rq)
     /* RELIABILITY.md 1.4 and §10: WebSocket streams have no idle timeout; tunnel PINGs keep the
      * connection to the connector alive. */
     sock_set_timeout(pc->sock, 0);
+    sock_set_send_timeout(pc->sock, 0);
     if (pc->flags & PC_F_READ_STOPPED) {
         pc->flags &= ~PC_F_READ_STOPPED;
         sock_read_start(pc->sock);
@@ -681,9 +682,11 @@ static void enter_tunnel(struct preq *rq)
  *  - while the request body is being read: body_idle between reads (not while the edge itself
  *    stopped reading because the tunnel has no room: that wait is the origin's, not the visitor's);
  *  - once the request is complete and until the response head: response_header (per host);
- *  - while the response streams: send_idle, a send timeout (sock_set_send_timeout): it runs only
- *    while output waits for the visitor to read, and restarts with every byte the visitor takes
- *    (a quiet origin, a long poll or an event stream, is not the visitor's fault).
+ *  - while the response streams: none (a quiet origin, a long poll or an event stream, is not the
+ *    visitor's fault).
+ * Beside it, in every phase and across keep-alive requests, send_idle is a send timeout
+ * (sock_set_send_timeout, set at accept): whenever output waits for the visitor to read, it must
+ * take a byte within send_idle (a stalled visitor cannot reset it by sending more requests).
  */
 static void preq_arm(struct preq *rq)
 {
@@ -693,6 +696,7 @@ static void preq_arm(struct preq *rq)
 
     if (pc->state != PC_S_REQUEST || (rq->flags & RQ_F_LOCAL))
         return;
+    sock_set_send_timeout(pc->sock, l->send_idle_ms); /* a reload may have changed it */
     if (rq->flags & RQ_F_QUEUED) {
         ms = rq->response_header_ms;
     } else if (!(rq->flags & RQ_F_IN_DONE)) {
@@ -700,9 +704,6 @@ static void preq_arm(struct preq *rq)
             ms = l->body_idle_ms;
     } else if (!(rq->flags & RQ_F_RESP_HEAD)) {
         ms = rq->response_header_ms;
-    } else {
-        sock_set_send_timeout(pc->sock, l->send_idle_ms);
-        return;
     }
     sock_set_timeout(pc->sock, ms);
 }
@@ -1809,6 +1810,12 @@ static void pc_on_timeout(struct sock *s, void *arg)
     struct pconn *pc = arg;
     struct preq *rq = pc->req;
 
+    if (sock_send_stalled(s)) {
+        /* Output waited send_idle_ms with no byte taken, in whatever phase (RELIABILITY.md T-06). */
+        LOG_I("public peer=%s send idle timeout", pc->peer);
+        pconn_abort(pc);
+        return;
+    }
     switch (pc->state) {
     case PC_S_HANDSHAKE:
     case PC_S_IDLE:
@@ -1845,7 +1852,9 @@ static void pc_on_timeout(struct sock *s, void *arg)
             pc->flags |= PC_F_CLOSE_AFTER;
             answer_local(rq, 504, NULL, NULL);
         } else {
-            LOG_I("public peer=%s send idle timeout", pc->peer);
+            /* A deadline left from an earlier phase of a locally answered request. */
+            LOG_I("public rid=%s host=%s timed out while its answer was written", rq != NULL ? rq->id : "-",
+                  rq != NULL ? rq->host : "-");
             pconn_abort(pc);
         }
         break;
@@ -1916,6 +1925,9 @@ static void accept_conn(struct public_side *ps, uv_stream_t *server, int tls, in
     pc->listen_port = port;
     pc->header_read_ms = e->limits.header_read_ms;
     pc->keepalive_idle_ms = e->limits.keepalive_idle_ms;
+    /* For the connection's whole life, whatever its request is doing: output that waits for the
+     * visitor must be taken (preq_arm). */
+    sock_set_send_timeout(s, e->limits.send_idle_ms);
     pc->state = tls ? PC_S_HANDSHAKE : PC_S_IDLE;
     if (tls)
         pc->flags |= PC_F_TLS;

@@ -324,17 +324,17 @@ def test_send_idle_spares_a_slow_steady_reader(ctx):
     visitor takes. The kernel asks the edge for more only once half its send buffer (tcp_wmem's
     maximum, 4 MiB by default, on loopback) drained; a visitor reading 64 KiB every 100 ms takes
     about 3 s for that. With send_idle_ms 1s it still gets a response larger than that buffer
-    whole: its progress counts while the edge's own queue waits. The request says Connection:
-    close: the edge closes once the body is queued, and the connection ends after the last byte
-    (the flush of a closing connection under a send timeout: test_sock.c)."""
-    st = lib.Stack(ctx, edge_kw={"limits": {"send_idle_ms": "1s"}})
+    whole: its progress counts while the edge's own queue waits. With keepalive_idle_ms 1s the
+    keep-alive deadline, which starts once the whole body is queued, ends the connection while
+    the visitor still reads the tail: that close flushes the tail under the same send timeout,
+    and the connection ends after the last byte."""
+    st = lib.Stack(ctx, edge_kw={"limits": {"send_idle_ms": "1s", "keepalive_idle_ms": "1s"}})
     with open("/proc/sys/net/ipv4/tcp_wmem") as f:
         wmem_max = int(f.read().split()[2])
     n = wmem_max + (1 << 20)
     s = ctx.tls_connect(st.edge.https_port, st.host, rcvbuf=16384, timeout=20)
     try:
-        s.sendall(b"GET /bytes?n=%d&seed=5 HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n"
-                  % (n, st.host.encode()))
+        s.sendall(b"GET /bytes?n=%d&seed=5 HTTP/1.1\r\nHost: %s\r\n\r\n" % (n, st.host.encode()))
         rd = lib.RawHTTP(s)
         r = rd.read_response(head_only=True)
         expect_eq((r.status, r.header("Content-Length")), (200, str(n)), "GET /bytes")
@@ -355,12 +355,43 @@ def test_send_idle_spares_a_slow_steady_reader(ctx):
                 body += d
             time.sleep(0.1)
         took = time.monotonic() - t0
-        expect(rd.closed_after(5 * ctx.slow), "the connection stayed open after a Connection: close response")
+        expect(rd.closed_after(5 * ctx.slow), "the connection stayed open past keepalive_idle_ms after the response")
     finally:
         s.close()
     ctx.note("read %d KiB in %.1f s" % (n >> 10, took))
     expect_eq(hashlib.sha256(body).hexdigest(), origin_mod.gen_sha256(n, 5), "sha256 of the body")
     expect("send idle timeout" not in st.edge.proc.text(), "the edge logged a send idle timeout")
+
+
+@lib.timeout(60)
+def test_send_idle_holds_across_keepalive_requests(ctx):
+    """The send timeout runs for the connection, not per request: a visitor that reads nothing but
+    sends a new request every 0.4 s (each one would restart a per-request deadline) is still
+    disconnected about send_idle_ms after the edge's output stopped moving."""
+    st = lib.Stack(ctx, edge_kw={"limits": {"send_idle_ms": "1s"}})
+    with open("/proc/sys/net/ipv4/tcp_wmem") as f:
+        wmem_max = int(f.read().split()[2])
+    # Whole at the edge (kernel buffer plus the edge's queue), so that the next requests are served.
+    n = wmem_max + (100 << 10)
+    host = st.host.encode()
+    s = ctx.tls_connect(st.edge.https_port, st.host, rcvbuf=16384, timeout=20)
+    t0 = time.monotonic()
+    cut = None
+    try:
+        s.sendall(b"GET /bytes?n=%d HTTP/1.1\r\nHost: %s\r\n\r\n" % (n, host))
+        while time.monotonic() - t0 < 8 * ctx.slow:
+            time.sleep(0.4)
+            if "send idle timeout" in st.edge.proc.text():
+                cut = time.monotonic() - t0
+                break
+            try:
+                s.sendall(b"GET /name HTTP/1.1\r\nHost: %s\r\n\r\n" % host)
+            except OSError:
+                pass  # the edge reset the connection; its log says why
+    finally:
+        s.close()
+    expect(cut is not None, "a visitor that read nothing for 8 s while sending requests was not disconnected")
+    ctx.note("disconnected %.1f s after the first request" % cut)
 
 
 @lib.timeout(90)

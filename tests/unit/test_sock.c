@@ -45,6 +45,9 @@ struct peer {
     int closes;
     int drains;
     int timeouts;
+    int stalled_timeouts; /* of them, sock_send_stalled() */
+    int abort_on_timeout;
+    uint64_t timeout_at_ms; /* loop time of the last on_timeout */
     int flushes;
     int connect_seq;
     int close_seq;
@@ -308,7 +311,13 @@ static void h_timeout(struct sock *s, void *arg)
     struct peer *p = arg;
 
     p->timeouts++;
-    sock_close(s);
+    p->timeout_at_ms = uv_now(&p->e->loop);
+    if (sock_send_stalled(s))
+        p->stalled_timeouts++;
+    if (p->abort_on_timeout)
+        sock_abort(s);
+    else
+        sock_close(s);
 }
 
 static void h_flush(struct sock *s, void *arg)
@@ -1082,9 +1091,73 @@ static void test_send_timeout_fires_when_the_peer_stops_reading(void **state)
     uv_timer_start(&e->aux, on_late_reader, 400, 0); /* reads again, to see the client's end */
     run(e);
     assert_int_equal(e->client.timeouts, 1);
+    assert_int_equal(e->client.stalled_timeouts, 1);
     assert_int_equal(e->client.errors, 0);
-    assert_true(e->client.close_ms - e->client.start_ms >= 100);
+    /* The limit, plus at most a quarter of it, plus room for a busy machine. */
+    assert_true(e->client.timeout_at_ms - e->client.start_ms >= 100);
+    assert_true(e->client.timeout_at_ms - e->client.start_ms < 400);
     assert_true(e->server.rx < 16 * MIB);
+    assert_closed_once(e);
+    finish(e);
+}
+
+static void on_push_deadline(uv_timer_t *t)
+{
+    struct env *e = t->data;
+
+    if (e->client.s != NULL) {
+        sock_set_timeout(e->client.s, 10000);
+    } else if (e->server.s != NULL && e->server.hold) {
+        uv_timer_stop(t);
+        on_late_reader(t); /* to see the client's reset */
+    }
+}
+
+/* The send timeout runs beside the deadline: an owner that keeps moving its deadline (a visitor
+ * sending a new request now and then) does not reset the send clock of a peer that reads nothing. */
+static void test_send_timeout_is_not_reset_by_the_deadline(void **state)
+{
+    struct env *e = *state;
+
+    small_server_rcvbuf(e);
+    e->sopts.in_cap = 16 * 1024;
+    e->copts.close_wait_ms = 50;
+    e->client.to_send = 16 * MIB;
+    e->client.ignore_full = 1;
+    e->client.send_timeout_ms = 100;
+    e->client.abort_on_timeout = 1;
+    e->server.hold = 1;
+    connect_client(e);
+    uv_timer_start(&e->aux, on_push_deadline, 30, 30);
+    run(e);
+    assert_int_equal(e->client.timeouts, 1);
+    assert_int_equal(e->client.stalled_timeouts, 1);
+    assert_true(e->client.timeout_at_ms - e->client.start_ms < 400);
+    assert_closed_once(e);
+    finish(e);
+}
+
+/* ... and the deadline runs beside the send timeout, told apart by sock_send_stalled(). */
+static void test_deadline_fires_while_output_waits(void **state)
+{
+    struct env *e = *state;
+
+    small_server_rcvbuf(e);
+    e->sopts.in_cap = 16 * 1024;
+    e->copts.close_wait_ms = 50;
+    e->client.to_send = 16 * MIB;
+    e->client.ignore_full = 1;
+    e->client.send_timeout_ms = 10000;
+    e->client.timeout_ms = 80;
+    e->client.abort_on_timeout = 1;
+    e->server.hold = 1;
+    connect_client(e);
+    uv_timer_start(&e->aux, on_late_reader, 300, 0); /* to see the client's reset */
+    run(e);
+    assert_int_equal(e->client.timeouts, 1);
+    assert_int_equal(e->client.stalled_timeouts, 0);
+    assert_true(e->client.timeout_at_ms - e->client.start_ms >= 80);
+    assert_true(e->client.timeout_at_ms - e->client.start_ms < 1000);
     assert_closed_once(e);
     finish(e);
 }
@@ -1713,6 +1786,8 @@ int main(void)
         T(test_timeout_without_hook_is_an_error),
         T(test_timeout_can_be_disarmed),
         T(test_send_timeout_fires_when_the_peer_stops_reading),
+        T(test_send_timeout_is_not_reset_by_the_deadline),
+        T(test_deadline_fires_while_output_waits),
         T(test_send_timeout_restarts_with_each_byte_the_peer_takes),
         T(test_send_timeout_idle_while_the_kernel_took_everything),
         T(test_closing_under_a_send_timeout_flushes_while_the_peer_reads),
