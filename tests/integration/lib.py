@@ -1191,6 +1191,13 @@ class WebSocket:
 # ---- process memory ------------------------------------------------------------------------------
 
 
+def tcp_wmem_max():
+    """The most a TCP send buffer grows to here (tcp_wmem's third field): on loopback the kernel
+    takes about that much of a response before the sender's own queue starts to fill."""
+    with open("/proc/sys/net/ipv4/tcp_wmem") as f:
+        return int(f.read().split()[2])
+
+
 def proc_status_kib(pid):
     """{"VmRSS": KiB, "VmHWM": KiB} from /proc/PID/status ({} when the process is gone)."""
     out = {}

@@ -329,9 +329,7 @@ def test_send_idle_spares_a_slow_steady_reader(ctx):
     the visitor still reads the tail: that close flushes the tail under the same send timeout,
     and the connection ends after the last byte."""
     st = lib.Stack(ctx, edge_kw={"limits": {"send_idle_ms": "1s", "keepalive_idle_ms": "1s"}})
-    with open("/proc/sys/net/ipv4/tcp_wmem") as f:
-        wmem_max = int(f.read().split()[2])
-    n = wmem_max + (1 << 20)
+    n = lib.tcp_wmem_max() + (1 << 20)
     s = ctx.tls_connect(st.edge.https_port, st.host, rcvbuf=16384, timeout=20)
     try:
         s.sendall(b"GET /bytes?n=%d&seed=5 HTTP/1.1\r\nHost: %s\r\n\r\n" % (n, st.host.encode()))
@@ -369,10 +367,8 @@ def test_send_idle_holds_across_keepalive_requests(ctx):
     sends a new request every 0.4 s (each one would restart a per-request deadline) is still
     disconnected about send_idle_ms after the edge's output stopped moving."""
     st = lib.Stack(ctx, edge_kw={"limits": {"send_idle_ms": "1s"}})
-    with open("/proc/sys/net/ipv4/tcp_wmem") as f:
-        wmem_max = int(f.read().split()[2])
     # Whole at the edge (kernel buffer plus the edge's queue), so that the next requests are served.
-    n = wmem_max + (100 << 10)
+    n = lib.tcp_wmem_max() + (100 << 10)
     host = st.host.encode()
     s = ctx.tls_connect(st.edge.https_port, st.host, rcvbuf=16384, timeout=20)
     t0 = time.monotonic()

@@ -76,11 +76,9 @@ def test_edge_exit_is_not_held_by_a_visitor_that_stopped_reading(ctx):
     (up to send_idle_ms, 60 s). The grace period (2 s here) still bounds the exit: at its end every
     public connection is closed, graceful closes included."""
     st = lib.Stack(ctx)
-    with open("/proc/sys/net/ipv4/tcp_wmem") as f:
-        wmem_max = int(f.read().split()[2])
     # The kernel's send buffer (up to tcp_wmem's maximum) takes most of it, the edge queues the rest
     # and, since the whole body has come, closes.
-    n = wmem_max + (100 << 10)
+    n = lib.tcp_wmem_max() + (100 << 10)
     s = ctx.tls_connect(st.edge.https_port, st.host, rcvbuf=16384, timeout=20)
     try:
         s.sendall(b"GET /bytes?n=%d HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % (n, st.host.encode()))

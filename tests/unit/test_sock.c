@@ -1075,18 +1075,38 @@ static void test_graceful_close_gives_up_with_reset_when_peer_never_reads(void *
     finish(e);
 }
 
+/* The send-timeout cases: a client that queues |n| bytes at once, with a send timeout of |ms|, to a
+ * server with a small fixed receive buffer. */
+static void send_timeout_case(struct env *e, size_t n, uint64_t ms)
+{
+    small_server_rcvbuf(e);
+    e->sopts.in_cap = 16 * 1024;
+    e->client.to_send = n;
+    e->client.ignore_full = 1;
+    e->client.send_timeout_ms = ms;
+}
+
+/* A server that reads nothing (16 MiB do not fit in the buffers on the way). */
+static void stalled_reader(struct env *e, uint64_t ms)
+{
+    send_timeout_case(e, 16 * MIB, ms);
+    e->server.hold = 1;
+}
+
+/* A server that reads 16 KiB, then nothing for 5 ms: 4 MiB take at least 256 pauses. */
+static void slow_reader(struct env *e, uint64_t ms)
+{
+    send_timeout_case(e, 4 * MIB, ms);
+    e->server.pause_each_data = 1;
+}
+
 /* A peer that stops reading: once the kernel refuses more, the send timeout runs out. */
 static void test_send_timeout_fires_when_the_peer_stops_reading(void **state)
 {
     struct env *e = *state;
 
-    small_server_rcvbuf(e);
-    e->sopts.in_cap = 16 * 1024;
+    stalled_reader(e, 100);
     e->copts.close_wait_ms = 50;
-    e->client.to_send = 16 * MIB;
-    e->client.ignore_full = 1;
-    e->client.send_timeout_ms = 100;
-    e->server.hold = 1;
     connect_client(e);
     uv_timer_start(&e->aux, on_late_reader, 400, 0); /* reads again, to see the client's end */
     run(e);
@@ -1119,14 +1139,8 @@ static void test_send_timeout_is_not_reset_by_the_deadline(void **state)
 {
     struct env *e = *state;
 
-    small_server_rcvbuf(e);
-    e->sopts.in_cap = 16 * 1024;
-    e->copts.close_wait_ms = 50;
-    e->client.to_send = 16 * MIB;
-    e->client.ignore_full = 1;
-    e->client.send_timeout_ms = 100;
+    stalled_reader(e, 100);
     e->client.abort_on_timeout = 1;
-    e->server.hold = 1;
     connect_client(e);
     uv_timer_start(&e->aux, on_push_deadline, 30, 30);
     run(e);
@@ -1142,15 +1156,9 @@ static void test_deadline_fires_while_output_waits(void **state)
 {
     struct env *e = *state;
 
-    small_server_rcvbuf(e);
-    e->sopts.in_cap = 16 * 1024;
-    e->copts.close_wait_ms = 50;
-    e->client.to_send = 16 * MIB;
-    e->client.ignore_full = 1;
-    e->client.send_timeout_ms = 10000;
+    stalled_reader(e, 10000);
     e->client.timeout_ms = 80;
     e->client.abort_on_timeout = 1;
-    e->server.hold = 1;
     connect_client(e);
     uv_timer_start(&e->aux, on_late_reader, 300, 0); /* to see the client's reset */
     run(e);
@@ -1168,16 +1176,11 @@ static void test_send_timeout_restarts_with_each_byte_the_peer_takes(void **stat
 {
     struct env *e = *state;
 
-    small_server_rcvbuf(e);
-    e->sopts.in_cap = 16 * 1024;
-    e->server.pause_each_data = 1; /* 16 KiB, then 5 ms without reading */
-    e->server.close_after_rx = 4 * MIB;
-    e->client.to_send = 4 * MIB;
-    e->client.ignore_full = 1;
-    e->client.close_on_eof = 1;
     /* The receiver opens its window in steps (up to a few tens of ms apart here): the limit is
-     * well above one step and well below the whole transfer (at least 256 pauses of 5 ms). */
-    e->client.send_timeout_ms = 150;
+     * well above one step and well below the whole transfer. */
+    slow_reader(e, 150);
+    e->server.close_after_rx = 4 * MIB;
+    e->client.close_on_eof = 1;
     connect_client(e);
     run(e);
     assert_int_equal(e->server.rx, 4 * MIB);
@@ -1196,15 +1199,10 @@ static void test_closing_under_a_send_timeout_flushes_while_the_peer_reads(void 
 {
     struct env *e = *state;
 
-    small_server_rcvbuf(e);
-    e->sopts.in_cap = 16 * 1024;
-    e->server.pause_each_data = 1; /* 4 MiB take at least 256 pauses of 5 ms */
+    slow_reader(e, 150);
     e->server.close_on_eof = 1;
     e->copts.close_wait_ms = 100;
-    e->client.to_send = 4 * MIB;
-    e->client.ignore_full = 1;
     e->client.close_after_send = 1;
-    e->client.send_timeout_ms = 150;
     connect_client(e);
     run(e);
     assert_int_equal(e->server.rx, 4 * MIB);
@@ -1221,14 +1219,9 @@ static void test_closing_under_a_send_timeout_resets_a_stalled_peer(void **state
 {
     struct env *e = *state;
 
-    small_server_rcvbuf(e);
-    e->sopts.in_cap = 16 * 1024;
+    stalled_reader(e, 100);
     e->copts.close_wait_ms = 10000;
-    e->client.to_send = 16 * MIB;
-    e->client.ignore_full = 1;
     e->client.close_after_send = 1;
-    e->client.send_timeout_ms = 100;
-    e->server.hold = 1;
     connect_client(e);
     uv_timer_start(&e->aux, on_late_reader, 1500, 0); /* reads again, to see the reset */
     run(e);
