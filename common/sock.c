@@ -907,7 +907,7 @@ static void start_write(struct sock *s)
     }
     s->flags |= SOCK_F_WRITING;
     s->refs++; /* the request's */
-    if (s->send_idle_ms > 0)
+    if (s->send_idle_ms > 0 && s->state < SOCK_S_CLOSING)
         send_wait_start(s); /* the kernel refused part of it: now the peer must read */
 }
 
@@ -1302,7 +1302,9 @@ static void on_timer(uv_timer_t *t)
             if (!(s->flags & SOCK_F_WRITING)) {
                 s->send_due = 0;
             } else if (next == 0) {
-                s->send_due = 0;
+                /* Told once per limit: an owner that keeps the sock hears again after another. */
+                s->send_since = now;
+                s->send_due = now + send_idle_step(s);
                 s->flags |= SOCK_F_SEND_STALLED;
                 fire = 1;
             } else {

@@ -144,7 +144,8 @@ void sock_set_timeout(struct sock *s, uint64_t ms);
  * the peer to read (the kernel refused part of a write), on_timeout comes once the peer took no
  * byte for |ms|, checked every |ms|/4 (so up to a quarter late); sock_send_stalled() is 1 inside
  * that on_timeout. No clock runs while the kernel takes everything written. 0 turns it off; the
- * same |ms| again changes nothing. Ignored once closing. A graceful close with a send timeout
+ * same |ms| again changes nothing; an owner that keeps the sock after a stall hears again
+ * after another |ms| without progress. Ignored once closing. A graceful close with a send timeout
  * flushes the queued output for as long as the peer keeps taking it (a reset once it took nothing
  * for |ms|), and close_wait_ms bounds only what follows. */
 void sock_set_send_timeout(struct sock *s, uint64_t ms);

@@ -367,14 +367,15 @@ def test_send_idle_holds_across_keepalive_requests(ctx):
     sends a new request every 0.4 s (each one would restart a per-request deadline) is still
     disconnected about send_idle_ms after the edge's output stopped moving."""
     st = lib.Stack(ctx, edge_kw={"limits": {"send_idle_ms": "1s"}})
-    # Whole at the edge (kernel buffer plus the edge's queue), so that the next requests are served.
-    n = lib.tcp_wmem_max() + (100 << 10)
     host = st.host.encode()
+    # 200 kB responses fit their streams' windows: each comes whole to the edge, so the next request
+    # is served at once; together they overflow the kernel's buffers, and the edge's output waits.
+    k = (lib.tcp_wmem_max() + (2 << 20)) // 200000 + 1
     s = ctx.tls_connect(st.edge.https_port, st.host, rcvbuf=16384, timeout=20)
     t0 = time.monotonic()
     cut = None
     try:
-        s.sendall(b"GET /bytes?n=%d HTTP/1.1\r\nHost: %s\r\n\r\n" % (n, host))
+        s.sendall(b"".join(b"GET /bytes?n=200000 HTTP/1.1\r\nHost: %s\r\n\r\n" % host for _ in range(k)))
         while time.monotonic() - t0 < 8 * ctx.slow:
             time.sleep(0.4)
             if "send idle timeout" in st.edge.proc.text():
@@ -387,7 +388,10 @@ def test_send_idle_holds_across_keepalive_requests(ctx):
     finally:
         s.close()
     expect(cut is not None, "a visitor that read nothing for 8 s while sending requests was not disconnected")
-    ctx.note("disconnected %.1f s after the first request" % cut)
+    paths = [r["path"] for r in st.origin.requests()]
+    ctx.note("disconnected %.1f s after the first request; the origin saw %d of %d /bytes and %d /name"
+             % (cut, paths.count("/bytes?n=200000"), k, paths.count("/name")))
+    expect(paths.count("/bytes?n=200000") == k, "not every pipelined request was served before the cut")
 
 
 @lib.timeout(90)

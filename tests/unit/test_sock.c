@@ -47,6 +47,9 @@ struct peer {
     int timeouts;
     int stalled_timeouts; /* of them, sock_send_stalled() */
     int abort_on_timeout;
+    int keep_timeouts;      /* this many on_timeouts leave the sock open */
+    int pushes;
+    int stalled_at[4];      /* sock_send_stalled() in the first on_timeouts */
     uint64_t timeout_at_ms; /* loop time of the last on_timeout */
     int flushes;
     int connect_seq;
@@ -314,6 +317,12 @@ static void h_timeout(struct sock *s, void *arg)
     p->timeout_at_ms = uv_now(&p->e->loop);
     if (sock_send_stalled(s))
         p->stalled_timeouts++;
+    if (p->timeouts <= 4)
+        p->stalled_at[p->timeouts - 1] = sock_send_stalled(s);
+    if (p->keep_timeouts > 0) {
+        p->keep_timeouts--;
+        return;
+    }
     if (p->abort_on_timeout)
         sock_abort(s);
     else
@@ -1121,20 +1130,33 @@ static void test_send_timeout_fires_when_the_peer_stops_reading(void **state)
     finish(e);
 }
 
+/* What the edge does between and during requests: deadlines set, moved and disarmed, the same send
+ * timeout set again. */
 static void on_push_deadline(uv_timer_t *t)
 {
     struct env *e = t->data;
 
     if (e->client.s != NULL) {
-        sock_set_timeout(e->client.s, 10000);
+        switch (e->client.pushes++ % 3) {
+        case 0:
+            sock_set_timeout(e->client.s, 10000);
+            break;
+        case 1:
+            sock_set_timeout(e->client.s, 0);
+            break;
+        default:
+            sock_set_send_timeout(e->client.s, e->client.send_timeout_ms);
+            break;
+        }
     } else if (e->server.s != NULL && e->server.hold) {
         uv_timer_stop(t);
         on_late_reader(t); /* to see the client's reset */
     }
 }
 
-/* The send timeout runs beside the deadline: an owner that keeps moving its deadline (a visitor
- * sending a new request now and then) does not reset the send clock of a peer that reads nothing. */
+/* The send timeout runs beside the deadline: an owner that keeps moving or disarming its deadline
+ * and setting the same send timeout again (a visitor sending a new request now and then) does not
+ * reset the send clock of a peer that reads nothing. */
 static void test_send_timeout_is_not_reset_by_the_deadline(void **state)
 {
     struct env *e = *state;
@@ -1147,6 +1169,30 @@ static void test_send_timeout_is_not_reset_by_the_deadline(void **state)
     assert_int_equal(e->client.timeouts, 1);
     assert_int_equal(e->client.stalled_timeouts, 1);
     assert_true(e->client.timeout_at_ms - e->client.start_ms < 400);
+    assert_closed_once(e);
+    finish(e);
+}
+
+/* An owner that keeps the sock after on_timeout: a deadline that fired first leaves the send clock
+ * running, and a stall is told again after another limit. */
+static void test_send_timeout_goes_on_for_an_owner_that_keeps_the_sock(void **state)
+{
+    struct env *e = *state;
+
+    stalled_reader(e, 100);
+    e->client.timeout_ms = 30;
+    e->client.keep_timeouts = 2;
+    e->client.abort_on_timeout = 1;
+    connect_client(e);
+    uv_timer_start(&e->aux, on_late_reader, 800, 0); /* to see the client's reset */
+    run(e);
+    assert_int_equal(e->client.timeouts, 3);
+    assert_int_equal(e->client.stalled_at[0], 0);
+    assert_int_equal(e->client.stalled_at[1], 1);
+    assert_int_equal(e->client.stalled_at[2], 1);
+    /* Two limits and their quarters, plus room for a busy machine. */
+    assert_true(e->client.timeout_at_ms - e->client.start_ms >= 200);
+    assert_true(e->client.timeout_at_ms - e->client.start_ms < 700);
     assert_closed_once(e);
     finish(e);
 }
@@ -1780,6 +1826,7 @@ int main(void)
         T(test_timeout_can_be_disarmed),
         T(test_send_timeout_fires_when_the_peer_stops_reading),
         T(test_send_timeout_is_not_reset_by_the_deadline),
+        T(test_send_timeout_goes_on_for_an_owner_that_keeps_the_sock),
         T(test_deadline_fires_while_output_waits),
         T(test_send_timeout_restarts_with_each_byte_the_peer_takes),
         T(test_send_timeout_idle_while_the_kernel_took_everything),
