@@ -79,7 +79,7 @@ enum sock_state {
 #define SOCK_F_DRAIN_OWED (1u << 23)  /* a direct write emptied the queue: on_drain in the pass */
 #define SOCK_F_BULK_IN (1u << 24)     /* TLS reads fill their room: read SOCK_READ_CHUNK at once */
 #define SOCK_F_SEND_STALLED (1u << 25) /* on_timeout is the send timeout's (sock_send_stalled) */
-#define SOCK_F_CLOSE_SEND (1u << 26)  /* closing: the send timeout bounds the flush, then close wait */
+#define SOCK_F_CLOSE_SEND (1u << 26)  /* closing: the send timeout bounds the flush */
 
 struct sock_loop {
     uv_loop_t *loop;
@@ -113,7 +113,7 @@ struct sock {
         uv_tcp_t tcp;
         uv_pipe_t pipe;
     } h;
-    uv_timer_t timer; /* the owner's deadline, then the bounded wait of a graceful close */
+    uv_timer_t timer; /* the owner's deadline and the send timeout's looks, then a close's wait */
     uint64_t deadline;   /* sock_set_timeout()'s, in loop time; 0: none */
     uint64_t timer_due;  /* when |timer| fires (loop time), 0 when not armed */
     uint64_t send_idle_ms; /* sock_set_send_timeout()'s limit; 0: none */
@@ -1364,7 +1364,7 @@ static void timer_by(struct sock *s, uint64_t due)
     uv_timer_start(&s->timer, on_timer, due > now ? due - now : 0, 0);
 }
 
-/* After the timer fired: armed again for the earlier of the deadline and the send timeout's look. */
+/* After the timer fired: armed for the earlier of the deadline and the send timeout's next look. */
 static void timer_rearm(struct sock *s)
 {
     uint64_t due = s->deadline;
@@ -1402,10 +1402,10 @@ static uint64_t send_idle_step(const struct sock *s)
 
 /* Bytes not yet taken by the peer: the rest of the write request (libuv's count) plus what the
  * kernel holds (TCP: written and not acknowledged, exact; a unix socket reports buffer memory,
- * which only drops when the reader took a whole packet, so there a reader must take one packet per
- * limit: the edge's visitors are TCP). With |all|, also
- * the output not yet in a write request: once closing nothing is added, so that sum only shrinks
- * (open, the owner adds to it, so each write request is followed on its own). */
+ * which only drops when the reader took a whole packet, so there a reader must take one packet
+ * per limit: the edge's visitors are TCP). With |all|, also the output not yet in a write
+ * request: once closing nothing is added, so that sum only shrinks (open, the owner adds to it,
+ * so each write request is followed on its own). */
 static size_t send_unread(struct sock *s, int all)
 {
     uv_os_fd_t fd;

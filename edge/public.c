@@ -1853,8 +1853,8 @@ static void pc_on_timeout(struct sock *s, void *arg)
             answer_local(rq, 504, NULL, NULL);
         } else {
             /* A deadline left from an earlier phase of a locally answered request. */
-            LOG_I("public rid=%s host=%s timed out while its answer was written", rq != NULL ? rq->id : "-",
-                  rq != NULL ? rq->host : "-");
+            LOG_I("public rid=%s host=%s timed out while its answer was written",
+                  rq != NULL ? rq->id : "-", rq != NULL ? rq->host : "-");
             pconn_abort(pc);
         }
         break;
