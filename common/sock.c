@@ -1178,12 +1178,18 @@ static uint64_t send_idle_step(const struct sock *s);
 static size_t send_unread(struct sock *s, int all);
 static uint64_t send_check(struct sock *s, uint64_t now, int all);
 
+/* Closing: the timer is the close's alone, restarted for |ms| from now whatever it was set to. */
+static void timer_restart(struct sock *s, uint64_t ms)
+{
+    s->timer_due = uv_now(s->sl->loop) + ms;
+    uv_timer_start(&s->timer, on_timer, ms, 0);
+}
+
 /* The bounded wait of a graceful close, from now. */
 static void close_wait_start(struct sock *s)
 {
     s->flags &= ~SOCK_F_CLOSE_SEND;
-    s->timer_due = uv_now(s->sl->loop) + s->close_wait_ms;
-    uv_timer_start(&s->timer, on_timer, s->close_wait_ms, 0);
+    timer_restart(s, s->close_wait_ms);
 }
 
 /* Graceful close: flush, close_notify, FIN, wait (bounded) for the peer's end, close. */
@@ -1227,8 +1233,7 @@ static void do_close(struct sock *s)
         s->send_left = send_unread(s, 1);
         s->send_due = 0;
         s->flags |= SOCK_F_CLOSE_SEND;
-        s->timer_due = now + send_idle_step(s);
-        uv_timer_start(&s->timer, on_timer, send_idle_step(s), 0);
+        timer_restart(s, send_idle_step(s));
     } else {
         close_wait_start(s);
     }
@@ -1323,8 +1328,7 @@ static void on_timer(uv_timer_t *t)
         uint64_t next = send_check(s, now, 1);
 
         if (next > 0) {
-            s->timer_due = now + next;
-            uv_timer_start(&s->timer, on_timer, next, 0);
+            timer_restart(s, next);
             return;
         }
     }
