@@ -370,10 +370,37 @@ static int load_certificates(struct loader *l, const struct yaml_node *pub,
     return 0;
 }
 
+/* public.advertise_ports: { https: PORT, http: PORT }, each optional. */
+static int load_advertise_ports(struct loader *l, const struct yaml_node *m)
+{
+    static const char *const keys[] = {"https", "http", NULL};
+    struct edge_config *c = l->c;
+    int64_t v;
+    int rv;
+
+    if (m == NULL)
+        return 0;
+    rv = check_map(l, m, "public.advertise_ports", keys);
+    if (rv < 0)
+        return rv;
+    rv = yaml_as_int(yaml_map_get(m, "https"), "public.advertise_ports.https", 1, 65535, &v, l->err);
+    if (rv < 0 && rv != CV_ENOTFOUND)
+        return rv;
+    if (rv == 0)
+        c->advertise_https_port = (int)v;
+    rv = yaml_as_int(yaml_map_get(m, "http"), "public.advertise_ports.http", 1, 65535, &v, l->err);
+    if (rv < 0 && rv != CV_ENOTFOUND)
+        return rv;
+    if (rv == 0)
+        c->advertise_http_port = (int)v;
+    return 0;
+}
+
 static int load_public(struct loader *l, const struct yaml_node *root,
                        const struct yaml_node *pub)
 {
-    static const char *const keys[] = {"https", "http", "http_redirect", "certificates", NULL};
+    static const char *const keys[] = {"https", "http", "http_redirect", "advertise_ports",
+                                       "certificates", NULL};
     struct edge_config *c = l->c;
     int rv = check_map(l, pub, "public", keys);
 
@@ -392,6 +419,9 @@ static int load_public(struct loader *l, const struct yaml_node *root,
     rv = yaml_as_bool(yaml_map_get(pub, "http_redirect"), "public.http_redirect",
                       &c->http_redirect, l->err);
     if (rv < 0 && rv != CV_ENOTFOUND)
+        return rv;
+    rv = load_advertise_ports(l, yaml_map_get(pub, "advertise_ports"));
+    if (rv < 0)
         return rv;
     return load_certificates(l, pub, yaml_map_get(pub, "certificates"));
 }

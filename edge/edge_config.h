@@ -83,6 +83,11 @@ struct edge_config {
     struct config_addr *http; /* public plain-HTTP listeners (TCP), n_http >= 0 */
     size_t n_http;
     bool http_redirect;       /* plain HTTP answers with a redirect to https (default true) */
+    /* public.advertise_ports: the ports visitors connect to when a port mapping (a container's, a
+     * load balancer's) puts the listeners elsewhere; 0 when not set. Redirects name the https one,
+     * and a Host naming either is served like one naming the listener's own port. */
+    int advertise_https_port;
+    int advertise_http_port;
     struct edge_cert *certs;  /* n_certs >= 1 */
     size_t n_certs;
 

@@ -1381,11 +1381,22 @@ static int has_loop_marker(const struct http1_head *h, const char *region)
     return 0;
 }
 
+/* May a Host name port |port| on connection |pc|? Its listener's port, or the one advertised for
+ * that scheme (public.advertise_ports: the listener sits behind a port mapping). */
+static int serves_port(const struct pconn *pc, int port)
+{
+    const struct edge_config *cfg = pc->ps->e->cfg;
+    int advertised = pc->flags & PC_F_TLS ? cfg->advertise_https_port : cfg->advertise_http_port;
+
+    return port == pc->listen_port || (advertised != 0 && port == advertised);
+}
+
 static void redirect_to_https(struct preq *rq, const struct http1_head *h)
 {
     struct edge *e = rq->pc->ps->e;
     char location[HOSTNAME_MAX + 64 + 8192];
-    int port = public_https_port(e);
+    int port = e->cfg->advertise_https_port != 0 ? e->cfg->advertise_https_port
+                                                  : public_https_port(e);
     int n;
 
     if (port == 443 || port == 0)
@@ -1467,7 +1478,7 @@ static int on_request_head(struct http1_parser *p, const struct http1_head *h, v
             answer_local(rq, 400, "The Host header is not a valid host name.", NULL);
             return HTTP1_PAUSE;
         }
-        if (hh.port != -1 && hh.port != pc->listen_port) {
+        if (hh.port != -1 && !serves_port(pc, hh.port)) {
             answer_local(rq, 421, "The Host names a port this edge does not serve here.", NULL);
             return HTTP1_PAUSE;
         }
