@@ -36,7 +36,7 @@ LIBS := -luv -lssl -lcrypto -lyaml -lpcre2-8 -lm
 # Debian packages that building and testing need; `make deps` installs the missing ones.
 DEPS := gcc make libc6-dev pkg-config libssl-dev libuv1-dev libyaml-dev libcmocka-dev node-llhttp \
         libpcre2-dev curl openssl ca-certificates python3 procps iproute2 openssh-server \
-        openssh-client netcat-openbsd
+        openssh-client netcat-openbsd python3-yaml
 
 COMMON_SRC := $(sort $(wildcard common/*.c))
 EDGE_SRC := $(sort $(filter-out edge/main.c,$(wildcard edge/*.c)))
@@ -61,7 +61,8 @@ LIBLLHTTP := $(B)/libllhttp.a
 EDGE_BIN := $(B)/culvert-edge
 CONN_BIN := $(B)/culvert-connector
 
-.PHONY: all deps test unit integration build-tests fuzz fuzz-replay demo bench clean tools
+.PHONY: all deps test unit integration build-tests fuzz fuzz-replay demo bench clean tools install \
+        image container-check
 .DEFAULT_GOAL := all
 
 all: $(EDGE_BIN) $(CONN_BIN) $(TOOL_BIN)
@@ -197,6 +198,35 @@ deps:
 		apt-get install -y -q --no-install-recommends $$missing >/dev/null 2>&1 || \
 		{ apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends $$missing; } || exit 1; \
 	fi
+
+# ---- installing --------------------------------------------------------------------------------
+
+# `make install [PREFIX=/usr/local] [DESTDIR=]`: the two programs, the systemd units (pointing at
+# PREFIX/bin; systemd reads PREFIX/lib/systemd/system when PREFIX is /usr/local or /usr) and the
+# example configurations. Nothing under /etc is touched: configs and tokens are the user's.
+PREFIX ?= /usr/local
+DESTDIR ?=
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+
+install: $(EDGE_BIN) $(CONN_BIN)
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(UNITDIR) $(DESTDIR)$(PREFIX)/share/doc/culvert
+	install -m 0755 $(EDGE_BIN) $(CONN_BIN) $(DESTDIR)$(PREFIX)/bin/
+	for u in culvert-edge culvert-connector; do \
+		sed 's|/usr/local/bin/|$(PREFIX)/bin/|g' deploy/$$u.service > $(DESTDIR)$(UNITDIR)/$$u.service && \
+		chmod 0644 $(DESTDIR)$(UNITDIR)/$$u.service || exit 1; \
+	done
+	install -m 0644 deploy/edge.yml.example deploy/config.yml.example $(DESTDIR)$(PREFIX)/share/doc/culvert/
+
+# Container images from deploy/Containerfile (needs docker or podman; not part of `make test`), and
+# an end-to-end check of them: an edge container and a connector container carry a request.
+CONTAINER ?= $(shell command -v docker || command -v podman)
+
+image:
+	$(CONTAINER) build -f deploy/Containerfile --target edge -t culvert-edge .
+	$(CONTAINER) build -f deploy/Containerfile --target connector -t culvert-connector .
+
+container-check: image
+	CONTAINER=$(CONTAINER) sh deploy/container-check.sh
 
 clean:
 	rm -rf build
