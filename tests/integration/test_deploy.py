@@ -271,6 +271,7 @@ def _packages_of_libraries(binary):
     return pkgs - {"libc6"}
 
 
+@lib.full_only("the image holds the plain build; the sanitizer build loads its runtimes too")
 @lib.timeout(60)
 def test_container_image_installs_the_libraries_the_binaries_load(ctx):
     with open(os.path.join(DEPLOY, "Containerfile")) as f:
