@@ -20,6 +20,7 @@
 #include "origin_http.h"
 #include "sock.h"
 #include "supervisor.h"
+#include "token.h"
 #include "version.h"
 
 struct metrics {
@@ -59,8 +60,12 @@ static int on_head(struct http1_parser *p, const struct http1_head *h, void *arg
     (void)p;
     supervisor_counts(c->sup, &ready, &reconnects, &streams);
     if (h->path_len == 6 && memcmp(h->path, "/ready", 6) == 0) {
+        char id[TOKEN_UUID_TEXT_LEN + 1];
+
+        /* cloudflared's shape; the id is this process's, as `tunnel info` shows it. */
+        token_uuid_format(c->connector_id, id);
         snprintf(body, sizeof(body), "{\"status\":%d,\"readyConnections\":%zu,\"connectorId\":\"%s\"}\n",
-                 ready > 0 ? 200 : 503, ready, c->cfg->tunnel_id_text);
+                 ready > 0 ? 200 : 503, ready, id);
         answer(mc, ready > 0 ? 200 : 503, "application/json", body);
     } else if (h->path_len == 12 && memcmp(h->path, "/healthcheck", 12) == 0) {
         answer(mc, 200, "text/plain", "OK\n");

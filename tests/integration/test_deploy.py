@@ -194,6 +194,12 @@ def test_kubernetes_manifests_carry_a_request(ctx):
         ctx.wait_until(lambda: conn.alive() and (lib.http_get("127.0.0.1", mport, path) or (0,))[0] == 200,
                        15, "the connector's %s (%s) to answer 200" % (probe, path))
 
+    # /ready is cloudflared's: the connector's own id (as the edge lists it) and its connections.
+    ready = json.loads(lib.http_get("127.0.0.1", mport, "/ready")[1])
+    info = json.loads(cli("tunnel", "info", "home", "--output", "json").stdout)
+    expect_eq(ready.get("connectorId"), info["connectors"][0]["id"], "/ready connectorId")
+    expect(1 <= ready.get("readyConnections", 0) <= 4, "/ready readyConnections: %r" % ready)
+
     # ---- a request through both, and the redirect names the Service's port
     https = pod.ports[named_port(edge_c, "https")]
     r = ctx.curl("https://%s:%d/echo" % (host, https), resolve=["%s:%d:127.0.0.1" % (host, https)])
