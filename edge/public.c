@@ -516,9 +516,15 @@ static void access_log(struct preq *rq)
         fprintf(f, ",\"duration\":%.3f}\n", dur);
     } else {
         strftime(when, sizeof(when), "%d/%b/%Y:%H:%M:%S +0000", &tm);
-        fprintf(f, "%s - - [%s] \"%s ", rq->pc->peer_ip, when, rq->method);
-        log_str(f, rq->path);
-        fprintf(f, " HTTP/1.%d\" %d %" PRIu64 " \"", rq->version_minor, rq->status, rq->resp_bytes);
+        fprintf(f, "%s - - [%s] \"", rq->pc->peer_ip, when);
+        if (rq->method[0] != '\0') { /* else the request line could not be parsed: "-" */
+            fprintf(f, "%s ", rq->method);
+            log_str(f, rq->path);
+            fprintf(f, " HTTP/1.%d", rq->version_minor);
+        } else {
+            fputc('-', f);
+        }
+        fprintf(f, "\" %d %" PRIu64 " \"", rq->status, rq->resp_bytes);
         log_str(f, rq->referer);
         fputs("\" \"", f);
         log_str(f, rq->ua);
@@ -569,23 +575,55 @@ static void answer_local(struct preq *rq, int status, const char *detail, const 
     preq_finish_check(rq);
 }
 
-/* An error found while parsing the head: there is no request to speak of, answer and close. */
+/*
+ * A parse error (or the head deadline): answer |status| and close. A request whose head was
+ * parsed (its body broke) is answered under its own id, the one its origin saw, as it asked (JSON
+ * or HTML). Otherwise there is no request to speak of: a new id names it. Either way the answer is
+ * written in the access log, so that the id the visitor sees can be found (nginx logs its 400s and
+ * 414s too).
+ */
 static void answer_parse_error(struct pconn *pc, int status)
 {
     struct buf *b = &pc->ps->scratch;
-    char id[17];
+    struct preq *rq = pc->req;
 
-    new_request_id(pc->ps, id);
-    LOG_D("public peer=%s rid=%s bad request: %d %s", pc->peer, id, status,
+    if (rq != NULL) {
+        LOG_D("public peer=%s rid=%s bad request body: %d %s", pc->peer, rq->id, status,
+              http1_error_reason(pc->parser));
+        if (status > 0) {
+            pc->flags |= PC_F_CLOSE_AFTER;
+            answer_local(rq, status, NULL, NULL); /* resets the stream, logs, closes */
+            if (pc->req == NULL || pc_closing(pc))
+                return;
+        }
+        if (rq->stream != NULL) {
+            mux_stream_reset(rq->stream, CODE_CANCEL);
+            mux_stream_release(rq->stream);
+            rq->stream = NULL;
+        }
+        pconn_close(pc);
+        return;
+    }
+    rq = mem_calloc(sizeof(*rq));
+    if (rq == NULL) {
+        pconn_close(pc);
+        return;
+    }
+    rq->pc = pc;
+    rq->version_minor = 1;
+    rq->start_ms = now_ms(pc->ps);
+    rq->status = status;
+    new_request_id(pc->ps, rq->id);
+    LOG_D("public peer=%s rid=%s bad request: %d %s", pc->peer, rq->id, status,
           http1_error_reason(pc->parser));
     buf_consume(b, buf_len(b));
-    if (status > 0 && errpage_write(b, status, NULL, id, 0, 1, 0, NULL) == 0)
+    if (status > 0 && errpage_write(b, status, NULL, rq->id, 0, 1, 0, NULL) == 0) {
+        rq->resp_bytes = buf_len(b);
         pc_write(pc, b->pos, buf_len(b));
-    buf_consume(b, buf_len(b));
-    if (pc->req != NULL) {
-        preq_free(pc->req);
-        pc->req = NULL;
+        access_log(rq);
     }
+    buf_consume(b, buf_len(b));
+    mem_free(rq);
     pconn_close(pc);
 }
 
@@ -1691,10 +1729,8 @@ static void pconn_process(struct pconn *pc)
                 pconn_abort(pc); /* a bad body after the response started */
                 return;
             }
-            if (pc->req != NULL && pc->req->stream != NULL) {
+            if (pc->req != NULL)
                 preq_abandoned(pc->req);
-                mux_stream_reset(pc->req->stream, CODE_CANCEL);
-            }
             answer_parse_error(pc, status);
             return;
         }

@@ -404,3 +404,57 @@ def test_keep_alive_many_requests_on_one_connection(ctx):
     finally:
         s.close()
     expect_eq(st.origin.request_count(), n + 3, "requests at the origin")
+
+
+def access_log_lines(edge):
+    with open(edge.access_log) as f:
+        return f.read().splitlines()
+
+
+@lib.timeout(60)
+def test_malformed_requests_are_in_the_access_log_under_their_request_id(ctx):
+    """The error page of a request the edge could not parse (400, 414, 431) names a request id; the
+    access log must have a line with it, as nginx logs its 400s and 414s, or an operator given the
+    id by a visitor finds nothing. A request whose body turns out malformed after its head went to
+    the origin keeps the id the origin saw, and gets JSON when it asked for JSON."""
+    st = lib.Stack(ctx)
+    port = st.edge.https_port
+    cases = [
+        ("obs-fold", b"GET /a HTTP/1.1\r\nHost: %s\r\nX-A: a\r\n b\r\n\r\n" % st.host.encode(), 400),
+        ("long target", b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: %s\r\n\r\n" % st.host.encode(),
+         414),
+        ("large field", b"GET /b HTTP/1.1\r\nHost: %s\r\nX-Big: %s\r\n\r\n" % (st.host.encode(),
+                                                                                b"b" * 17000), 431),
+    ]
+    for what, data, status in cases:
+        r, rd = ctx.raw_request(port, data, sni=st.host)
+        rd.sock.close()
+        expect_eq(r.status if r else None, status, what)
+        rid = request_id_of(r)
+        ctx.wait_until(lambda: any(("rid=%s" % rid) in l for l in access_log_lines(st.edge)), 5,
+                       "a line with rid=%s (%s, %d) in the access log" % (rid, what, status))
+        line = [l for l in access_log_lines(st.edge) if ("rid=%s" % rid) in l][0]
+        expect((" %d " % status) in line, "%s: access log line without status %d: %r" % (what, status, line))
+
+    # A chunked body that breaks after the head was forwarded: same id at the origin, in the 400
+    # and in the access log.
+    s = ctx.tls_connect(port, st.host)
+    rd = lib.RawHTTP(s)
+    try:
+        s.sendall(("POST /upload HTTP/1.1\r\nHost: %s\r\nAccept: application/json\r\n"
+                   "Transfer-Encoding: chunked\r\n\r\n" % st.host).encode())
+        ctx.wait_until(lambda: any(q["path"] == "/upload" for q in st.origin.requests()), 5,
+                       "the POST at the origin")
+        sent_rid = [q for q in st.origin.requests() if q["path"] == "/upload"][0]["request_id"]
+        s.sendall(b"zz\r\nbad\r\n")
+        r = rd.read_response()
+    finally:
+        s.close()
+    expect_eq(r.status if r else None, 400, "a malformed chunk size after the head")
+    expect_eq(request_id_of(r), sent_rid, "the 400's request id vs the one the origin received")
+    expect("application/json" in r.header("Content-Type", ""), "the 400 of a request asking for JSON "
+           "has Content-Type %r" % r.header("Content-Type"))
+    expect_eq(r.json().get("request_id"), sent_rid, "request_id in the JSON 400")
+    ctx.wait_until(lambda: any(("rid=%s" % sent_rid) in l and "POST /upload" in l and " 400 " in l
+                               for l in access_log_lines(st.edge)), 5,
+                   "the POST's 400 in the access log under rid=%s" % sent_rid)
