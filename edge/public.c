@@ -451,18 +451,59 @@ static void pc_write(struct pconn *pc, const void *p, size_t n)
 
 /* ---- access log ----------------------------------------------------------------------------- */
 
+/* The length of the well-formed UTF-8 sequence at |s| (NUL-terminated), 1 to 4 (RFC 3629: no
+ * overlong forms, no surrogates, nothing above U+10FFFF), or 0 when the bytes there are not one. */
+static size_t utf8_len(const unsigned char *s)
+{
+    size_t n;
+    unsigned lo = 0x80;
+    unsigned hi = 0xbf;
+
+    if (s[0] < 0x80)
+        return 1;
+    if (s[0] >= 0xc2 && s[0] <= 0xdf)
+        n = 2;
+    else if (s[0] >= 0xe0 && s[0] <= 0xef)
+        n = 3;
+    else if (s[0] >= 0xf0 && s[0] <= 0xf4)
+        n = 4;
+    else
+        return 0;
+    if (s[0] == 0xe0)
+        lo = 0xa0;
+    else if (s[0] == 0xed)
+        hi = 0x9f;
+    else if (s[0] == 0xf0)
+        lo = 0x90;
+    else if (s[0] == 0xf4)
+        hi = 0x8f;
+    if (s[1] < lo || s[1] > hi)
+        return 0;
+    for (size_t i = 2; i < n; i++) {
+        if (s[i] < 0x80 || s[i] > 0xbf)
+            return 0;
+    }
+    return n;
+}
+
+/* A JSON string (RFC 8259, so UTF-8): a visitor's field may hold any byte from 0x80 up (obs-text);
+ * well-formed UTF-8 is kept, every other such byte becomes U+FFFD, so that each line stays JSON. */
 static void json_str(FILE *f, const char *s)
 {
     fputc('"', f);
-    for (; s != NULL && *s != '\0'; s++) {
+    while (s != NULL && *s != '\0') {
         unsigned char c = (unsigned char)*s;
+        size_t n = utf8_len((const unsigned char *)s);
 
         if (c == '"' || c == '\\')
             fprintf(f, "\\%c", c);
         else if (c < 0x20 || c == 0x7f)
             fprintf(f, "\\u%04x", c);
+        else if (n == 0)
+            fputs("\\ufffd", f);
         else
-            fputc(c, f);
+            fwrite(s, 1, n, f);
+        s += n == 0 ? 1 : n;
     }
     fputc('"', f);
 }

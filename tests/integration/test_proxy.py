@@ -458,3 +458,34 @@ def test_malformed_requests_are_in_the_access_log_under_their_request_id(ctx):
     ctx.wait_until(lambda: any(("rid=%s" % sent_rid) in l and "POST /upload" in l and " 400 " in l
                                for l in access_log_lines(st.edge)), 5,
                    "the POST's 400 in the access log under rid=%s" % sent_rid)
+
+
+@lib.timeout(60)
+def test_json_access_log_lines_are_json_whatever_the_visitor_sends(ctx):
+    """access_log format json: every line is a JSON text (UTF-8, RFC 8259) that a log shipper can
+    parse, even when a visitor's field holds bytes that are not UTF-8 (obs-text is legal in a field
+    value); valid UTF-8 comes through unchanged."""
+    st = lib.Stack(ctx, edge_kw={"extra": {"access_log": {
+        "path": ctx.path("edge", "access.log"), "format": "json"}}})
+    agents = [b"Z\xc3\xbcrich \xe2\x82\xac", b"bad \xff\xc3( \xed\xa0\x80 \xc0\xaf end"]
+    rids = []
+    for ua in agents:
+        r, rd = ctx.raw_request(st.edge.https_port, b"GET /name HTTP/1.1\r\nHost: %s\r\nUser-Agent: %s\r\n"
+                                b"Referer: https://r.test/\xfe\r\nConnection: close\r\n\r\n"
+                                % (st.host.encode(), ua), sni=st.host)
+        rd.sock.close()
+        expect_eq(r.status if r else None, 200, "GET with User-Agent %r" % ua)
+        rids.append(request_id_of(r))
+    ctx.wait_until(lambda: all(rid.encode() in open(st.edge.access_log, "rb").read() for rid in rids),
+                   5, "both requests in the access log")
+    got = {}
+    with open(st.edge.access_log, "rb") as f:
+        for raw in f:
+            try:
+                j = json.loads(raw)
+            except ValueError as e:
+                raise AssertionError("access log line is not JSON (%s): %r" % (e, raw))
+            got[j["request_id"]] = j
+    expect_eq(got[rids[0]]["user_agent"], agents[0].decode(), "a UTF-8 User-Agent in the JSON log")
+    bad = got[rids[1]]["user_agent"]
+    expect(bad.startswith("bad ") and bad.endswith(" end"), "the rest of a non-UTF-8 User-Agent: %r" % bad)
