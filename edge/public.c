@@ -577,6 +577,15 @@ static void access_log(struct preq *rq)
 
 /* ---- local answers -------------------------------------------------------------------------- */
 
+/* The body bytes of the complete response in |b| (what the access log counts, as nginx's
+ * $body_bytes_sent): what follows the blank line. */
+static uint64_t answer_body_bytes(const struct buf *b)
+{
+    const uint8_t *end = memmem(b->pos, buf_len(b), "\r\n\r\n", 4);
+
+    return end != NULL ? (uint64_t)(b->pos + buf_len(b) - (end + 4)) : 0;
+}
+
 /*
  * The edge answers |rq| itself with |status|. A request whose body was not read ends the
  * connection after the answer (its bytes cannot be told apart from a next request).
@@ -602,7 +611,7 @@ static void answer_local(struct preq *rq, int status, const char *detail, const 
     buf_consume(b, buf_len(b));
     if (errpage_write(b, status, detail, rq->id, (rq->flags & RQ_F_JSON) != 0, close,
                       (rq->flags & RQ_F_HEAD) != 0, extra) == 0) {
-        rq->resp_bytes = buf_len(b);
+        rq->resp_bytes = answer_body_bytes(b);
         pc_write(pc, b->pos, buf_len(b));
     } else {
         pc->flags |= PC_F_CLOSE_AFTER;
@@ -659,7 +668,7 @@ static void answer_parse_error(struct pconn *pc, int status)
           http1_error_reason(pc->parser));
     buf_consume(b, buf_len(b));
     if (status > 0 && errpage_write(b, status, NULL, rq->id, 0, 1, 0, NULL) == 0) {
-        rq->resp_bytes = buf_len(b);
+        rq->resp_bytes = answer_body_bytes(b);
         pc_write(pc, b->pos, buf_len(b));
         access_log(rq);
     }

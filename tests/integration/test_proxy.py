@@ -489,3 +489,27 @@ def test_json_access_log_lines_are_json_whatever_the_visitor_sends(ctx):
     expect_eq(got[rids[0]]["user_agent"], agents[0].decode(), "a UTF-8 User-Agent in the JSON log")
     bad = got[rids[1]]["user_agent"]
     expect(bad.startswith("bad ") and bad.endswith(" end"), "the rest of a non-UTF-8 User-Agent: %r" % bad)
+
+
+@lib.timeout(60)
+def test_access_log_counts_body_bytes_of_the_edges_own_answers(ctx):
+    """The combined format's size is nginx's $body_bytes_sent: the body only. A proxied response is
+    logged so; the edge's own answers (error pages, redirects) must be too, not head plus body."""
+    st = lib.Stack(ctx)
+    checks = []
+    r = st.edge.get("nosuch." + DOMAIN, "/")
+    checks.append((request_id_of(r), len(r.body), "404 page"))
+    r = st.edge.get("nosuch." + DOMAIN, "/", headers=["Accept: application/json"])
+    checks.append((request_id_of(r), len(r.body), "404 JSON"))
+    r = st.edge.get("nosuch." + DOMAIN, "/", method="HEAD")
+    checks.append((request_id_of(r), 0, "404 to HEAD"))
+    r = st.get("/bytes?n=1234")
+    checks.append((request_id_of(r), 1234, "proxied 200"))
+    ctx.wait_until(lambda: all(("rid=%s" % rid) in "\n".join(access_log_lines(st.edge))
+                               for rid, _, _ in checks), 5, "every request in the access log")
+    lines = access_log_lines(st.edge)
+    for rid, n, what in checks:
+        line = [l for l in lines if ("rid=%s" % rid) in l][0]
+        m = re.search(r'" (\d{3}) (\d+) "', line)
+        expect(m is not None, "%s: no status and size in %r" % (what, line))
+        expect_eq(int(m.group(2)), n, "%s: bytes in the access log (%r)" % (what, line))
