@@ -49,16 +49,118 @@ const char *errpage_default_detail(int status)
     }
 }
 
+/* RFC 9110 §12.4.2 qvalue: "0" ["." 0*3DIGIT] / "1" ["." 0*3("0")], in thousandths; -1 if invalid. */
+static int parse_qvalue(const char *p, size_t n)
+{
+    int q;
+    int scale = 100;
+
+    if (n == 0 || (p[0] != '0' && p[0] != '1'))
+        return -1;
+    q = (p[0] - '0') * 1000;
+    if (n == 1)
+        return q;
+    if (p[1] != '.' || n > 5)
+        return -1;
+    for (size_t i = 2; i < n; i++) {
+        if (p[i] < '0' || p[i] > '9')
+            return -1;
+        q += (p[i] - '0') * scale;
+        scale /= 10;
+    }
+    return q <= 1000 ? q : -1;
+}
+
+/* How specifically the media range |r| (|n| bytes) names |type| / |sub|: 3 exactly, 2 as the
+ * type with any subtype, 1 as any type, 0 not at all. */
+static int range_match(const char *r, size_t n, const char *type, const char *sub)
+{
+    size_t tl = strlen(type);
+    size_t sl = strlen(sub);
+
+    if (n == 3 && memcmp(r, "*/*", 3) == 0)
+        return 1;
+    if (n < tl + 2 || strncasecmp(r, type, tl) != 0 || r[tl] != '/')
+        return 0;
+    if (n == tl + 2 && r[tl + 1] == '*')
+        return 2;
+    return n == tl + 1 + sl && strncasecmp(r + tl + 1, sub, sl) == 0 ? 3 : 0;
+}
+
+struct pref {
+    int spec; /* specificity of the range that set q */
+    int q;    /* thousandths */
+    int pos;  /* index of the exact range in the list, or -1 */
+};
+
+static void pref_update(struct pref *pr, int spec, int q, int pos)
+{
+    if (spec == 0)
+        return;
+    if (spec > pr->spec || (spec == pr->spec && q > pr->q)) {
+        pr->spec = spec;
+        pr->q = q;
+    }
+    if (spec == 3 && pr->pos < 0)
+        pr->pos = pos;
+}
+
 int errpage_wants_json(const char *accept)
 {
-    const char *j;
-    const char *h;
+    struct pref json = {0, 0, -1};
+    struct pref html = {0, 0, -1};
+    const char *p = accept;
+    int pos = 0;
 
     if (accept == NULL)
         return 0;
-    j = strcasestr(accept, "application/json");
-    h = strcasestr(accept, "text/html");
-    return j != NULL && (h == NULL || j < h);
+    /* RFC 9110 §12.5.1: each media range with its weight; the most specific range that matches a
+     * type gives its weight. JSON wins on a higher weight, or on an equal one when application/json
+     * itself is listed before text/html. */
+    while (*p != '\0') {
+        const char *e = p;
+        const char *r;
+        const char *re;
+        int q = 1000;
+
+        while (*e != '\0' && *e != ',')
+            e++;
+        r = p;
+        while (r < e && (*r == ' ' || *r == '\t'))
+            r++;
+        re = r;
+        while (re < e && *re != ';' && *re != ' ' && *re != '\t')
+            re++;
+        for (const char *a = re; a < e; a++) {
+            const char *v;
+            const char *ve;
+
+            if (*a != ';')
+                continue;
+            v = a + 1;
+            while (v < e && (*v == ' ' || *v == '\t'))
+                v++;
+            if (v + 1 < e && (*v == 'q' || *v == 'Q') && v[1] == '=') {
+                v += 2;
+                ve = v;
+                while (ve < e && *ve != ';' && *ve != ' ' && *ve != '\t')
+                    ve++;
+                q = parse_qvalue(v, (size_t)(ve - v));
+                if (q < 0)
+                    q = 0; /* an invalid weight: the range is not taken as acceptable */
+                break;
+            }
+        }
+        pref_update(&json, range_match(r, (size_t)(re - r), "application", "json"), q, pos);
+        pref_update(&html, range_match(r, (size_t)(re - r), "text", "html"), q, pos);
+        pos++;
+        p = *e == ',' ? e + 1 : e;
+    }
+    if (json.q == 0 || json.q < html.q)
+        return 0;
+    if (json.q > html.q)
+        return 1;
+    return json.pos >= 0 && (html.pos < 0 || json.pos < html.pos);
 }
 
 /* Appends |s| with HTML's special characters escaped. */

@@ -17,7 +17,9 @@
 int errpage_write(struct buf *b, int status, const char *detail, const char *request_id, int json,
                   int close, int head_only, const char *extra);
 
-/* Returns 1 when an Accept header value prefers application/json over text/html. */
+/* Returns 1 when an Accept header value prefers application/json over text/html: a higher weight
+ * (q=, RFC 9110 §12.5.1, the most specific matching range giving it), or an equal one with
+ * application/json listed first; else 0 (also for NULL). */
 int errpage_wants_json(const char *accept);
 
 /* The default visitor-facing sentence for |status|. */
