@@ -104,6 +104,7 @@ struct http1_parser {
     int err_code;
     int err_status;
     const char *err_reason;
+    int err_in_head;             /* the error came while reading a head (http1_error_field) */
 
     /* Pre-check. */
     enum scan sc;
@@ -236,6 +237,7 @@ static int fail(struct http1_parser *p, int code, int status, const char *why)
 {
     if (p->state != HTTP1_S_ERROR) {
         p->state = HTTP1_S_ERROR;
+        p->err_in_head = p->phase == PH_HEAD;
         p->phase = PH_NONE;
         p->err_code = code;
         p->err_status = p->kind == HTTP1_RESPONSE ? 502 : status;
@@ -1602,6 +1604,19 @@ void http1_parser_trim(struct http1_parser *p)
 unsigned http1_parser_lenient_flags(const struct http1_parser *p)
 {
     return p->ll.lenient_flags;
+}
+
+const char *http1_error_field(const struct http1_parser *p, const char *name)
+{
+    size_t n = strlen(name);
+
+    if (p->state != HTTP1_S_ERROR || !p->err_in_head || p->arena == NULL)
+        return NULL;
+    for (uint32_t i = 0; i < p->nfoff; i++) {
+        if (p->foff[i].name_len == n && eq_ci_n(p->arena + p->foff[i].name, name, n))
+            return p->arena + p->foff[i].value;
+    }
+    return NULL;
 }
 
 const struct http1_field *http1_head_find(const struct http1_head *h, const char *name)

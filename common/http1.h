@@ -233,6 +233,13 @@ const char *http1_state_name(enum http1_state s);
 int http1_error_status(const struct http1_parser *p);
 /* A static description of the error for logs (never for the visitor), or "" when there is none. */
 const char *http1_error_reason(const struct http1_parser *p);
+/* After an error in a request head: the value of the first field named |name| (ASCII
+ * case-insensitive) among those llhttp read whole before the error, or NULL. Borrowed from |p|'s
+ * arena. A head refused by the checks at its end (framing, method, Upgrade...) has every field; one
+ * refused by the byte pre-check (414, 431, bad bytes) may have none, as the pre-check runs ahead of
+ * llhttp over each input window. For answering in the format the client asked for (Accept); never
+ * for routing or policy. */
+const char *http1_error_field(const struct http1_parser *p, const char *name);
 
 /* Response parsers: the next final response answers a HEAD request, so it has no body whatever its
  * framing headers say. Cleared when that response's head is parsed. */

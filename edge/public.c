@@ -667,7 +667,9 @@ static void answer_parse_error(struct pconn *pc, int status)
     LOG_D("public peer=%s rid=%s bad request: %d %s", pc->peer, rq->id, status,
           http1_error_reason(pc->parser));
     buf_consume(b, buf_len(b));
-    if (status > 0 && errpage_write(b, status, NULL, rq->id, 0, 1, 0, NULL) == 0) {
+    if (status > 0 && errpage_write(b, status, NULL, rq->id,
+                                    errpage_wants_json(http1_error_field(pc->parser, "accept")), 1,
+                                    0, NULL) == 0) {
         rq->resp_bytes = answer_body_bytes(b);
         pc_write(pc, b->pos, buf_len(b));
         access_log(rq);

@@ -513,3 +513,32 @@ def test_access_log_counts_body_bytes_of_the_edges_own_answers(ctx):
         m = re.search(r'" (\d{3}) (\d+) "', line)
         expect(m is not None, "%s: no status and size in %r" % (what, line))
         expect_eq(int(m.group(2)), n, "%s: bytes in the access log (%r)" % (what, line))
+
+
+@lib.timeout(60)
+def test_requests_refused_while_parsed_get_json_when_they_ask(ctx):
+    """A request refused by the parser's checks at the end of its head (400 framing or h2c, 405
+    TRACE) gets its error page as JSON when its Accept prefers JSON, like the edge's other answers
+    (PRODUCT.md section 2, "Errors the visitor sees")."""
+    st = lib.Stack(ctx)
+    host = st.host.encode()
+    cases = [
+        ("CL and TE", b"POST /a HTTP/1.1\r\nHost: %s\r\nAccept: application/json\r\nContent-Length: 1\r\n"
+         b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n" % host, 400),
+        ("TRACE", b"TRACE /a HTTP/1.1\r\nHost: %s\r\nAccept: application/json\r\n\r\n" % host, 405),
+        ("Upgrade: h2c", b"GET /b HTTP/1.1\r\nHost: %s\r\nAccept: application/json\r\nConnection: Upgrade, "
+         b"HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\n\r\n" % host, 400),
+    ]
+    for what, data, status in cases:
+        r, rd = ctx.raw_request(st.edge.https_port, data, sni=st.host)
+        rd.sock.close()
+        expect_eq(r.status if r else None, status, what)
+        expect("application/json" in r.header("Content-Type", ""), "%s: Content-Type %r" % (
+            what, r.header("Content-Type")))
+        j = r.json()
+        expect_eq(j.get("status"), status, "%s: JSON status" % what)
+        expect_eq(j.get("request_id"), request_id_of(r), "%s: JSON request_id" % what)
+    # Without Accept (or preferring HTML) it stays a page.
+    r, rd = ctx.raw_request(st.edge.https_port, b"TRACE /a HTTP/1.1\r\nHost: %s\r\n\r\n" % host, sni=st.host)
+    rd.sock.close()
+    check_error_page(r, 405, "TRACE without Accept")

@@ -517,6 +517,38 @@ static void test_data_after_connection_close_is_never_parsed(void **state)
     rec_free(&r);
 }
 
+/* http1_error_field: the fields of a head refused by the end-of-head checks, for the error page's
+ * format; nothing for an error in a body (its trailers are not a head). */
+static void test_error_field_gives_fields_read_before_a_head_error(void **state)
+{
+    static const char head_err[] = "TRACE / HTTP/1.1\r\nHost: a\r\nAccept: application/json\r\n\r\n";
+    static const char body_err[] = "POST / HTTP/1.1\r\nHost: a\r\nAccept: application/json\r\n"
+                                   "Transfer-Encoding: chunked\r\n\r\nzz\r\n";
+    struct cv_limits l = default_limits();
+    struct rec r;
+    struct http1_parser *p;
+
+    (void)state;
+    memset(&r, 0, sizeof(r));
+    p = http1_parser_new(HTTP1_REQUEST, &l, &rec_hooks, &r);
+    assert_non_null(p);
+    assert_null(http1_error_field(p, "accept")); /* no error */
+    assert_true(http1_feed(p, (const uint8_t *)head_err, strlen(head_err)) < 0);
+    assert_int_equal(http1_error_status(p), 405);
+    assert_string_equal(http1_error_field(p, "ACCEPT"), "application/json");
+    assert_null(http1_error_field(p, "user-agent"));
+    http1_parser_free(p);
+
+    l = default_limits();
+    p = http1_parser_new(HTTP1_REQUEST, &l, &rec_hooks, &r);
+    assert_non_null(p);
+    assert_true(http1_feed(p, (const uint8_t *)body_err, strlen(body_err)) < 0);
+    assert_int_equal(http1_error_status(p), 400);
+    assert_null(http1_error_field(p, "accept"));
+    http1_parser_free(p);
+    rec_free(&r);
+}
+
 /* ---- valid requests ------------------------------------------------------------------------- */
 
 static void test_get_head_is_parsed(void **state)
@@ -1675,6 +1707,7 @@ int main(void)
         cmocka_unit_test(test_bare_cr_in_chunk_size_line_is_rejected),
         cmocka_unit_test(test_content_length_in_trailers_is_rejected),
         cmocka_unit_test(test_data_after_connection_close_is_never_parsed),
+        cmocka_unit_test(test_error_field_gives_fields_read_before_a_head_error),
         cmocka_unit_test(test_get_head_is_parsed),
         cmocka_unit_test(test_field_values_lose_surrounding_whitespace_only),
         cmocka_unit_test(test_content_length_body_is_delivered),
