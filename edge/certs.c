@@ -118,11 +118,14 @@ struct certs *certs_load(const struct edge_config *cfg, char *err, size_t errlen
         SSL_CTX *ctx = tls_ctx_server_new(cfg->certs[i].cert, cfg->certs[i].key, TLS_MIN_1_2, NULL,
                                           err, errlen);
 
-        if (ctx == NULL)
+        if (ctx == NULL) {
+            edge_config_blame(err, errlen, cfg->certs[i].cert_at, cfg->certs[i].key_at);
             goto fail;
+        }
         c->ctxs[c->nctx++] = ctx;
         if (collect_names(c, ctx, cfg->certs[i].cert) < 0) {
-            snprintf(err, errlen, "certificate %s: cannot read its names", cfg->certs[i].cert);
+            snprintf(err, errlen, "%s: certificate %s: cannot read its names", cfg->certs[i].cert_at,
+                     cfg->certs[i].cert);
             goto fail;
         }
     }

@@ -186,6 +186,13 @@ static int get_path(struct loader *l, const struct yaml_node *n, const char *pat
     return 0;
 }
 
+/* Writes "file:line:col: |path|" for |n| into |out| (for messages about the file a path names). */
+static void node_at(const struct yaml_node *n, const char *path, char out[EDGE_CONFIG_AT_MAX])
+{
+    snprintf(out, EDGE_CONFIG_AT_MAX, "%s:%u:%u: %s", yaml_node_file(n), yaml_node_line(n),
+             yaml_node_col(n), path);
+}
+
 /* A string value into a new copy (replacing *|out|). */
 static int get_string(struct loader *l, const struct yaml_node *n, const char *path, char **out)
 {
@@ -360,12 +367,14 @@ static int load_certificates(struct loader *l, const struct yaml_node *pub,
             return missing(l, item, pk, "is required");
         if (rv < 0)
             return rv;
+        node_at(yaml_map_get(item, "cert"), pk, c->certs[i].cert_at);
         key_path(pk, sizeof(pk), p, "key");
         rv = get_path(l, yaml_map_get(item, "key"), pk, &c->certs[i].key);
         if (rv == CV_ENOTFOUND)
             return missing(l, item, pk, "is required");
         if (rv < 0)
             return rv;
+        node_at(yaml_map_get(item, "key"), pk, c->certs[i].key_at);
     }
     return 0;
 }
@@ -535,10 +544,14 @@ static int load_tunnel(struct loader *l, const struct yaml_node *root,
         return missing(l, tun, "tunnel.cert", "is required (the tunnel listener's certificate)");
     if (rv < 0)
         return rv;
+    node_at(yaml_map_get(tun, "cert"), "tunnel.cert", c->tunnel_cert_at);
     rv = get_path(l, yaml_map_get(tun, "key"), "tunnel.key", &c->tunnel_key);
     if (rv == CV_ENOTFOUND)
         return missing(l, tun, "tunnel.key", "is required (the tunnel listener's private key)");
-    return rv;
+    if (rv < 0)
+        return rv;
+    node_at(yaml_map_get(tun, "key"), "tunnel.key", c->tunnel_key_at);
+    return 0;
 }
 
 static int load_admin(struct loader *l, const struct yaml_node *adm)
@@ -1046,6 +1059,17 @@ done:
     if (errlen > 0)
         err[0] = '\0';
     return 0;
+}
+
+void edge_config_blame(char *err, size_t errlen, const char *cert_at, const char *key_at)
+{
+    const char *at = strncmp(err, "key file ", 9) == 0 ? key_at : cert_at;
+    char msg[1024];
+
+    if (errlen == 0 || at[0] == '\0')
+        return;
+    snprintf(msg, sizeof(msg), "%s", err);
+    snprintf(err, errlen, "%s: %s", at, msg);
 }
 
 void edge_config_free(struct edge_config *c)

@@ -49,10 +49,15 @@
 #define EDGE_CONFIG_DEFAULT_ACCESS_LOG "/var/log/culvert/access.log"
 #define EDGE_REGION_MAX 64 /* region: characters */
 
-/* One public certificate: PEM chain and private key files (absolute paths). */
+#define EDGE_CONFIG_AT_MAX 512 /* "file:line:col: key.path" */
+
+/* One public certificate: PEM chain and private key files (absolute paths), and where edge.yml
+ * names them ("edge.yml:9:13: public.certificates[0].cert"), for messages about the files. */
 struct edge_cert {
     char *cert;
     char *key;
+    char cert_at[EDGE_CONFIG_AT_MAX];
+    char key_at[EDGE_CONFIG_AT_MAX];
 };
 
 /* Per-hostname settings from `hosts:`. Every timeout is resolved: an unset one holds the global
@@ -100,6 +105,8 @@ struct edge_config {
     uint8_t ca_sha256[32]; /* SHA-256 of the DER of the first certificate in tunnel_ca */
     char *tunnel_cert;     /* absolute */
     char *tunnel_key;      /* absolute */
+    char tunnel_cert_at[EDGE_CONFIG_AT_MAX]; /* where edge.yml names them, as edge_cert's */
+    char tunnel_key_at[EDGE_CONFIG_AT_MAX];
 
     struct config_addr admin_listen; /* TCP or unix (absolute path) */
     char *admin_token_file;          /* absolute */
@@ -130,6 +137,13 @@ struct edge_config {
  *   CV_ENOMEM   out of memory.
  */
 int edge_config_load(const char *path, struct edge_config **out, char *err, size_t errlen);
+
+/*
+ * Prefixes |err| (a message of tls_ctx_server_new about a certificate and key pair) with where
+ * edge.yml names the file it is about: |key_at| when it names the key file ("key file ..."),
+ * else |cert_at|. An empty location leaves |err| as it is.
+ */
+void edge_config_blame(char *err, size_t errlen, const char *cert_at, const char *key_at);
 
 /* Frees |c| and everything it owns (NULL is fine). */
 void edge_config_free(struct edge_config *c);

@@ -261,8 +261,9 @@ static int serve(int argc, char **argv)
     edge.fd_public_cap = limits_public_fd_cap(limits_raise_nofile());
     apply_limits(edge.cfg);
     edge.certs = certs_load(edge.cfg, err, sizeof(err));
-    if (edge.certs == NULL) {
+    if (edge.certs == NULL || tunnel_listener_check(edge.cfg, err, sizeof(err)) < 0) {
         fprintf(stderr, "culvert-edge: %s\n", err);
+        certs_free(edge.certs);
         edge_config_free(edge.cfg);
         return 2;
     }

@@ -38,6 +38,8 @@ static SSL_CTX *make_ctx(const struct edge_config *cfg, char *err, size_t errlen
     BIO *bio;
     X509 *ca;
 
+    if (ctx == NULL)
+        edge_config_blame(err, errlen, cfg->tunnel_cert_at, cfg->tunnel_key_at);
     if (ctx == NULL || cfg->tunnel_ca == NULL)
         return ctx;
     /* Connectors pin the CA by digest (PRODUCT.md "Token"): send it in the chain so they can find it. */
@@ -88,6 +90,16 @@ static void on_accept(struct listener *l, uv_stream_t *server, void *arg)
     rv = tunnel_registry_adopt(e->reg, s);
     if (rv < 0)
         sock_abort(s);
+}
+
+int tunnel_listener_check(const struct edge_config *cfg, char *err, size_t errlen)
+{
+    SSL_CTX *ctx = make_ctx(cfg, err, errlen);
+
+    if (ctx == NULL)
+        return -1;
+    SSL_CTX_free(ctx);
+    return 0;
 }
 
 int tunnel_listener_start(struct edge *e, char *err, size_t errlen)

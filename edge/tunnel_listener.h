@@ -11,6 +11,12 @@
 struct edge;
 struct tunnel_listener;
 
+struct edge_config;
+
+/* Checks that |cfg|'s tunnel certificate, key (and tunnel.ca) make a TLS context, without keeping
+ * it: serve and serve --check refuse a configuration whose files cannot be used (exit 2). Returns 0,
+ * or -1 with a reason in |err| naming where edge.yml names the file. */
+int tunnel_listener_check(const struct edge_config *cfg, char *err, size_t errlen);
 /* Starts listening on every tunnel.listen address. Returns 0, or -1 with a reason in |err|. */
 int tunnel_listener_start(struct edge *e, char *err, size_t errlen);
 /* Stops accepting (connections already accepted stay). */

@@ -348,3 +348,31 @@ def test_serve_check(ctx):
     # A missing file: 2, naming it.
     r = ctx.run([ctx.edge_bin, "serve", "--check", "--config", ctx.path("nope.yml")], check=2)
     expect("nope.yml" in r.stderr, "missing config: message does not name the file: %r" % r.stderr)
+
+
+@lib.timeout(60)
+def test_serve_check_certificate_errors_name_file_line_and_key(ctx):
+    """A certificate or key that cannot be used is a configuration error: exit 2 with a message
+    naming edge.yml's file:line and the key (PRODUCT.md section 2), besides the PEM file."""
+    edge = ctx.edge(start=False)
+    lines = open(edge.config).read().splitlines()
+
+    def check(name, old, new, key):
+        idx = next(i for i, l in enumerate(lines) if old in l)
+        bad = list(lines)
+        bad[idx] = bad[idx].replace(old, new)
+        path = ctx.path(name)
+        lib.write_file(path, "\n".join(bad) + "\n")
+        r = ctx.run([ctx.edge_bin, "serve", "--check", "--config", path], check=2)
+        msg = r.stderr
+        expect(re.search(re.escape(path) + r":%d:\d+: " % (idx + 1) + re.escape(key), msg),
+               "%s: message does not name %s:%d: %s: %r" % (name, path, idx + 1, key, msg))
+        expect(new in msg, "%s: message does not name the PEM file %s: %r" % (name, new, msg))
+
+    pki = ctx.pki
+    check("cert-missing.yml", os.path.join(pki, "public.pem"), os.path.join(pki, "nope.pem"),
+          "public.certificates[0].cert")
+    check("key-mismatch.yml", os.path.join(pki, "public.key"), os.path.join(pki, "tunnel.key"),
+          "public.certificates[0].key")
+    check("tunnel-cert-missing.yml", os.path.join(pki, "tunnel.pem"), os.path.join(pki, "gone.pem"),
+          "tunnel.cert")
