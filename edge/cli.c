@@ -446,6 +446,7 @@ static int call(struct cli *c, const char *method, const char *path, const char 
     char host[300];
     char len[24];
     int fd = -1;
+    int list;
     int rv;
 
     *out = NULL;
@@ -533,6 +534,20 @@ static int call(struct cli *c, const char *method, const char *path, const char 
     if (*out == NULL)
         return failure(c, "the edge admin API at %s sent an answer that is not JSON",
                        c->addr_text);
+    /* The lists are arrays; every other answer is an object naming a tunnel ("id") or a route
+     * ("hostname"). Anything else came from something that is not culvert-edge's admin API
+     * (another service on that port). */
+    list = strcmp(method, "GET") == 0 &&
+           (strcmp(path, "/v1/tunnels") == 0 || strcmp(path, "/v1/routes") == 0);
+    if (list ? json_typeof(*out) != JSON_ARRAY
+             : json_as_string(json_object_get(*out, "id"), NULL) == NULL &&
+                   json_as_string(json_object_get(*out, "hostname"), NULL) == NULL) {
+        json_free(*out);
+        *out = NULL;
+        return failure(c, "the service at %s did not answer %s %s as culvert-edge's admin API "
+                          "does: is that the edge's admin address?",
+                       c->addr_text, method, path);
+    }
     return 0;
 }
 

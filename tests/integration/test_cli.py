@@ -312,6 +312,46 @@ def test_cli_against_stopped_edge(ctx):
         expect(r.stdout.strip() == "", "%s printed on stdout: %r" % (" ".join(args), r.stdout))
 
 
+@lib.timeout(60)
+def test_cli_against_a_service_that_is_not_the_admin_api(ctx):
+    """Another JSON-speaking service on the --admin address: the CLI says so and exits 1; it used
+    to print "No tunnels" and exit 0."""
+    import http.server
+    import threading
+
+    class H(http.server.BaseHTTPRequestHandler):
+        def answer(self):
+            body = b'{"status": "ok"}'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST = do_DELETE = answer
+
+        def log_message(self, *a):
+            pass
+
+    srv = http.server.HTTPServer(("127.0.0.1", 0), H)
+    th = threading.Thread(target=srv.serve_forever, daemon=True)
+    th.start()
+    try:
+        tok = ctx.path("admin.token")
+        lib.write_file(tok, "x" * 43 + "\n", 0o600)
+        for args in (("tunnel", "list"), ("route", "list"), ("tunnel", "info", "x"),
+                     ("tunnel", "create", "y"), ("route", "add", "a." + DOMAIN, "y")):
+            argv = [ctx.edge_bin] + list(args) + ["--admin", "http://127.0.0.1:%d" % srv.server_port,
+                                                  "--admin-token-file", tok]
+            r = ctx.run(argv, check=1)
+            expect("admin" in r.stderr and "127.0.0.1:%d" % srv.server_port in r.stderr,
+                   "%s: stderr does not name the address and the admin API: %r" % (" ".join(args), r.stderr))
+            expect_eq(r.stdout.strip(), "", "%s: stdout" % " ".join(args))
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
 @lib.timeout(30)
 def test_serve_check(ctx):
     edge = ctx.edge(start=False)
