@@ -127,6 +127,10 @@ static int parse_admin_url(struct cli *c, const char *url)
                               "socket (write http://HOST:PORT or unix:/PATH)");
     if (strncmp(url, "http://", 7) == 0)
         url += 7;
+    else if (strstr(url, "://") != NULL)
+        return usage_error(c, "--admin: %.*s is not a scheme the admin API speaks (expected "
+                              "http://HOST:PORT or unix:/PATH)",
+                           (int)(strstr(url, "://") - url + 3), url);
     n = strlen(url);
     if (n >= sizeof(tmp))
         return usage_error(c, "--admin: address too long");

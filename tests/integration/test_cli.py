@@ -333,6 +333,8 @@ def test_cli_against_a_service_that_is_not_the_admin_api(ctx):
         def log_message(self, *a):
             pass
 
+    r = ctx.run([ctx.edge_bin, "tunnel", "list", "--admin", "ftp://127.0.0.1:1"], check=2)
+    expect("ftp://" in r.stderr and "http://HOST:PORT" in r.stderr, "--admin ftp://: %r" % r.stderr)
     srv = http.server.HTTPServer(("127.0.0.1", 0), H)
     th = threading.Thread(target=srv.serve_forever, daemon=True)
     th.start()
