@@ -549,7 +549,7 @@ static int parse_authority(const char *a, size_t n, struct ingress_service *svc,
     return CV_EINVAL;
 }
 
-enum scheme_id { SCHEME_HTTP, SCHEME_HTTPS, SCHEME_TCP, SCHEME_SSH, SCHEME_RDP };
+enum scheme_id { SCHEME_HTTP, SCHEME_HTTPS, SCHEME_TCP, SCHEME_SSH, SCHEME_RDP, SCHEME_SMB };
 
 static const struct {
     const char *name;
@@ -557,7 +557,7 @@ static const struct {
     int default_port; /* -1: a port is required */
 } schemes[] = {
     {"http", SCHEME_HTTP, 80}, {"https", SCHEME_HTTPS, 443}, {"tcp", SCHEME_TCP, -1},
-    {"ssh", SCHEME_SSH, 22},   {"rdp", SCHEME_RDP, 3389},
+    {"ssh", SCHEME_SSH, 22},   {"rdp", SCHEME_RDP, 3389},   {"smb", SCHEME_SMB, 445},
 };
 
 static int make_text(struct ingress_service *svc, const char *fmt, ...)
@@ -614,7 +614,7 @@ static int parse_url_service(const char *text, const char *sep, struct ingress_s
         snprintf(sch, sizeof(sch), "%.*s", (int)(scheme_len < 24 ? scheme_len : 24), scheme);
         sanitize(sch, shown, sizeof(shown));
         set_why(why, whylen,
-                "unsupported scheme \"%s\" (use http, https, unix, unix+tls, tcp, ssh, rdp, "
+                "unsupported scheme \"%s\" (use http, https, unix, unix+tls, tcp, ssh, rdp, smb, "
                 "http_status:NNN or hello_world)", shown);
         return CV_EINVAL;
     }

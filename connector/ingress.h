@@ -115,7 +115,7 @@ enum ingress_service_kind {
     INGRESS_SVC_UNIX,        /* HTTP over a unix socket (unix:), or HTTPS (unix+tls:) */
     INGRESS_SVC_HTTP_STATUS, /* http_status:NNN: answer every request with that status */
     INGRESS_SVC_HELLO_WORLD, /* hello_world: the built-in test origin (hello.c) */
-    INGRESS_SVC_TCP,         /* tcp://, ssh://, rdp://: a byte stream to host:port */
+    INGRESS_SVC_TCP,         /* tcp://, ssh://, rdp://, smb://: a byte stream to host:port */
 };
 
 /*
@@ -129,7 +129,7 @@ struct ingress_service {
     enum hostname_kind host_kind;  /* HTTP, TCP */
     char host[HOSTNAME_MAX + 1];   /* HTTP, TCP */
     uint16_t port;                 /* HTTP, TCP: as written, else 80/443 (http/https), 22 (ssh),
-                                    * 3389 (rdp); tcp:// requires one */
+                                    * 3389 (rdp), 445 (smb); tcp:// requires one */
     char *base_path;               /* HTTP: path written after host[:port] without a trailing '/'
                                     * ("/app" for http://h/app/), prefixed to every request path;
                                     * NULL when none */
@@ -141,7 +141,7 @@ struct ingress_service {
 /*
  * Parses service text: http://host[:port][/path], https://..., unix:PATH, unix+tls:PATH,
  * http_status:NNN, hello_world (also hello-world, helloworld), tcp://host:port,
- * ssh://host[:port], rdp://host[:port]. Schemes are case-insensitive. Refused, with a reason in
+ * ssh://host[:port], rdp://host[:port], smb://host[:port] (cloudflared's SMB service). Schemes are case-insensitive. Refused, with a reason in
  * |why| (|whylen| bytes, always NUL-terminated): other schemes and cloudflared's bastion,
  * socks-proxy and warp-routing; a missing host; userinfo; a bad or missing (tcp://) port; a path,
  * query or fragment on tcp-like services; a query or fragment on http(s); an empty or too long unix

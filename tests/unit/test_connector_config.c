@@ -861,7 +861,7 @@ static void test_invalid_values_stop_with_file_line_col_and_key(void **state)
                "%s:2:10: edge-ca: expected a string, found a list");
     file_fails("url: ftp://x\n",
                "%s:1:6: url: unsupported scheme \"ftp\" (use http, https, unix, unix+tls, tcp, "
-               "ssh, rdp, http_status:NNN or hello_world)");
+               "ssh, rdp, smb, http_status:NNN or hello_world)");
     file_fails("url: http://x\ningress:\n  - service: hello_world\n",
                "%s:1:6: url: can't be used together with the ingress rules (line 2): remove one "
                "of them");

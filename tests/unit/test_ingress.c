@@ -144,6 +144,10 @@ static void test_service_parses_every_supported_form(void **state)
     svc_ok("ssh://localhost:2222", false, INGRESS_SVC_TCP, "localhost", 2222,
            "ssh://localhost:2222");
     svc_ok("rdp://10.0.0.5", false, INGRESS_SVC_TCP, "10.0.0.5", 3389, "rdp://10.0.0.5:3389");
+    /* cloudflared's SMB service: TCP, port 445 unless written. */
+    svc_ok("smb://fileserver", false, INGRESS_SVC_TCP, "fileserver", 445, "smb://fileserver:445");
+    svc_ok("SMB://10.0.0.6:1445", false, INGRESS_SVC_TCP, "10.0.0.6", 1445,
+           "smb://10.0.0.6:1445");
     svc_ok("hello_world", false, INGRESS_SVC_HELLO_WORLD, NULL, 0, "hello_world");
     svc_ok("hello-world", false, INGRESS_SVC_HELLO_WORLD, NULL, 0, "hello_world");
     svc_ok("http_status:404", false, INGRESS_SVC_HTTP_STATUS, NULL, 0, "http_status:404");
@@ -187,10 +191,10 @@ static void test_service_rejects_bad_forms_with_reasons(void **state)
     (void)state;
     svc_bad("", "empty service");
     svc_bad("ftp://files.local",
-            "unsupported scheme \"ftp\" (use http, https, unix, unix+tls, tcp, ssh, rdp, "
+            "unsupported scheme \"ftp\" (use http, https, unix, unix+tls, tcp, ssh, rdp, smb, "
             "http_status:NNN or hello_world)");
     svc_bad("ws://localhost:80",
-            "unsupported scheme \"ws\" (use http, https, unix, unix+tls, tcp, ssh, rdp, "
+            "unsupported scheme \"ws\" (use http, https, unix, unix+tls, tcp, ssh, rdp, smb, "
             "http_status:NNN or hello_world)");
     svc_bad("http://", "missing host");
     svc_bad("http://:8080", "missing host");
@@ -207,6 +211,7 @@ static void test_service_rejects_bad_forms_with_reasons(void **state)
     svc_bad("tcp://localhost", "tcp:// needs a port (tcp://host:port)");
     svc_bad("ssh://localhost:22/home", "a ssh:// service cannot have a path, query or fragment");
     svc_bad("rdp://localhost/", "a rdp:// service cannot have a path, query or fragment");
+    svc_bad("smb://localhost/share", "a smb:// service cannot have a path, query or fragment");
     svc_bad("tcp://db:5432?x", "a tcp:// service cannot have a path, query or fragment");
     svc_bad("http_status:99", "invalid HTTP status (expected http_status:NNN, 100-599)");
     svc_bad("http_status:600", "invalid HTTP status (expected http_status:NNN, 100-599)");
@@ -759,7 +764,7 @@ static void test_from_url_builds_single_catch_all(void **state)
     assert_int_equal(ingress_from_url("ftp://x", "--url", &d, &ing, err, sizeof(err)), CV_EINVAL);
     assert_null(ing);
     assert_string_equal(err, "--url: unsupported scheme \"ftp\" (use http, https, unix, unix+tls, "
-                             "tcp, ssh, rdp, http_status:NNN or hello_world)");
+                             "tcp, ssh, rdp, smb, http_status:NNN or hello_world)");
     origin_request_cleanup(&d);
 }
 
