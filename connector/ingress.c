@@ -412,6 +412,36 @@ static int parse_origin_key(const char *key, const struct yaml_node *v, const ch
     return CV_EINVAL; /* not ours: the caller warns */
 }
 
+/*
+ * cloudflared's `access: { required: true }` refuses every request without a valid Cloudflare
+ * Access token. Culvert has no such check, so ignoring the key would open the origin to anyone
+ * (RELIABILITY.md §2.3 3.1, fail-open configuration): refuse it. Without required (or false) the
+ * key only adds a check that was not enforced anyway, and is warned about as unsupported.
+ */
+static int check_access(const struct yaml_node *v, const char *p, struct yaml_error *err)
+{
+    const struct yaml_node *req;
+    char rp[KEY_PATH_MAX + 16];
+    bool on = false;
+    int rv;
+
+    if (yaml_node_kind(v) != YAML_KIND_MAPPING)
+        return 0;
+    req = yaml_map_get(v, "required");
+    snprintf(rp, sizeof(rp), "%s.required", p);
+    rv = yaml_as_bool(req, rp, &on, err);
+    if (rv == CV_ENOTFOUND)
+        return 0;
+    if (rv < 0)
+        return rv;
+    if (on)
+        return yaml_errorf(err, req, rp,
+                           "culvert does not check Cloudflare Access tokens, so requests would "
+                           "reach the origin unchecked: protect the origin another way and remove "
+                           "originRequest.access");
+    return 0;
+}
+
 int origin_request_parse(const struct yaml_node *n, const char *path, struct origin_request *o,
                          ingress_warn_cb warn, void *warn_arg, struct yaml_error *err)
 {
@@ -433,6 +463,11 @@ int origin_request_parse(const struct yaml_node *n, const char *path, struct ori
         char shown[64];
 
         snprintf(p, sizeof(p), "%s.%s", path, key);
+        rv = strcmp(key, "access") == 0 ? check_access(v, p, err) : 0;
+        if (rv < 0) {
+            origin_request_cleanup(&tmp);
+            return rv;
+        }
         rv = parse_origin_key(key, v, p, &tmp, err);
         if (rv == CV_ENOTFOUND)
             continue; /* null value: keep the inherited setting */

@@ -92,7 +92,9 @@ int origin_request_copy(struct origin_request *dst, const struct origin_request 
  * httpHostHeader, originServerName or caPool unsets it. A leading "~/" in caPool is expanded with
  * $HOME. cloudflared keys culvert does not implement (noHappyEyeballs, proxyAddress, proxyPort,
  * proxyType, ipRules, bastionMode, access, http2Origin) are reported through |warn| as "not
- * supported by culvert, ignored", other keys as "unknown key, ignored"; |warn| may be NULL.
+ * supported by culvert, ignored", other keys as "unknown key, ignored"; |warn| may be NULL. The
+ * one exception is `access: { required: true }`, an error: culvert has no Access check, and
+ * ignoring it would serve the origin to everyone.
  * Returns 0; CV_ENOTFOUND when |n| is absent or null (|o| untouched); CV_ECONFIG with |err| when
  * |n| is not a mapping or a value is invalid; CV_ENOMEM. |o| is unchanged on failure.
  */

@@ -341,7 +341,7 @@ static void test_origin_request_warns_about_unsupported_and_unknown_keys(void **
                            "  - service: http://localhost:80\n"
                            "    originRequest:\n"
                            "      http2Origin: true\n"
-                           "      access: { required: true, teamName: t, audTag: [a] }\n"
+                           "      access: { required: false, teamName: t, audTag: [a] }\n"
                            "      ipRules: []\n"
                            "      bastionMode: true\n"
                            "      proxyAddress: 127.0.0.1\n"
@@ -372,6 +372,35 @@ static void test_origin_request_warns_about_unsupported_and_unknown_keys(void **
     /* connectTimout (a typo) changed nothing. */
     assert_int_equal(ingress_rule_at(ing, 0)->origin.connect_timeout_ms, 30000);
     ingress_free(ing);
+}
+
+/* cloudflared's access.required denies every request without an Access token; culvert has no such
+ * check, so a rule that asks for it must not start serving everyone (fail closed). */
+static void test_origin_request_access_required_is_refused(void **state)
+{
+    (void)state;
+    build_fails("ingress:\n"
+                "  - hostname: admin.example.com\n"
+                "    service: http://localhost:8080\n"
+                "    originRequest:\n"
+                "      access: { required: true, teamName: t, audTag: [a] }\n"
+                "  - service: http_status:404\n",
+                "config.yml:5:27: ingress[0].originRequest.access.required: culvert does not check "
+                "Cloudflare Access tokens, so requests would reach the origin unchecked: protect "
+                "the origin another way and remove originRequest.access");
+    build_fails("originRequest:\n"
+                "  access:\n"
+                "    required: yes\n"
+                "ingress:\n"
+                "  - service: http://localhost:8080\n",
+                "config.yml:3:15: originRequest.access.required: culvert does not check "
+                "Cloudflare Access tokens, so requests would reach the origin unchecked: protect "
+                "the origin another way and remove originRequest.access");
+    build_fails("ingress:\n"
+                "  - service: http://localhost:8080\n"
+                "    originRequest: { access: { required: maybe } }\n",
+                "config.yml:3:42: ingress[0].originRequest.access.required: expected a boolean "
+                "(true or false)");
 }
 
 static void test_origin_request_rejects_invalid_values_with_location(void **state)
@@ -1089,6 +1118,7 @@ int main(void)
         cmocka_unit_test(test_rule_inherits_top_level_origin_request_key_by_key),
         cmocka_unit_test(test_origin_request_ca_pool_expands_home),
         cmocka_unit_test(test_origin_request_warns_about_unsupported_and_unknown_keys),
+        cmocka_unit_test(test_origin_request_access_required_is_refused),
         cmocka_unit_test(test_origin_request_rejects_invalid_values_with_location),
         cmocka_unit_test(test_rejects_hostname_with_port),
         cmocka_unit_test(test_rejects_misplaced_wildcard),
