@@ -1414,11 +1414,13 @@ int ingress_cmd_rule_io(int argc, char **argv, FILE *out, FILE *errf)
     const char *url;
     const char *sep;
     const char *auth;
+    const char *colon;
     const char *path;
     char file[4096];
     char err[1024];
     char desc[4096];
     size_t auth_len;
+    size_t host_len;
     size_t path_len;
     int rv;
 
@@ -1443,6 +1445,13 @@ int ingress_cmd_rule_io(int argc, char **argv, FILE *out, FILE *errf)
     }
     auth = sep + 3;
     auth_len = strcspn(auth, "/?#");
+    /* The host part of the authority, without a port: empty in "https:///x" or "https://:8443". */
+    colon = auth_len > 0 && auth[0] != '[' ? memchr(auth, ':', auth_len) : NULL;
+    host_len = colon != NULL ? (size_t)(colon - auth) : auth_len;
+    if (host_len == 0 || (auth_len >= 2 && auth[0] == '[' && auth[1] == ']')) {
+        fprintf(errf, "%.256s doesn't have a hostname, consider adding a scheme\n", url);
+        return 2;
+    }
     if (memchr(auth, '@', auth_len) != NULL) {
         fprintf(errf, "%.256s is not a valid URL: userinfo is not allowed\n", url);
         return 2;

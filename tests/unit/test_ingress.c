@@ -1093,6 +1093,18 @@ static void test_cmd_rule_prints_the_matching_rule(void **state)
                      2);
     assert_string_equal(errs,
                         "www.example.com/v1/ doesn't have a hostname, consider adding a scheme\n");
+    /* A scheme but an empty host (as cloudflared, which checks URL.Hostname()). */
+    args[0] = "https:///api/v1";
+    assert_int_equal(run_cmd(ingress_cmd_rule_io, 3, args, out, sizeof(out), errs, sizeof(errs)),
+                     2);
+    assert_string_equal(errs, "https:///api/v1 doesn't have a hostname, consider adding a scheme\n");
+    assert_string_equal(out, "");
+    args[0] = "https://:8443/api/v1";
+    assert_int_equal(run_cmd(ingress_cmd_rule_io, 3, args, out, sizeof(out), errs, sizeof(errs)),
+                     2);
+    args[0] = "https://";
+    assert_int_equal(run_cmd(ingress_cmd_rule_io, 3, args, out, sizeof(out), errs, sizeof(errs)),
+                     2);
 
     args[0] = "--config";
     args[1] = path;
