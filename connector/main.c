@@ -231,6 +231,11 @@ int main(int argc, char **argv)
             return ingress_cmd_validate(argc - 3, argv + 3);
         if (argc >= 3 && strcmp(argv[2], "rule") == 0)
             return ingress_cmd_rule(argc - 3, argv + 3);
+        if (argc >= 3 && (strcmp(argv[2], "--help") == 0 || strcmp(argv[2], "-h") == 0)) {
+            printf("usage: culvert-connector ingress validate [--config FILE]\n"
+                   "       culvert-connector ingress rule URL [--config FILE]\n");
+            return 0;
+        }
         fprintf(stderr, "usage: culvert-connector ingress validate|rule URL [--config FILE]\n");
         return 2;
     }

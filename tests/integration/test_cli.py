@@ -298,6 +298,23 @@ def test_exit_codes_and_help(ctx):
     edge.cli("tunnel", "create", "bad name/with slash", check=2)
 
 
+@lib.timeout(30)
+def test_connector_help_on_every_subcommand(ctx):
+    """--help on every culvert-connector subcommand: usage on stdout, exit 0 (PRODUCT.md section 2,
+    exit codes of both programs); the bare group without a subcommand is a usage error (2)."""
+    c = ctx.connector_bin
+    for args in (["--help"], ["run", "--help"], ["ingress", "--help"], ["ingress", "-h"],
+                 ["ingress", "validate", "--help"], ["ingress", "rule", "--help"],
+                 ["access", "--help"], ["access", "tcp", "--help"], ["access", "ssh", "--help"]):
+        r = ctx.run([c] + args)
+        expect_eq(r.returncode, 0, "exit code of culvert-connector %s" % " ".join(args))
+        expect("usage:" in r.stdout, "culvert-connector %s: no usage on stdout: %r" % (
+            " ".join(args), r.stdout))
+    for args in (["ingress"], ["ingress", "frobnicate"], ["access"]):
+        r = ctx.run([c] + args, check=2)
+        expect(r.stderr.strip() != "", "culvert-connector %s: no message on stderr" % " ".join(args))
+
+
 @lib.timeout(60)
 def test_cli_against_stopped_edge(ctx):
     edge = ctx.edge()
