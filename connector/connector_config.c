@@ -384,7 +384,11 @@ static const char *const unsupported_keys[] = {
     "proxy-dns-max-upstream-conns", "proxy-dns-bootstrap", "unix-socket", "compression-quality",
     "heartbeat-interval", "heartbeat-count", "max-fetch-size", "credentials-contents", "name",
     "hostname", "bastion", "socks5", "api-key", "api-email", "api-ca-key", "overwrite-dns",
-    "features", "dns-resolver-addrs", "service-op-ip", "edge-proxy-address", NULL,
+    "features", "dns-resolver-addrs", "service-op-ip", "edge-proxy-address", "http2-origin",
+    "proxy-connection-timeout", "proxy-expect-continue-timeout", "trace-output",
+    "dial-edge-timeout", "use-reconnect-token", "max-active-flows",
+    "quic-connection-level-flow-control-limit", "quic-stream-level-flow-control-limit",
+    "management-hostname", "stdin-control", "cacert", NULL,
 };
 
 /* cloudflared's single-origin flags, which culvert reads from originRequest instead. */

@@ -1004,6 +1004,42 @@ static void test_default_config_search_order(void **state)
 
 /* ---- load_file and reload ------------------------------------------------------------------- */
 
+/* PRODUCT.md section 3: unsupported cloudflared keys say so, rather than "unknown key". */
+static void test_more_cloudflared_keys_are_named_unsupported(void **state)
+{
+    static const char *const keys[] = {
+        "http2-origin", "proxy-connection-timeout", "proxy-expect-continue-timeout",
+        "trace-output", "dial-edge-timeout", "use-reconnect-token", "max-active-flows",
+        "quic-connection-level-flow-control-limit", "quic-stream-level-flow-control-limit",
+        "management-hostname", "stdin-control", "cacert", NULL,
+    };
+    struct connector_config *c;
+    char text[2048];
+    char want[512];
+    size_t n = 0;
+    size_t i;
+    const char *path;
+    char err[1024];
+
+    (void)state;
+    text[0] = '\0';
+    for (i = 0; keys[i] != NULL; i++)
+        snprintf(text + strlen(text), sizeof(text) - strlen(text), "%s: x\n", keys[i]);
+    snprintf(text + strlen(text), sizeof(text) - strlen(text), "ingress:\n  - service: hello_world\n");
+    path = tfile("cfkeys.yml", text);
+    if (connector_config_load_file(path, &c, err, sizeof(err)) != 0)
+        fail_msg("%s", err);
+    for (i = 0; keys[i] != NULL; i++) {
+        snprintf(want, sizeof(want), "%s:%zu:1: %s: not supported by culvert, ignored", path, i + 1,
+                 keys[i]);
+        assert_true(i < c->n_warnings);
+        assert_string_equal(c->warnings[i], want);
+        n++;
+    }
+    assert_int_equal(c->n_warnings, n);
+    connector_config_free(c);
+}
+
 static void test_load_file_checks_everything_but_credentials(void **state)
 {
     struct connector_config *c;
@@ -1160,6 +1196,7 @@ int main(void)
         cmocka_unit_test(test_flag_errors_name_the_flag),
         cmocka_unit_test(test_missing_config_file_is_reported),
         cmocka_unit_test(test_default_config_search_order),
+        cmocka_unit_test(test_more_cloudflared_keys_are_named_unsupported),
         cmocka_unit_test(test_load_file_checks_everything_but_credentials),
         cmocka_unit_test(test_reload_builds_a_new_ingress_or_keeps_the_old),
         cmocka_unit_test(test_load_fails_cleanly_on_every_allocation_failure),
