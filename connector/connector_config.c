@@ -175,6 +175,7 @@ struct flags {
     const char *token_file;
     const char *url;
     const char *tunnel;
+    bool tunnel_positional; /* |tunnel| came as the argument (`cloudflared tunnel run NAME`) */
     const char *credentials;
     const char **edges;
     size_t n_edges;
@@ -367,6 +368,7 @@ static int parse_flags(int argc, char **argv, struct flags *f, char *err, size_t
             return failf(CV_ECONFIG, err, errlen,
                          "the tunnel is given twice (--tunnel and an argument)");
         f->tunnel = positional;
+        f->tunnel_positional = true;
     }
     return 0;
 }
@@ -851,11 +853,18 @@ static int resolve_credentials(struct connector_config *c, struct file_cfg *fc,
     char *path;
     int rv;
 
-    if (f->tunnel != NULL) {
-        if (token_uuid_parse(f->tunnel, strlen(f->tunnel), flag_id) < 0)
-            return failf(CV_ECONFIG, err, errlen, "--tunnel: not a tunnel id (a UUID such as "
-                                                  "6ff42ae2-765d-4adf-8112-31c55c1551ef)");
+    if (f->tunnel != NULL && token_uuid_parse(f->tunnel, strlen(f->tunnel), flag_id) == 0) {
         want = flag_id;
+    } else if (f->tunnel != NULL && !f->tunnel_positional) {
+        return failf(CV_ECONFIG, err, errlen, "--tunnel: not a tunnel id (a UUID such as "
+                                              "6ff42ae2-765d-4adf-8112-31c55c1551ef)");
+    } else if (f->tunnel != NULL) {
+        /* A name, as `cloudflared tunnel run NAME` takes: ignored like `tunnel: NAME` in the file.
+         * Never quoted: it may be a token typed without --token. */
+        on_warn("the tunnel argument is not a tunnel id (UUID): culvert identifies the tunnel by "
+                "the id in the credentials file or token; the name is ignored", w);
+        if (fc->has_tunnel)
+            want = fc->tunnel_id;
     } else if (fc->has_tunnel) {
         want = fc->tunnel_id;
     }
@@ -942,7 +951,7 @@ static int resolve_credentials(struct connector_config *c, struct file_cfg *fc,
     if (want != NULL && memcmp(want, t->id, TOKEN_ID_LEN) != 0) {
         token_uuid_format(want, wanttext);
         token_uuid_format(t->id, idtext);
-        if (f->tunnel == NULL && fc->tunnel_node != NULL) {
+        if (want == fc->tunnel_id && fc->tunnel_node != NULL) {
             struct yaml_error ye;
 
             (void)yaml_errorf(&ye, fc->tunnel_node, "tunnel",

@@ -106,7 +106,8 @@ struct connector_config {
  * argv[i] strings may be overwritten, see --token) and builds a new configuration in *|out|.
  *
  * Flags: --config FILE, --token T, --token-file F, --url URL, --tunnel UUID (also the one
- * positional argument, as in `cloudflared tunnel run UUID`), --credentials-file F (alias
+ * positional argument, as in `cloudflared tunnel run UUID`; a positional tunnel name is warned
+ * about and ignored, like `tunnel: NAME` in the file), --credentials-file F (alias
  * --cred-file), --edge HOST:PORT (repeatable), --edge-ca F, --ha-connections N, --metrics ADDR|off,
  * --loglevel L, --grace-period D, --region R, --retry-base D, --heartbeat D and --stream-idle D
  * (hidden test knobs),

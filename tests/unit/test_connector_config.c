@@ -940,6 +940,30 @@ static void test_flag_errors_name_the_flag(void **state)
     flags_fail("--url: missing host", "--url", "http://", NULL);
 }
 
+/* `cloudflared tunnel run NAME`: a tunnel name as the argument is warned about and ignored, as
+ * `tunnel: NAME` in the file is, not an error about a --tunnel flag that was never given. */
+static void test_tunnel_name_argument_is_ignored_with_a_warning(void **state)
+{
+    struct connector_config *c;
+    struct args a;
+    char err[512];
+    char *tok = make_token(0x11, "edge.example.com:7844", true);
+
+    (void)state;
+    args_set(&a, "my-tunnel", "--token", tok, "--url", "http://localhost:8080", NULL);
+    if (load(&a, &c, err, sizeof(err)) != 0)
+        fail_msg("%s", err);
+    assert_string_equal(c->tunnel_id_text, UUID1);
+    assert_int_equal(c->n_warnings, 1);
+    assert_string_equal(c->warnings[0], "the tunnel argument is not a tunnel id (UUID): culvert "
+                                        "identifies the tunnel by the id in the credentials file "
+                                        "or token; the name is ignored");
+    assert_null(strstr(c->warnings[0], "my-tunnel")); /* never echoed: it may be a token */
+    connector_config_free(c);
+    args_free(&a);
+    free(tok);
+}
+
 static void test_missing_config_file_is_reported(void **state)
 {
     struct connector_config *c;
@@ -1194,6 +1218,7 @@ int main(void)
         cmocka_unit_test(test_invalid_values_stop_with_file_line_col_and_key),
         cmocka_unit_test(test_url_flag_conflicts_with_ingress_section),
         cmocka_unit_test(test_flag_errors_name_the_flag),
+        cmocka_unit_test(test_tunnel_name_argument_is_ignored_with_a_warning),
         cmocka_unit_test(test_missing_config_file_is_reported),
         cmocka_unit_test(test_default_config_search_order),
         cmocka_unit_test(test_more_cloudflared_keys_are_named_unsupported),
