@@ -124,8 +124,8 @@ struct certs *certs_load(const struct edge_config *cfg, char *err, size_t errlen
         }
         c->ctxs[c->nctx++] = ctx;
         if (collect_names(c, ctx, cfg->certs[i].cert) < 0) {
-            snprintf(err, errlen, "%s: certificate %s: cannot read its names", cfg->certs[i].cert_at,
-                     cfg->certs[i].cert);
+            snprintf(err, errlen, "%s: certificate %s: cannot read its names",
+                     cfg->certs[i].cert_at, cfg->certs[i].cert);
             goto fail;
         }
     }

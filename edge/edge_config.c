@@ -392,7 +392,8 @@ static int load_advertise_ports(struct loader *l, const struct yaml_node *m)
     rv = check_map(l, m, "public.advertise_ports", keys);
     if (rv < 0)
         return rv;
-    rv = yaml_as_int(yaml_map_get(m, "https"), "public.advertise_ports.https", 1, 65535, &v, l->err);
+    rv = yaml_as_int(yaml_map_get(m, "https"), "public.advertise_ports.https", 1, 65535, &v,
+                     l->err);
     if (rv < 0 && rv != CV_ENOTFOUND)
         return rv;
     if (rv == 0)
