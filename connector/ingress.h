@@ -147,8 +147,8 @@ struct ingress_service {
  * case-insensitive. Refused, with a reason in |why| (|whylen| bytes, always NUL-terminated): other
  * schemes and cloudflared's bastion, socks-proxy and warp-routing; a missing host; userinfo; a bad
  * or missing (tcp://) port; a path, query or fragment on tcp-like services; a query or fragment on
- * http(s); an empty or too long unix path; a status outside 100..599. With |default_http| (the --url
- * flag), text without "://" that is not one of the special forms is read as http://TEXT, as
+ * http(s); an empty or too long unix path; a status outside 100..599. With |default_http| (the
+ * --url flag), text without "://" that is not one of the special forms is read as http://TEXT, as
  * cloudflared does. Returns 0 and fills |svc| (uninitialised before), CV_EINVAL with |why| (|svc|
  * holds nothing to clean up), or CV_ENOMEM.
  */
