@@ -1218,6 +1218,13 @@ static int load(const struct flags *f, const char *path, struct connector_config
         token_uuid_format(c->tunnel_id, c->tunnel_id_text);
         c->has_ca_sha256 = t.has_ca_sha256;
         memcpy(c->ca_sha256, t.ca_sha256, TOKEN_DIGEST_LEN);
+        if (c->has_ca_sha256 && c->edge_ca != NULL) {
+            char msg[512];
+
+            snprintf(msg, sizeof(msg), "edge-ca %.300s is not used: the token pins the edge's CA "
+                                       "(ca_sha256), which takes precedence", c->edge_ca);
+            on_warn(msg, &w);
+        }
     }
     if (w.oom) {
         rv = failf(CV_ENOMEM, err, errlen, "out of memory");

@@ -316,6 +316,18 @@ def test_connector_help_on_every_subcommand(ctx):
 
 
 @lib.timeout(60)
+def test_connector_says_when_edge_ca_is_overridden_by_the_tokens_pin(ctx):
+    """A token that pins the edge's CA wins over --edge-ca (PRODUCT.md "Token"); the connector
+    says that the file is not used instead of ignoring it silently."""
+    edge = ctx.edge()
+    t = edge.create_tunnel("pinned")
+    expect(lib.decode_token(t["token"]).get("ca_sha256"), "the test edge's tokens pin its CA")
+    unused = ctx.path("no-such-ca.pem")
+    c = ctx.connector(edge, t["token"], args=["--edge-ca", unused])
+    c.proc.wait_log(r"edge-ca %s is not used: the token pins" % re.escape(unused), 10)
+
+
+@lib.timeout(60)
 def test_cli_against_stopped_edge(ctx):
     edge = ctx.edge()
     edge.create_tunnel("x")
