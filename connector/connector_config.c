@@ -165,6 +165,31 @@ static const char *check_region(const char *s)
 
 /* ---- flags ---------------------------------------------------------------------------------- */
 
+/* cloudflared's single-origin flags (config keys too): also flags; with `url:` or --url they set the origin's
+ * options as cloudflared does; with ingress rules they do nothing there either (originRequest
+ * does), so they are warned about. */
+static const struct {
+    const char *key;
+    const char *instead; /* its originRequest name */
+    bool is_bool;        /* as a flag, may stand alone: --no-tls-verify is --no-tls-verify=true */
+} legacy_origin_keys[] = {
+    {"no-tls-verify", "noTLSVerify", true},
+    {"origin-ca-pool", "caPool", false},
+    {"origin-server-name", "originServerName", false},
+    {"http-host-header", "httpHostHeader", false},
+    {"no-chunked-encoding", "disableChunkedEncoding", true},
+    {"proxy-connect-timeout", "connectTimeout", false},
+    {"proxy-tls-timeout", "tlsTimeout", false},
+    {"proxy-tcp-keepalive", "tcpKeepAlive", false},
+    {"proxy-keepalive-connections", "keepAliveConnections", false},
+    {"proxy-keepalive-timeout", "keepAliveTimeout", false},
+    {"proxy-no-happy-eyeballs", "noHappyEyeballs", true},
+};
+
+#define N_LEGACY_ORIGIN_KEYS (sizeof(legacy_origin_keys) / sizeof(legacy_origin_keys[0]))
+_Static_assert(N_LEGACY_ORIGIN_KEYS == CONNECTOR_ORIGIN_FLAGS, "connector_config.h's count");
+
+
 enum flag_kind { FLAG_VALUE, FLAG_REPEAT, FLAG_SECRET, FLAG_BOOL };
 
 struct flags {
@@ -188,6 +213,7 @@ struct flags {
     const char *retry_base;
     const char *heartbeat;
     const char *stream_idle;
+    const char *origin[N_LEGACY_ORIGIN_KEYS]; /* --no-tls-verify ...: legacy_origin_keys, by index */
     bool help;
 };
 
@@ -296,6 +322,34 @@ static void flags_cleanup(struct flags *f)
     memset(f, 0, sizeof(*f));
 }
 
+/* cloudflared's single-origin flags (--no-tls-verify, --http-host-header H, ...) into f->origin;
+ * argv[*|i|] is the flag (|name|, |len|, |value| as flag_split gave them). CV_ENOTFOUND when it is
+ * not one of them. */
+static int origin_flag(int argc, char **argv, int *i, const char *name, size_t len,
+                       const char *value, struct flags *f, char *err, size_t errlen)
+{
+    size_t j;
+
+    for (j = 0; j < N_LEGACY_ORIGIN_KEYS; j++) {
+        if (strlen(legacy_origin_keys[j].key) == len &&
+            memcmp(legacy_origin_keys[j].key, name, len) == 0)
+            break;
+    }
+    if (j == N_LEGACY_ORIGIN_KEYS)
+        return CV_ENOTFOUND;
+    if (value == NULL && legacy_origin_keys[j].is_bool) {
+        value = "true";
+    } else if (value == NULL) {
+        if (*i + 1 >= argc)
+            return failf(CV_ECONFIG, err, errlen, "--%s needs a value", legacy_origin_keys[j].key);
+        value = argv[++*i];
+    }
+    if (f->origin[j] != NULL)
+        return failf(CV_ECONFIG, err, errlen, "--%s given twice", legacy_origin_keys[j].key);
+    f->origin[j] = value;
+    return 0;
+}
+
 static int parse_flags(int argc, char **argv, struct flags *f, char *err, size_t errlen)
 {
     const char *positional = NULL;
@@ -336,9 +390,15 @@ static int parse_flags(int argc, char **argv, struct flags *f, char *err, size_t
         }
         d = flag_find(name, len);
         sanitize(name, len, shown, sizeof(shown));
-        if (d == NULL)
-            return failf(CV_ECONFIG, err, errlen, "unknown flag -%s%s (see --help)",
-                         argv[i][1] == '-' ? "-" : "", shown);
+        if (d == NULL) {
+            rv = origin_flag(argc, argv, &i, name, len, value, f, err, errlen);
+            if (rv == CV_ENOTFOUND)
+                return failf(CV_ECONFIG, err, errlen, "unknown flag -%s%s (see --help)",
+                             argv[i][1] == '-' ? "-" : "", shown);
+            if (rv < 0)
+                return rv;
+            continue;
+        }
         if (d->kind == FLAG_BOOL) {
             if (value != NULL)
                 return failf(CV_ECONFIG, err, errlen, "--%s takes no value", d->name);
@@ -393,23 +453,6 @@ static const char *const unsupported_keys[] = {
     "management-hostname", "stdin-control", "cacert", NULL,
 };
 
-/* cloudflared's single-origin flags, which culvert reads from originRequest instead. */
-static const struct {
-    const char *key;
-    const char *instead;
-} legacy_origin_keys[] = {
-    {"no-tls-verify", "noTLSVerify"},
-    {"origin-ca-pool", "caPool"},
-    {"origin-server-name", "originServerName"},
-    {"http-host-header", "httpHostHeader"},
-    {"no-chunked-encoding", "disableChunkedEncoding"},
-    {"proxy-connect-timeout", "connectTimeout"},
-    {"proxy-tls-timeout", "tlsTimeout"},
-    {"proxy-tcp-keepalive", "tcpKeepAlive"},
-    {"proxy-keepalive-connections", "keepAliveConnections"},
-    {"proxy-keepalive-timeout", "keepAliveTimeout"},
-    {"proxy-no-happy-eyeballs", "noHappyEyeballs"},
-};
 
 
 static bool in_list(const char *const *list, const char *s)
@@ -451,6 +494,9 @@ struct file_cfg {
     const struct yaml_node *ingress_key;  /* for messages: where "ingress:" is written */
     const struct yaml_node *ingress_node; /* its value, NULL when absent or null */
     struct origin_request origin;
+    /* cloudflared's single-origin keys (legacy_origin_keys), by index: the key and its value. */
+    const struct yaml_node *legacy_key[N_LEGACY_ORIGIN_KEYS];
+    const struct yaml_node *legacy[N_LEGACY_ORIGIN_KEYS];
 };
 
 static void file_init(struct file_cfg *fc)
@@ -667,14 +713,14 @@ static int file_load(const char *path, struct file_cfg *fc, struct warnings *w, 
             return failf(rv, err, errlen, "%s: out of memory", path);
         if (rv == CV_EINVAL) {
             sanitize(key, strlen(key), shown, sizeof(shown));
-            for (j = 0; j < sizeof(legacy_origin_keys) / sizeof(legacy_origin_keys[0]); j++) {
+            for (j = 0; j < N_LEGACY_ORIGIN_KEYS; j++) {
                 if (strcmp(key, legacy_origin_keys[j].key) == 0)
                     break;
             }
-            if (j < sizeof(legacy_origin_keys) / sizeof(legacy_origin_keys[0]))
-                warnf_at(w, k, shown, "not supported by culvert, ignored (use originRequest: "
-                                      "{ %s: ... })", legacy_origin_keys[j].instead);
-            else if (in_list(unsupported_keys, key))
+            if (j < N_LEGACY_ORIGIN_KEYS) {
+                fc->legacy_key[j] = k; /* judged with url: or ingress: known (build_ingress) */
+                fc->legacy[j] = v;
+            } else if (in_list(unsupported_keys, key))
                 warnf_at(w, k, shown, "not supported by culvert, ignored");
             else
                 warnf_at(w, k, shown, "unknown key, ignored");
@@ -692,10 +738,85 @@ static int file_load(const char *path, struct file_cfg *fc, struct warnings *w, 
     return 0;
 }
 
+/* Single-origin mode: cloudflared's legacy origin keys of the file set |o|'s options over the
+ * file's originRequest, as cloudflared's flags do. */
+static int apply_legacy_origin_keys(const struct file_cfg *fc, struct origin_request *o,
+                                    struct warnings *w, char *err, size_t errlen)
+{
+    struct yaml_error ye;
+    size_t j;
+    int rv;
+
+    for (j = 0; j < N_LEGACY_ORIGIN_KEYS; j++) {
+        if (fc->legacy_key[j] == NULL)
+            continue;
+        rv = origin_request_set(o, legacy_origin_keys[j].instead, fc->legacy[j],
+                                legacy_origin_keys[j].key, &ye);
+        if (rv == CV_EINVAL)
+            warnf_at(w, fc->legacy_key[j], legacy_origin_keys[j].key,
+                     "not supported by culvert, ignored");
+        else if (rv == CV_ENOMEM)
+            return failf(rv, err, errlen, "out of memory");
+        else if (rv < 0 && rv != CV_ENOTFOUND)
+            return failf(CV_ECONFIG, err, errlen, "%s", ye.msg);
+    }
+    return 0;
+}
+
+/* Single-origin mode: cloudflared's legacy origin flags set |o|'s options over the file's. Each
+ * value is read as a one-scalar YAML document, so that it is judged exactly as the same key in
+ * originRequest. */
+static int apply_origin_flags(const struct flags *f, struct origin_request *o, struct warnings *w,
+                              char *err, size_t errlen)
+{
+    struct yaml_error ye;
+    size_t j;
+
+    for (j = 0; j < N_LEGACY_ORIGIN_KEYS; j++) {
+        const char *v = f->origin[j];
+        struct yaml_doc *doc = NULL;
+        char text[4200];
+        char *t = text;
+        const char *msg;
+        int rv;
+
+        if (v == NULL)
+            continue;
+        if (strlen(v) > 4096)
+            return failf(CV_ECONFIG, err, errlen, "--%s: value too long", legacy_origin_keys[j].key);
+        *t++ = '"'; /* a double-quoted scalar: every byte kept as written */
+        for (; *v != '\0'; v++) {
+            if (*v == '"' || *v == '\\')
+                *t++ = '\\';
+            *t++ = *v;
+        }
+        *t++ = '"';
+        rv = yaml_load_string(text, (size_t)(t - text), "flag", NULL, &doc, &ye);
+        if (rv == 0)
+            rv = origin_request_set(o, legacy_origin_keys[j].instead, yaml_doc_root(doc), NULL, &ye);
+        yaml_doc_free(doc);
+        if (rv == CV_EINVAL) {
+            char m[128];
+
+            snprintf(m, sizeof(m), "--%s: not supported by culvert, ignored",
+                     legacy_origin_keys[j].key);
+            on_warn(m, w);
+        } else if (rv == CV_ENOMEM) {
+            return failf(rv, err, errlen, "out of memory");
+        } else if (rv < 0 && rv != CV_ENOTFOUND) {
+            msg = strstr(ye.msg, ": "); /* after "flag:LINE:COL" */
+            return failf(CV_ECONFIG, err, errlen, "--%s: %s", legacy_origin_keys[j].key,
+                         msg != NULL ? msg + 2 : ye.msg);
+        }
+    }
+    return 0;
+}
+
 /* Builds c->ingress from |url| (flag or file) or the file's ingress section. */
 static int build_ingress(struct connector_config *c, const struct file_cfg *fc,
-                         const char *flag_url, struct warnings *w, char *err, size_t errlen)
+                         const struct flags *f, struct warnings *w, char *err, size_t errlen)
 {
+    const char *flag_url = f != NULL ? f->url : NULL;
     struct origin_request defaults;
     struct yaml_error ye;
     char name[600];
@@ -717,8 +838,29 @@ static int build_ingress(struct connector_config *c, const struct file_cfg *fc,
         if (c->url == NULL)
             return failf(CV_ENOMEM, err, errlen, "out of memory");
         c->url_from_flag = flag_url != NULL;
-        rv = ingress_from_url(url, name, &fc->origin, &c->ingress, err, errlen);
+        rv = origin_request_copy(&defaults, &fc->origin);
+        if (rv == 0)
+            rv = apply_legacy_origin_keys(fc, &defaults, w, err, errlen);
+        if (rv == 0 && f != NULL)
+            rv = apply_origin_flags(f, &defaults, w, err, errlen);
+        if (rv == 0)
+            rv = ingress_from_url(url, name, &defaults, &c->ingress, err, errlen);
+        origin_request_cleanup(&defaults);
         return rv == CV_EINVAL ? CV_ECONFIG : rv;
+    }
+    for (size_t j = 0; j < N_LEGACY_ORIGIN_KEYS; j++) {
+        char msg[256];
+
+        if (fc->legacy_key[j] != NULL)
+            warnf_at(w, fc->legacy_key[j], legacy_origin_keys[j].key,
+                     "applies only to a single origin (url: or --url), ignored; for ingress "
+                     "rules use originRequest: { %s: ... }", legacy_origin_keys[j].instead);
+        if (f != NULL && f->origin[j] != NULL) {
+            snprintf(msg, sizeof(msg), "--%s applies only to a single origin (--url), ignored; "
+                                       "for ingress rules use originRequest: { %s: ... }",
+                     legacy_origin_keys[j].key, legacy_origin_keys[j].instead);
+            on_warn(msg, w);
+        }
     }
     if (fc->ingress_node != NULL) {
         rv = ingress_parse(fc->ingress_node, &fc->origin, on_warn, w, &c->ingress, &ye);
@@ -1143,6 +1285,8 @@ void connector_config_free(struct connector_config *c)
     mem_free(c->edge_ca);
     mem_free(c->region);
     mem_free(c->url);
+    for (i = 0; i < CONNECTOR_ORIGIN_FLAGS; i++)
+        mem_free(c->origin_flags[i]);
     ingress_free(c->ingress);
     for (i = 0; i < c->n_warnings; i++)
         mem_free(c->warnings[i]);
@@ -1200,9 +1344,15 @@ static int load(const struct flags *f, const char *path, struct connector_config
         if (rv < 0)
             goto fail;
     }
-    rv = build_ingress(c, &fc, f != NULL ? f->url : NULL, &w, err, errlen);
+    rv = build_ingress(c, &fc, f, &w, err, errlen);
     if (rv < 0)
         goto fail;
+    for (size_t j = 0; f != NULL && j < N_LEGACY_ORIGIN_KEYS; j++) {
+        if (f->origin[j] != NULL && set_str(&c->origin_flags[j], f->origin[j], false) < 0) {
+            rv = failf(CV_ENOMEM, err, errlen, "out of memory");
+            goto fail;
+        }
+    }
     rv = apply_settings(c, &fc, f, err, errlen);
     if (rv < 0)
         goto fail;
@@ -1283,17 +1433,23 @@ int connector_config_reload_ingress(const struct connector_config *cur, struct i
 {
     struct connector_config c;
     struct file_cfg fc;
+    struct flags fl;
     struct warnings w = {NULL, 0, false};
+    size_t j;
     int rv;
 
     *out = NULL;
     if (cur->config_path == NULL)
         return failf(CV_ENOTFOUND, err, errlen, "no config file to reload");
+    memset(&fl, 0, sizeof(fl)); /* what the command line gave: --url and the origin flags */
+    fl.url = cur->url_from_flag ? cur->url : NULL;
+    for (j = 0; j < N_LEGACY_ORIGIN_KEYS; j++)
+        fl.origin[j] = cur->origin_flags[j];
     memset(&c, 0, sizeof(c));
     file_init(&fc);
     rv = file_load(cur->config_path, &fc, &w, err, errlen);
     if (rv == 0)
-        rv = build_ingress(&c, &fc, cur->url_from_flag ? cur->url : NULL, &w, err, errlen);
+        rv = build_ingress(&c, &fc, &fl, &w, err, errlen);
     if (rv == 0 && w.oom)
         rv = failf(CV_ENOMEM, err, errlen, "out of memory");
     warnings_log(&w);
@@ -1331,6 +1487,12 @@ void connector_config_usage(FILE *f)
             "  --loglevel LEVEL       debug, info, warn, error (default info)\n"
             "  --grace-period D       drain time on SIGTERM (default 30s)\n"
             "  --region R             region label shown on the edge\n"
+            "  --no-tls-verify, --origin-ca-pool F, --origin-server-name N, --http-host-header H,\n"
+            "  --no-chunked-encoding, --proxy-connect-timeout D, --proxy-tls-timeout D,\n"
+            "  --proxy-tcp-keepalive D, --proxy-keepalive-connections N,\n"
+            "  --proxy-keepalive-timeout D\n"
+            "                         cloudflared's single-origin options, for --url / url:\n"
+            "                         (with ingress rules use originRequest)\n"
             "  --help                 this text\n",
             CONNECTOR_HA_MAX, CONNECTOR_HA_DEFAULT, CONNECTOR_METRICS_PORT_FIRST,
             CONNECTOR_METRICS_PORT_LAST);

@@ -37,6 +37,8 @@
 #include "log.h"
 #include "token.h"
 
+/* cloudflared's single-origin flags culvert reads (connector_config.c: legacy_origin_keys). */
+#define CONNECTOR_ORIGIN_FLAGS 11
 #define CONNECTOR_HA_DEFAULT 4
 #define CONNECTOR_HA_MAX 16
 #define CONNECTOR_GRACE_DEFAULT_MS 30000
@@ -95,6 +97,9 @@ struct connector_config {
 
     char *url;                          /* --url or the legacy url: key, NULL when unset */
     bool url_from_flag;                 /* |url| came from --url: a reload keeps it */
+    /* cloudflared's single-origin flags as given (--no-tls-verify, --http-host-header H, ...; NULL
+     * when not), so that a reload applies them again. */
+    char *origin_flags[CONNECTOR_ORIGIN_FLAGS];
     struct ingress *ingress;            /* from url, else the ingress section; never NULL */
 
     char **warnings;                    /* n_warnings lines for the caller to log */

@@ -442,6 +442,12 @@ static int check_access(const struct yaml_node *v, const char *p, struct yaml_er
     return 0;
 }
 
+int origin_request_set(struct origin_request *o, const char *key, const struct yaml_node *v,
+                       const char *path, struct yaml_error *err)
+{
+    return parse_origin_key(key, v, path, o, err);
+}
+
 int origin_request_parse(const struct yaml_node *n, const char *path, struct origin_request *o,
                          ingress_warn_cb warn, void *warn_arg, struct yaml_error *err)
 {

@@ -86,6 +86,15 @@ void origin_request_cleanup(struct origin_request *o);
 int origin_request_copy(struct origin_request *dst, const struct origin_request *src);
 
 /*
+ * Sets the one originRequest key |key| (cloudflared's camelCase name) of |o| from |v|, as
+ * origin_request_parse does for each key of a mapping (|path| names it in messages). Returns 0;
+ * CV_ENOTFOUND for a null value; CV_EINVAL when culvert does not implement the key; CV_ECONFIG
+ * with |err|; CV_ENOMEM.
+ */
+int origin_request_set(struct origin_request *o, const char *key, const struct yaml_node *v,
+                       const char *path, struct yaml_error *err);
+
+/*
  * Applies the `originRequest:` mapping |n| (the value node; |path| is its key path for messages,
  * e.g. "originRequest" or "ingress[2].originRequest") over |o|, key by key: keys absent or null
  * keep |o|'s value, which is how a rule inherits the top-level settings. An empty string for

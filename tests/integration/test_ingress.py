@@ -5,6 +5,7 @@ validate`, and a cloudflared-style config.yml (unsupported keys, tunnel + creden
 import json
 import os
 import re
+import signal
 
 import lib
 from lib import DOMAIN, expect, expect_eq
@@ -139,6 +140,53 @@ def test_self_signed_origin_needs_no_tls_verify(ctx):
     check_error_page(edge.get(h("strict"), "/echo"), 502, "self-signed origin without noTLSVerify (again)")
     expect_eq(edge.get(h("lax"), "/name").status, 200, "noTLSVerify again")
     expect_eq(origin.request_count(), 2, "requests at the self-signed origin")
+
+
+@lib.timeout(60)
+def test_single_origin_takes_cloudflareds_legacy_origin_keys(ctx):
+    """cloudflared's single-origin keys (no-tls-verify, http-host-header, ...) set the options of
+    the `url:` origin, as they do in cloudflared; beside ingress rules they are warned about."""
+    edge = ctx.edge()
+    t = edge.tunnel_with_route("legacy", [h("legacy")])
+    origin = ctx.origin("selfsigned", tls=self_signed(ctx))
+    c = ctx.connector(edge, t["token"], config_text=(
+        "url: %s\nno-tls-verify: true\nhttp-host-header: internal.example\n"
+        "proxy-connect-timeout: 5s\n" % origin.url))
+    r = edge.get(h("legacy"), "/echo")
+    expect_eq(r.status, 200, "self-signed url: origin with no-tls-verify: true")
+    host = next((v for k, v in r.json()["headers"] if k.lower() == "host"), None)
+    expect_eq(host, "internal.example", "Host the origin saw (http-host-header)")
+    expect("no-tls-verify" not in c.proc.text(), "a warning about an applied key:\n%s" % c.proc.text())
+    c.stop()
+    # Without it, the same origin is refused; a bad value names the file, line and key.
+    c = ctx.connector(edge, t["token"], name="strict", config_text="url: %s\n" % origin.url)
+    check_error_page(edge.get(h("legacy"), "/echo"), 502, "self-signed url: origin without no-tls-verify")
+    c.stop()
+    bad = ctx.path("bad.yml")
+    lib.write_file(bad, "url: %s\nno-tls-verify: maybe\n" % origin.url)
+    r = ctx.run([ctx.connector_bin, "ingress", "validate", "--config", bad], check=2)
+    expect(re.search(r"bad\.yml:2:\d+: no-tls-verify", r.stderr), "error for no-tls-verify: maybe: %r" % r.stderr)
+    # The same as flags (`cloudflared tunnel --url https://... --no-tls-verify`), kept by a reload.
+    c = ctx.connector(edge, t["token"], name="flags", url=origin.url, config_text="loglevel: info\n",
+                      args=["--no-tls-verify", "--http-host-header", "flags.example"])
+    for when in ("flags", "after a reload"):
+        r = edge.get(h("legacy"), "/echo")
+        expect_eq(r.status, 200, "--url of a self-signed origin with --no-tls-verify, %s" % when)
+        host = next((v for k, v in r.json()["headers"] if k.lower() == "host"), None)
+        expect_eq(host, "flags.example", "Host the origin saw (--http-host-header), %s" % when)
+        mark = c.proc.log_size()
+        c.proc.send(signal.SIGHUP)
+        c.proc.wait_log(r"ingress reloaded", 10, start=mark)
+    c.stop()
+    r = ctx.run([ctx.connector_bin, "run", "--url", origin.url, "--no-tls-verify=maybe", "--token", "x"],
+                check=2)
+    expect("--no-tls-verify: expected a boolean" in r.stderr, "--no-tls-verify=maybe: %r" % r.stderr)
+    # Beside ingress rules they do nothing, as in cloudflared, and say so.
+    good = ctx.path("rules.yml")
+    lib.write_file(good, "no-tls-verify: true\ningress:\n  - service: %s\n" % origin.url)
+    r = ctx.run([ctx.connector_bin, "ingress", "validate", "--config", good], check=0)
+    expect(re.search(r"rules\.yml:1:1: no-tls-verify: applies only to a single origin", r.stderr),
+           "warning for no-tls-verify beside ingress rules: %r" % r.stderr)
 
 
 @lib.timeout(60)
