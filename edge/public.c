@@ -577,6 +577,16 @@ static void access_log(struct preq *rq)
 
 /* ---- local answers -------------------------------------------------------------------------- */
 
+/* Cancels |rq|'s stream, if it still has one: a RESET to the connector, and the stream let go. */
+static void preq_cancel_stream(struct preq *rq)
+{
+    if (rq->stream == NULL)
+        return;
+    mux_stream_reset(rq->stream, CODE_CANCEL);
+    mux_stream_release(rq->stream);
+    rq->stream = NULL;
+}
+
 /* The body bytes of the complete response in |b| (what the access log counts, as nginx's
  * $body_bytes_sent): what follows the blank line. */
 static uint64_t answer_body_bytes(const struct buf *b)
@@ -617,11 +627,7 @@ static void answer_local(struct preq *rq, int status, const char *detail, const 
         pc->flags |= PC_F_CLOSE_AFTER;
     }
     buf_consume(b, buf_len(b));
-    if (rq->stream != NULL) {
-        mux_stream_reset(rq->stream, CODE_CANCEL);
-        mux_stream_release(rq->stream);
-        rq->stream = NULL;
-    }
+    preq_cancel_stream(rq);
     preq_finish_check(rq);
 }
 
@@ -646,11 +652,7 @@ static void answer_parse_error(struct pconn *pc, int status)
             if (pc->req == NULL || pc_closing(pc))
                 return;
         }
-        if (rq->stream != NULL) {
-            mux_stream_reset(rq->stream, CODE_CANCEL);
-            mux_stream_release(rq->stream);
-            rq->stream = NULL;
-        }
+        preq_cancel_stream(rq);
         pconn_close(pc);
         return;
     }
@@ -1854,11 +1856,7 @@ static void pc_on_eof(struct sock *s, void *arg)
      * T-25); a complete one still gets its response (half-close is allowed). */
     if (rq != NULL && !(rq->flags & RQ_F_IN_DONE)) {
         preq_abandoned(rq);
-        if (rq->stream != NULL) {
-            mux_stream_reset(rq->stream, CODE_CANCEL);
-            mux_stream_release(rq->stream);
-            rq->stream = NULL;
-        }
+        preq_cancel_stream(rq);
         pconn_abort(pc);
         return;
     }
@@ -1934,20 +1932,12 @@ static void pc_on_timeout(struct sock *s, void *arg)
             /* RELIABILITY.md 1.4 (slow POST): the body stopped arriving. */
             LOG_I("public rid=%s host=%s request body idle for too long", rq->id, rq->host);
             preq_abandoned(rq);
-            if (rq->stream != NULL) {
-                mux_stream_reset(rq->stream, CODE_CANCEL);
-                mux_stream_release(rq->stream);
-                rq->stream = NULL;
-            }
+            preq_cancel_stream(rq);
             pc->flags |= PC_F_CLOSE_AFTER;
             answer_local(rq, 408, NULL, NULL);
         } else if (rq != NULL && !(rq->flags & RQ_F_RESP_HEAD)) {
             LOG_I("public rid=%s host=%s no response from the origin in time", rq->id, rq->host);
-            if (rq->stream != NULL) {
-                mux_stream_reset(rq->stream, CODE_CANCEL);
-                mux_stream_release(rq->stream);
-                rq->stream = NULL;
-            }
+            preq_cancel_stream(rq);
             pc->flags |= PC_F_CLOSE_AFTER;
             answer_local(rq, 504, NULL, NULL);
         } else {
