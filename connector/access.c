@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <openssl/ssl.h>
@@ -427,6 +428,7 @@ struct sio {
     int out_open;
     int in_file;          /* stdin is a regular file or a device: plain read() calls */
     int out_file;         /* stdout is a file or a device: plain write() calls (|out| unused) */
+    int out_sock;         /* stdout is a socket: its direction ends with a shutdown (|sreq|) */
     int reading;          /* uv_read_start active */
     int paused;           /* the pump stopped reading (the edge is full) */
     int eof;              /* stdin ended */
@@ -434,7 +436,7 @@ struct sio {
     int above_high;       /* queued reached ACC_OUT_HIGH: a drain is owed */
     size_t queued;        /* bytes in uv_write requests */
     struct buf in_buf;
-    uv_shutdown_t sreq;
+    uv_shutdown_t sreq;   /* out_sock: shutdown(SHUT_WR) before the close */
 };
 
 struct sio_write {
@@ -547,6 +549,7 @@ static void tun_free_if_done(struct tun *t)
 /* ---- local side: sock or stdin/stdout -------------------------------------------------------- */
 
 static void sio_close_handle(struct sio *s, int out);
+static void sio_end_out(struct sio *s);
 
 static struct buf *local_in(struct tun *t)
 {
@@ -621,8 +624,8 @@ static void sio_on_write(uv_write_t *req, int status)
             move_edge_to_local(t);
         }
     }
-    if (s->queued == 0 && (t->flags & TUN_F_LOCAL_SHUT) && !s->shut)
-        sio_close_handle(s, 1);
+    if (s->queued == 0 && (t->flags & TUN_F_LOCAL_SHUT))
+        sio_end_out(s);
     tun_check_done(t);
 }
 
@@ -717,6 +720,27 @@ static void sio_close_handle(struct sio *s, int out)
     uv_close(h, sio_on_handle_close);
 }
 
+static void sio_on_shutdown(uv_shutdown_t *req, int status)
+{
+    (void)status; /* done, failed or cancelled by the close: the handle is closed either way */
+    sio_close_handle(req->data, 1);
+}
+
+/* Ends our direction towards the local side (stdout's queued writes are done). A socket (socat's
+ * EXEC, inetd) is shut down first: closing fd 1 sends no FIN while fd 0 holds the same socket. */
+static void sio_end_out(struct sio *s)
+{
+    if (!s->out_open || s->shut || uv_is_closing(&s->out.handle))
+        return;
+    if (s->out_sock) {
+        s->shut = 1;
+        s->sreq.data = s;
+        if (uv_shutdown(&s->sreq, &s->out.stream, sio_on_shutdown) == 0)
+            return;
+    }
+    sio_close_handle(s, 1);
+}
+
 static void sio_on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
 {
     struct sio *s = h->data;
@@ -800,7 +824,11 @@ static int sio_open(struct sio *s, int out)
         if (rv < 0)
             return rv; /* nothing to close: libuv fails before initialising the handle */
     } else if (type == UV_NAMED_PIPE || type == UV_TCP) {
+        struct stat st;
+
         uv_pipe_init(t->a->loop, out ? &s->out.pipe : &s->in.pipe, 0);
+        if (out && fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode))
+            s->out_sock = 1;
     } else if (type == UV_FILE && out) {
         /* A file or a device cannot be polled: written synchronously, no handle. */
         s->out_file = 1;
@@ -870,7 +898,7 @@ static void local_shutdown(struct tun *t)
         return;
     }
     if (t->sio != NULL && t->sio->queued == 0)
-        sio_close_handle(t->sio, 1);
+        sio_end_out(t->sio);
 }
 
 static void local_close(struct tun *t, int abort)

@@ -13,6 +13,8 @@ listens on two free ports of 127.0.0.1 and writes {"echo": PORT, "answer": PORT}
            closes.
   answer   reads until the client's EOF, then sends its answer and closes: one line
            "n=<bytes received> sha256=<hex of them>\\n" followed by the received bytes once more.
+  greet    sends "greet <conn>\\n" and ends its direction (FIN) at once, then reads until the
+           client's EOF (the server half-closes first; never with a PROXY header).
 On both ports a connection may start with a PROXY protocol v2 header (haproxy's proxy-protocol.txt
 section 2.2): it is recognised by its 12-byte signature, parsed, recorded and stripped (echoed
 bytes never include it). A connection whose first byte differs from the signature has no header.
@@ -107,6 +109,11 @@ class _Handler(socketserver.BaseRequestHandler):
 
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if srv.kind == "greet":
+                line = b"greet %d\n" % conn
+                sock.sendall(line)
+                state["sent"] += len(line)
+                sock.shutdown(socket.SHUT_WR)
             buf = b""
             # A PROXY v2 header first? Read while what came so far could still be its signature.
             while len(buf) < 16 and PROXY_V2_SIG.startswith(buf[:12]):
@@ -165,7 +172,8 @@ class _Handler(socketserver.BaseRequestHandler):
                 for k in kept:
                     sock.sendall(k)
                     state["sent"] += len(k)
-            sock.shutdown(socket.SHUT_WR)
+            if srv.kind != "greet":
+                sock.shutdown(socket.SHUT_WR)
             # Wait briefly for the peer's close so our close is not a reset of unread bytes.
             sock.settimeout(5)
             try:
@@ -223,7 +231,7 @@ def main():
     import signal
 
     ev = _Events(a.events)
-    servers = {k: _Server(k, ev) for k in ("echo", "answer", "hold")}
+    servers = {k: _Server(k, ev) for k in ("echo", "answer", "hold", "greet")}
     for s in servers.values():
         threading.Thread(target=s.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
     done = threading.Event()
@@ -270,9 +278,11 @@ class TcpOrigin:
         self.echo_port = ports["echo"]
         self.answer_port = ports["answer"]
         self.hold_port = ports["hold"]  # reads to EOF, then neither answers nor ends (half-closed)
+        self.greet_port = ports["greet"]  # sends a line and its FIN at once, then reads to EOF
         self.echo_url = "tcp://127.0.0.1:%d" % self.echo_port
         self.answer_url = "tcp://127.0.0.1:%d" % self.answer_port
         self.hold_url = "tcp://127.0.0.1:%d" % self.hold_port
+        self.greet_url = "tcp://127.0.0.1:%d" % self.greet_port
 
     def events(self, name=None, port=None):
         out = []

@@ -10,6 +10,7 @@ import hashlib
 import os
 import signal
 import socket
+import subprocess
 import threading
 import time
 
@@ -373,6 +374,48 @@ def test_access_tcp_slow_reader_backpressure(ctx):
             growth = (m["max_rss_kib"] - before[n]) / 1024.0
             expect(growth < 16, "%s grew by %.1f MiB while %.1f MiB waited behind a slow reader" % (
                 n, growth, held / MIB))
+
+
+@lib.timeout(60)
+def test_access_ssh_on_a_socket_passes_the_services_half_close(ctx):
+    """stdin and stdout one socket (socat's EXEC, inetd, systemd Accept=yes): the service ending its
+    direction first must reach the local side as a FIN while the local side still sends. Closing
+    fd 1 alone ends nothing while fd 0 holds the same socket."""
+    greet = h("greet")
+    st = TcpSetup(ctx, routes=[greet], ha=1,
+                  rules=lambda o: [{"hostname": greet, "service": o.greet_url}])
+    argv = [ctx.connector_bin, "access", "ssh", "--hostname", greet, "--edge-url",
+            "https://127.0.0.1:%d" % st.edge.https_port, "--edge-ca", os.path.join(ctx.pki, "ca.pem")]
+    mine, theirs = socket.socketpair()
+    errf = open(ctx.path("access-ssh.stderr"), "w+b")
+    try:
+        p = subprocess.Popen(argv, stdin=theirs, stdout=theirs, stderr=errf, env=ctx.env, cwd=ctx.dir)
+        ctx.aux.append(p)
+        theirs.close()
+        mine.settimeout(10 * ctx.slow)
+        got, how = tcp_lib.recv_all(mine)
+        expect_eq((got, how), (b"greet 1\n", "eof"),
+                  "the greeting and the service's FIN on the access client's stdout (a socket)")
+        data = tcp_lib.pattern_bytes(256 * 1024, 81)
+        mine.sendall(data)  # our direction is still open
+        mine.shutdown(socket.SHUT_WR)
+        ctx.wait_until(lambda: st.origin.events("eof", port="greet"), 10 * ctx.slow,
+                       "the service to see our EOF")
+        ev = st.origin.events("eof", port="greet")[0]
+        expect_eq((ev["n"], ev["sha256"]), (len(data), hashlib.sha256(data).hexdigest()),
+                  "bytes the service got after its own FIN")
+        try:
+            rc = p.wait(10 * ctx.slow)
+        except subprocess.TimeoutExpired:
+            rc = None
+        errf.seek(0)
+        err = errf.read().decode("utf-8", "replace")
+        expect_eq(rc, 0, "access ssh's exit code once both directions ended (stderr: %s)" % err[-2000:])
+        for m in lib.SANITIZER_MARKERS:
+            expect(m not in err, "sanitizer report from access ssh:\n%s" % err[-3000:])
+    finally:
+        mine.close()
+        errf.close()
 
 
 # ---- 3. public TCP ports on the edge --------------------------------------------------------
