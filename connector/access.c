@@ -230,6 +230,13 @@ int access_parse_args(int argc, char **argv, struct access_opts *o, char *err, s
         nlen = eq != NULL ? (size_t)(eq - name) : strlen(name);
         if (nlen == 4 && strncmp(name, "help", 4) == 0)
             return ACCESS_HELP;
+#define FLAG(s) (nlen == sizeof(s) - 1 && strncmp(name, s, nlen) == 0)
+        if (!FLAG("hostname") && !FLAG("url") && !FLAG("edge-url") && !FLAG("edge-ca") &&
+            !FLAG("header") && !FLAG("loglevel")) {
+            snprintf(err, errlen, "access %s: unknown flag --%.*s", argv[0],
+                     (int)(nlen > 40 ? 40 : nlen), name);
+            return CV_EINVAL;
+        }
         if (eq != NULL) {
             value = eq + 1;
         } else if (i + 1 < argc) {
@@ -238,7 +245,6 @@ int access_parse_args(int argc, char **argv, struct access_opts *o, char *err, s
             snprintf(err, errlen, "--%.*s: missing value", (int)(nlen > 40 ? 40 : nlen), name);
             return CV_EINVAL;
         }
-#define FLAG(s) (nlen == sizeof(s) - 1 && strncmp(name, s, nlen) == 0)
         if (FLAG("hostname")) {
             hostname = value;
         } else if (FLAG("url")) {
@@ -265,10 +271,6 @@ int access_parse_args(int argc, char **argv, struct access_opts *o, char *err, s
                 snprintf(err, errlen, "--loglevel: expected error, warn, info, debug or trace");
                 return CV_EINVAL;
             }
-        } else {
-            snprintf(err, errlen, "access %s: unknown flag --%.*s", argv[0],
-                     (int)(nlen > 40 ? 40 : nlen), name);
-            return CV_EINVAL;
         }
 #undef FLAG
     }

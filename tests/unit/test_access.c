@@ -110,6 +110,7 @@ static void test_usage_errors_name_the_flag(void **state)
     const char *host_hdr[] = {"ssh", "--hostname", "h.example", "--header", "Host: x"};
     const char *ctl_hdr[] = {"ssh", "--hostname", "h.example", "--header", "A: b\r\nX: y"};
     const char *unknown[] = {"ssh", "--hostname", "h.example", "--bogus", "1"};
+    const char *unknown_last[] = {"ssh", "--hostname", "h.example", "--verbose"};
     const char *missing[] = {"ssh", "--hostname"};
     const char *level[] = {"ssh", "--hostname", "h.example", "--loglevel", "loud"};
 
@@ -126,6 +127,7 @@ static void test_usage_errors_name_the_flag(void **state)
     expect_usage_error(ARGC(host_hdr), host_hdr, "host");
     expect_usage_error(ARGC(ctl_hdr), ctl_hdr, "control");
     expect_usage_error(ARGC(unknown), unknown, "--bogus");
+    expect_usage_error(ARGC(unknown_last), unknown_last, "unknown flag --verbose");
     expect_usage_error(ARGC(missing), missing, "missing value");
     expect_usage_error(ARGC(level), level, "--loglevel");
 }
