@@ -54,7 +54,7 @@ void access_usage(FILE *f)
     fprintf(f,
             "usage: culvert-connector access tcp --hostname H --url [HOST:]PORT [--edge-url URL]\n"
             "                                    [--edge-ca F] [--header 'Name: value']...\n"
-            "                                    [--loglevel L]\n"
+            "                                    [--loglevel L] [--connect-timeout D]\n"
             "       culvert-connector access ssh --hostname H [--edge-url URL] [--edge-ca F]\n"
             "                                    [--header 'Name: value']... [--loglevel L]\n"
             "\n"
@@ -68,7 +68,10 @@ void access_usage(FILE *f)
             "  --edge-url URL   where the edge is, https://host[:port] (default https://H)\n"
             "  --edge-ca F      PEM file of CAs to trust for the edge (default: system store)\n"
             "  --header 'N: v'  an extra request header (repeatable; for access policies)\n"
-            "  --loglevel L     error, warn (default), info, debug\n");
+            "  --loglevel L     error, warn (default), info, debug\n"
+            "  --connect-timeout D\n"
+            "                   TCP + TLS to one edge address (default 30s); then the next\n"
+            "                   address of the name, if any\n");
 }
 
 static int is_tchar(int c)
@@ -232,7 +235,7 @@ int access_parse_args(int argc, char **argv, struct access_opts *o, char *err, s
             return ACCESS_HELP;
 #define FLAG(s) (nlen == sizeof(s) - 1 && strncmp(name, s, nlen) == 0)
         if (!FLAG("hostname") && !FLAG("url") && !FLAG("edge-url") && !FLAG("edge-ca") &&
-            !FLAG("header") && !FLAG("loglevel")) {
+            !FLAG("header") && !FLAG("loglevel") && !FLAG("connect-timeout")) {
             snprintf(err, errlen, "access %s: unknown flag --%.*s", argv[0],
                      (int)(nlen > 40 ? 40 : nlen), name);
             return CV_EINVAL;
@@ -269,6 +272,15 @@ int access_parse_args(int argc, char **argv, struct access_opts *o, char *err, s
         } else if (FLAG("loglevel")) {
             if (log_parse_level(value, &o->loglevel) < 0) {
                 snprintf(err, errlen, "--loglevel: expected error, warn, info, debug or trace");
+                return CV_EINVAL;
+            }
+        } else if (FLAG("connect-timeout")) {
+            if (config_parse_duration(value, 0, &o->connect_timeout_ms, &why) < 0) {
+                snprintf(err, errlen, "--connect-timeout: %s", why);
+                return CV_EINVAL;
+            }
+            if (o->connect_timeout_ms == 0) {
+                snprintf(err, errlen, "--connect-timeout: must be more than 0");
                 return CV_EINVAL;
             }
         }
@@ -1141,6 +1153,10 @@ static void edge_on_connect(struct sock *s, int status, void *arg)
                      t->a->o->edge_ca == NULL ? " (use --edge-ca for a private CA)" : "");
             return;
         }
+        /* A refused or timed-out address (TCP or TLS): the name's next one may answer. */
+        LOG_I("access conn=%lu edge address %s: %s%s", t->id, sock_peer(s),
+              t->last_text[0] != '\0' ? t->last_text : cv_strerror(status),
+              t->next_addr < t->naddrs ? "; trying the next address" : "");
         try_next_edge(t);
         return;
     }

@@ -8,9 +8,12 @@ EOF); the SSH server is Debian's OpenSSH on a loopback port with keys made in th
 
 import hashlib
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 
@@ -419,6 +422,65 @@ def test_access_ssh_on_a_socket_passes_the_services_half_close(ctx):
 
 
 # ---- 3. public TCP ports on the edge --------------------------------------------------------
+
+
+@lib.timeout(60)
+def test_access_tcp_moves_to_the_next_edge_address_after_a_connect_timeout(ctx):
+    """The edge's name has two addresses and the first takes connections but never answers TLS
+    (a dead edge behind DNS round robin): each connection moves on to the second address after
+    --connect-timeout, as it does when the first one refuses, and says so. The access client
+    runs in a network namespace of its own, whose /etc/hosts (ip netns exec mounts
+    /etc/netns/NAME/hosts) gives the name both addresses (198.18.0.0/15, RELIABILITY.md §7)."""
+    import ha_lib
+
+    if os.geteuid() != 0:
+        ctx.skip("needs root for ip netns")
+    st = TcpSetup(ctx)
+    ns = ha_lib.Netns(ctx, "ax")
+    hosts_dir = os.path.join("/etc/netns", ns.name)
+    try:
+        why = ns.create()
+        if why is not None:
+            ctx.skip(why)
+        # The edge, reached from the namespace at the root side of the veth pair.
+        relay = ha_lib.Relay(ctx, st.edge.https_port, 0, listen_host=ns.root_ip)
+        # The dead address: the namespace's own, same port, accepting and silent.
+        silent = ctx.spawn("silent", ns.exec_argv([
+            sys.executable, "-c",
+            "import socket, time\n"
+            "s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+            "s.bind((%r, %d)); s.listen(64); print('silent up', flush=True); held = []\n"
+            "while True:\n    held.append(s.accept()[0])\n" % (ns.ns_ip, relay.port)]))
+        silent.wait_log("silent up", 10)
+        os.makedirs(hosts_dir, exist_ok=True)
+        lib.write_file(os.path.join(hosts_dir, "hosts"),
+                       "127.0.0.1 localhost\n%s edge.multi.test\n%s edge.multi.test\n" % (
+                           ns.ns_ip, ns.root_ip))
+        port = lib.free_port()
+        acc = ctx.spawn("access", ns.exec_argv([
+            ctx.connector_bin, "access", "tcp", "--hostname", ECHO, "--url", "%s:%d" % (ns.ns_ip, port),
+            "--edge-url", "https://edge.multi.test:%d" % relay.port,
+            "--edge-ca", os.path.join(ctx.pki, "ca.pem"), "--connect-timeout", "1s",
+            "--loglevel", "info"]))
+        acc.wait_log("listening on", 10)
+        for i in range(2):
+            s = socket.create_connection((ns.ns_ip, port), timeout=10 * ctx.slow)
+            try:
+                s.settimeout(10 * ctx.slow)
+                data = tcp_lib.pattern_bytes(64 * 1024, i)
+                tcp_lib.echo_once(s, data, "echo #%d through the second address" % i)
+            finally:
+                s.close()
+        expect(re.search(r"edge address %s:%d: .*timed out; trying the next address" % (
+            re.escape(ns.ns_ip), relay.port), acc.text()),
+               "the access client did not try the silent address first:\n%s" % acc.text()[-2000:])
+        acc.stop()
+        silent.stop()
+        relay.stop()
+    finally:
+        shutil.rmtree(hosts_dir, ignore_errors=True)
+        problems = ns.delete()
+        expect(not problems, "cleanup: %s" % problems)
 
 
 def tcp_port(listen_port, hostname, tunnel="tcp"):

@@ -113,6 +113,8 @@ static void test_usage_errors_name_the_flag(void **state)
     const char *unknown_last[] = {"ssh", "--hostname", "h.example", "--verbose"};
     const char *missing[] = {"ssh", "--hostname"};
     const char *level[] = {"ssh", "--hostname", "h.example", "--loglevel", "loud"};
+    const char *ct_zero[] = {"ssh", "--hostname", "h.example", "--connect-timeout", "0s"};
+    const char *ct_bad[] = {"ssh", "--hostname", "h.example", "--connect-timeout", "soon"};
 
     (void)state;
     expect_usage_error(ARGC(no_mode), no_mode, "tcp or ssh");
@@ -130,6 +132,8 @@ static void test_usage_errors_name_the_flag(void **state)
     expect_usage_error(ARGC(unknown_last), unknown_last, "unknown flag --verbose");
     expect_usage_error(ARGC(missing), missing, "missing value");
     expect_usage_error(ARGC(level), level, "--loglevel");
+    expect_usage_error(ARGC(ct_zero), ct_zero, "--connect-timeout: must be more than 0");
+    expect_usage_error(ARGC(ct_bad), ct_bad, "--connect-timeout");
 }
 
 static void test_help(void **state)
