@@ -174,6 +174,14 @@ static void on_hup(uv_signal_t *s, int signum)
         edge_config_free(cfg);
         return;
     }
+    /* An unusable tunnel.cert or tunnel.key fails serve --check: the whole file is refused, not
+     * applied without its tunnel certificate. */
+    if (tunnel_listener_check(cfg, err, sizeof(err)) < 0) {
+        LOG_E("reload refused, keeping the running configuration: %s", err);
+        certs_free(certs);
+        edge_config_free(cfg);
+        return;
+    }
     /* Everything loaded: swap. Listening addresses and data_dir need a restart. */
     if (strcmp(cfg->data_dir, edge.cfg->data_dir) != 0)
         LOG_W("reload: data_dir changed; it applies after a restart");

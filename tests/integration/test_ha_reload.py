@@ -123,6 +123,18 @@ def test_edge_sighup_applies_certificate_and_host_timeout_cli_route_at_once_inva
     edge.write_config()
     m = _hup(ctx, edge.proc, r"reload refused[^\n]*")
     ctx.note("edge: %s" % m.group(0))
+    # An unusable tunnel key (serve --check says exit 2) refuses the whole file: its other changes
+    # (here the per-host timeout) are not applied without it.
+    bad_key = ctx.path("bad-tunnel.key")
+    lib.write_file(bad_key, "not a key\n", 0o600)
+    edge.cfg["public"]["certificates"] = [{"cert": cert, "key": key}]
+    edge.cfg["hosts"] = [{"hostname": HOST, "timeouts": {"response_header": "10s"}}]
+    edge.cfg["tunnel"]["key"] = bad_key
+    edge.write_config()
+    expect_eq(ctx.run([ctx.edge_bin, "serve", "--check", "--config", edge.config]).returncode, 2,
+              "serve --check on a file with an unusable tunnel.key")
+    m = _hup(ctx, edge.proc, r"reload refused[^\n]*tunnel\.key[^\n]*")
+    ctx.note("edge: %s" % m.group(0))
     expect(edge.proc.alive() and edge.proc.pid == pid, "the edge exited on an invalid reload")
     expect_eq(_served_cert(ctx, edge, HOST)[0], new_serial, "certificate after refused reloads")
     expect_eq(edge.get(HOST, "/slow?ms=1500").status, 504, "per-host timeout after refused reloads")
