@@ -164,6 +164,11 @@ static void on_hup(uv_signal_t *s, int signum)
 
     (void)s;
     (void)signum;
+    if (edge.draining) {
+        /* A reload would open the tcp_ports listeners the drain closed. */
+        LOG_W("reload ignored: the edge is draining (SIGTERM)");
+        return;
+    }
     if (edge_config_load(edge.config_path, &cfg, err, sizeof(err)) < 0) {
         LOG_E("reload refused, keeping the running configuration: %s", err);
         return;

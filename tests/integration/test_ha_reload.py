@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import time
 
@@ -182,3 +183,35 @@ def test_connector_sighup_applies_new_ingress_keeps_stream_in_flight_invalid_fil
     # The stream in flight kept its origin: oa saw the download, ob did not.
     expect(any(r["path"].startswith("/bytes") for r in oa.requests()), "oa never saw the download")
     expect(not any(r["path"].startswith("/bytes") for r in ob.requests()), "the download was re-sent to ob")
+
+
+@lib.timeout(60)
+def test_edge_sighup_while_draining_is_ignored_and_reopens_no_listener(ctx):
+    # SIGHUP during a SIGTERM drain (a reload hook racing a stop) must not undo the drain: the
+    # tcp_ports listeners closed by SIGTERM stay closed, so no new visitor holds the drain open.
+    port = lib.free_port()
+    edge = ctx.edge(grace_period="10s", extra={"tcp_ports": [
+        {"listen": "127.0.0.1:%d" % port, "tunnel": "app", "hostname": "ssh." + DOMAIN}]})
+    t = edge.tunnel_with_route("app", [HOST])
+    origin = ha_lib.Origin(ctx, "o1")
+    ctx.connector(edge, t["token"], ingress=[{"service": origin.url}], name="c1")
+    load = ha_lib.Load(ctx, edge, HOST, path="/slow?ms=3000", threads=1, total=1).start()
+    ctx.wait_until(lambda: any(r["path"].startswith("/slow") for r in origin.requests()), 5,
+                   "the slow request at the origin")
+
+    def refused():
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return False
+        except ConnectionRefusedError:
+            return True
+
+    expect(not refused(), "the tcp port is not open before SIGTERM")
+    edge.proc.send(signal.SIGTERM)
+    ctx.wait_until(refused, 2, "the tcp port to close on SIGTERM")
+    _hup(ctx, edge.proc, r"configuration reloaded|reload ignored")
+    expect(refused(), "the tcp port accepts connections again after a SIGHUP during the drain")
+    expect(edge.proc.alive(), "the edge exited before its in-flight request ended")
+    edge.proc.send(signal.SIGTERM)
+    expect_eq(edge.proc.wait(5 * ctx.slow), 0, "exit code after the second SIGTERM")
+    load.stop()
