@@ -57,6 +57,7 @@ struct slot {
     uint64_t registered_at;
     uint64_t retry_after_ms; /* the edge's Retry After from its last GOAWAY (PROTOCOL.md §4.5) */
     uint64_t conn_id;
+    int revoked;          /* the edge sent GOAWAY AUTH_FAILED on this connection */
     char edge[300];       /* "host:port" being dialed */
     char host[256];
     char port[8];
@@ -142,6 +143,11 @@ static void on_goaway(struct mux *m, const struct frame_goaway *g, void *arg)
      * an hour at most, so a wild value cannot park the connection for weeks. */
     if (g->retry_after_ms != FRAME_RETRY_NEVER)
         sl->retry_after_ms = g->retry_after_ms < 3600000u ? g->retry_after_ms : 3600000u;
+    /* The edge disconnects the connectors of a rotated token or a deleted tunnel with AUTH_FAILED:
+     * as final as a refused registration (a new one would only be refused, or tarpitted when many
+     * connectors share this address, and keep the connector running for minutes). */
+    if (g->code == CODE_AUTH_FAILED)
+        sl->revoked = 1;
     if (g->code == CODE_NO_ERROR)
         LOG_I("conn=%u edge %s is going away: %s", sl->index, sl->edge, reason);
     else
@@ -167,6 +173,8 @@ static void on_closed(struct link *l, int err, void *arg)
 
     link_free(l);
     sl->link = NULL;
+    if (sl->revoked)
+        err = CV_EAUTH;
     if (err == CV_EAUTH || err == CV_EVERSION) {
         /* PRODUCT.md section 3: a rejected token is final. */
         LOG_E("conn=%u the edge %s rejected this connector: %s. The tunnel token is wrong, was "

@@ -129,3 +129,24 @@ def test_failed_auth_from_one_address_is_tarpitted_after_ten_a_minute(ctx):
     ctx.wait_until(lambda: "registration deadline expired" in edge.proc.text(), 5,
                    "the registration deadline (2s) to close the tarpitted connection")
     c.stop()
+
+
+@lib.timeout(60)
+def test_rotated_token_is_final_even_when_the_address_is_tarpitted(ctx):
+    """PRODUCT.md section 2-3: rotate-token disconnects the connectors of the old token, and that
+    rejection is final (exit 1). Replicas behind one NAT address share its failed-auth budget (ten
+    a minute, then no answer): a connector must not need another refused registration to stop."""
+    edge = ctx.edge()
+    t = edge.tunnel_with_route("rot", ["rot." + DOMAIN])
+    c = ctx.connector(edge, t["token"], ha=2, name="replica")
+    wrong = token_with(t["token"], secret=base64.b64encode(os.urandom(32)).decode())
+    guesses = [ctx.connector(edge, wrong, name="guess%d" % i, start=False, ha=1) for i in range(10)]
+    for g in guesses:
+        g.start(wait_ready=False)
+    for i, g in enumerate(guesses):
+        expect_eq(g.proc.wait(5 * ctx.slow), 1, "guess %d: exit code" % i)
+    edge.cli("tunnel", "rotate-token", "rot")
+    rc = c.proc.wait(3 * ctx.slow)
+    expect_eq(rc, 1, "exit code of the connector within 3s of rotate-token (address tarpitted)")
+    expect(re.search(r"rejected this connector", c.proc.text()),
+           "the connector does not say the edge rejected it:\n%s" % lib.tail(c.proc.log))
