@@ -346,9 +346,35 @@ static struct tconn *pick_in(struct tentry *t, enum balance_policy policy, const
         }
         return NULL;
     }
+    if (policy == BALANCE_LEAST_STREAMS) {
+        list_for_each(p, &t->connectors)
+        {
+            list_for_each(q, &container_of(p, struct tconnector, node)->conns)
+            {
+                struct tconn *tc = container_of(q, struct tconn, node);
+                size_t streams;
+
+                if (!conn_allowed(tc, avoid, avoid_ctr) || !conn_usable(tc, saturated))
+                    continue;
+                streams = conn_streams(tc);
+                if (streams < best_streams) {
+                    best = tc;
+                    best_streams = streams;
+                }
+            }
+        }
+        return best;
+    }
+    /* nearest: the connector whose best usable connection has the lowest smoothed RTT, then that
+     * connector's least-loaded usable connection. A saturated connection was skipped, so a
+     * saturated connector spills to the next nearest by itself. (Comparing connections one by one
+     * let a busier connector's slower connection stand for it, and a farther connector win.) */
     list_for_each(p, &t->connectors)
     {
         struct tconnector *k = container_of(p, struct tconnector, node);
+        struct tconn *kbest = NULL;
+        uint64_t krtt = UINT64_MAX;
+        size_t kstreams = SIZE_MAX;
 
         list_for_each(q, &k->conns)
         {
@@ -358,26 +384,18 @@ static struct tconn *pick_in(struct tentry *t, enum balance_policy policy, const
 
             if (!conn_allowed(tc, avoid, avoid_ctr) || !conn_usable(tc, saturated))
                 continue;
-            streams = conn_streams(tc);
-            if (policy == BALANCE_LEAST_STREAMS) {
-                if (streams < best_streams) {
-                    best = tc;
-                    best_streams = streams;
-                }
-                continue;
-            }
-            /* nearest: the connector with the lowest smoothed RTT, then its least-loaded
-             * connection. A saturated connection was skipped above, so a saturated connector
-             * spills to the next nearest by itself. */
             rtt = conn_rtt(tc);
-            if (best == NULL || rtt < best_rtt ||
-                (best->ctr == tc->ctr && streams < best_streams)) {
-                if (best != NULL && best->ctr != tc->ctr && rtt >= best_rtt)
-                    continue;
-                best = tc;
-                best_rtt = rtt;
-                best_streams = streams;
+            streams = conn_streams(tc);
+            if (rtt < krtt)
+                krtt = rtt;
+            if (kbest == NULL || streams < kstreams) {
+                kbest = tc;
+                kstreams = streams;
             }
+        }
+        if (kbest != NULL && (best == NULL || krtt < best_rtt)) {
+            best = kbest;
+            best_rtt = krtt;
         }
     }
     return best;

@@ -536,6 +536,38 @@ def test_nearest_spills_to_the_next_connector_when_the_nearest_is_saturated(ctx)
     expect_eq(ha_lib.curl_name(ctx, edge, HOST), (200, "o-near"), "after the load: the nearest again")
 
 
+@lib.timeout(60)
+def test_nearest_keeps_concurrent_requests_on_the_nearest_connector_whatever_its_connections_rtt(ctx):
+    # PRODUCT.md section 4: each new request goes to the connector with the lowest smoothed RTT
+    # (tunnel.c: a connector's distance is its best connection's srtt), then to that connector's
+    # least-loaded connection. Connector A has one direct connection and one through a 40 ms relay
+    # (two edge addresses); B is 10 ms away. A's busier direct connection must not hand the choice
+    # to its slow one and so to B: A is nearest and has room, so it serves every request.
+    edge, t = _stack(ctx, limits={"heartbeat_ms": "200ms"})
+    oa = ha_lib.Origin(ctx, "o-a")
+    ob = ha_lib.Origin(ctx, "o-b")
+    far = ha_lib.Relay(ctx, edge.tunnel_port, 40, "relay-a-far")
+    mid = ha_lib.Relay(ctx, edge.tunnel_port, 10, "relay-b")
+    _connector(ctx, edge, t["token"], oa, "c-a", "a", ha=2,
+               args=["--edge", "127.0.0.1:%d" % edge.tunnel_port, "--edge", far.addr])
+    _connector(ctx, edge, t["token"], ob, "c-b", "b", ha=1, edge_addr=mid.addr)
+    ha_lib.wait_connections(ctx, edge, "app", {"a": 2, "b": 1}, 10)
+
+    def rtts_ready():
+        v = ha_lib.by_region(edge, "app")
+        a = sorted(c["rtt_ms"] for c in v.get("a", []))
+        b = [c["rtt_ms"] for c in v.get("b", [])]
+        return len(a) == 2 and len(b) == 1 and 0 < a[0] < 10 and a[1] > 60 and 15 < b[0] < 60
+
+    ctx.wait_until(rtts_ready, 5, "RTT samples (A: <10 and >60 ms, B: ~20 ms)", interval=0.1)
+    n = 6
+    load = ha_lib.Load(ctx, edge, HOST, path="/slow?ms=1000", threads=n, total=n).start().wait(20)
+    expect(not load.failures(), load.describe_failures())
+    served = {"o-a": _slow_at(oa), "o-b": _slow_at(ob)}
+    ctx.note("%d concurrent requests: %r" % (n, served))
+    expect_eq(served, {"o-a": n, "o-b": 0}, "concurrent requests by origin (A is nearest, not saturated)")
+
+
 # ---- (f) liveness: a silent connector -----------------------------------------------------------------
 
 
