@@ -58,6 +58,7 @@ struct slot {
     uint64_t retry_after_ms; /* the edge's Retry After from its last GOAWAY (PROTOCOL.md §4.5) */
     uint64_t conn_id;
     int revoked;          /* the edge sent GOAWAY AUTH_FAILED on this connection */
+    int going_away;       /* the edge sent GOAWAY: it opens no more streams here (not ready) */
     char edge[300];       /* "host:port" being dialed */
     char host[256];
     char port[8];
@@ -111,6 +112,7 @@ static void on_registered(struct mux *m, const struct frame_registered *r, void 
     struct supervisor *sv = sl->sv;
 
     sl->state = SLOT_S_REGISTERED;
+    sl->going_away = 0;
     sl->registered_at = now_ms(sv);
     sl->conn_id = r->connection_id;
     link_start_heartbeat(sl->link, LINK_HB_CONNECTOR, sv->c->cfg->heartbeat_ms);
@@ -148,6 +150,7 @@ static void on_goaway(struct mux *m, const struct frame_goaway *g, void *arg)
      * connectors share this address, and keep the connector running for minutes). */
     if (g->code == CODE_AUTH_FAILED)
         sl->revoked = 1;
+    sl->going_away = 1;
     if (g->code == CODE_NO_ERROR)
         LOG_I("conn=%u edge %s is going away: %s", sl->index, sl->edge, reason);
     else
@@ -516,8 +519,11 @@ size_t supervisor_ready(const struct supervisor *sv)
     if (sv == NULL)
         return 0;
     for (unsigned i = 0; i < sv->n; i++) {
+        /* Registered, and the edge still sends streams there: a draining edge's GOAWAY leaves
+         * the connection up for the streams in flight, but nothing new comes (cloudflared, too,
+         * counts such a connection out of readyConnections). */
         if (sv->slots[i].state == SLOT_S_REGISTERED && sv->slots[i].link != NULL &&
-            !link_closing(sv->slots[i].link))
+            !link_closing(sv->slots[i].link) && !sv->slots[i].going_away)
             n++;
     }
     return n;

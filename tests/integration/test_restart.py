@@ -3,6 +3,7 @@ again on the same ports and data dir; the connector reconnects by itself (backof
 succeed again within a bounded time; tunnels and routes survive in data_dir."""
 
 import re
+import signal
 import time
 
 import lib
@@ -94,3 +95,20 @@ def test_edge_exit_is_not_held_by_a_visitor_that_stopped_reading(ctx):
     expect(st.edge.proc.stopped_cleanly, "the edge did not exit within 20 s of SIGTERM")
     expect_eq(rc, 0, "exit code after SIGTERM")
     expect(secs < 2.0 + 3.0 * ctx.slow, "the edge took %.2fs to exit with a 2 s grace period" % secs)
+
+
+@lib.timeout(60)
+def test_connector_is_not_ready_while_its_only_edge_drains(ctx):
+    """The edge's SIGTERM drain sends GOAWAY: the connections stay up for the streams in flight
+    but take no new ones, so the connector's /ready stops answering 200 at once (cloudflared counts
+    such connections out of readyConnections too); it answered 200 until the edge exited."""
+    st = lib.Stack(ctx, edge_kw={"grace_period": "10s"})
+    slow, _, _ = ctx.curl_popen(st.url("/slow?ms=4000"), resolve=st.resolve())
+    ctx.wait_until(lambda: any("/slow" in r.get("path", "") for r in st.origin.requests()), 5,
+                   "the slow request at the origin")
+    expect(st.connector.ready(), "the connector is ready before the drain")
+    st.edge.proc.send(signal.SIGTERM)
+    ctx.wait_until(lambda: not st.connector.ready(), 2, "/ready to stop answering 200 during the drain")
+    expect(st.edge.proc.alive(), "the edge exited before its in-flight request ended")
+    expect_eq(slow.wait(15 * ctx.slow), 0, "curl exit code of the request in flight (it completes)")
+    expect_eq(st.edge.proc.wait(10 * ctx.slow), 0, "the edge's exit code after its drain")
