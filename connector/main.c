@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <openssl/crypto.h>
 #include <uv.h>
@@ -72,6 +73,8 @@ static void on_sup_done(struct supervisor *sv, void *arg)
         uv_close((uv_handle_t *)&sig_hup, NULL);
     }
     supervisor_close_handles(conn.sup);
+    if (supervisor_lookups_abandoned(conn.sup) > 0)
+        uv_stop(conn.loop); /* run() leaves without waiting for them */
 }
 
 static void on_term(uv_signal_t *s, int signum)
@@ -195,6 +198,13 @@ static int run(int argc, char **argv)
     if (conn.sup == NULL)
         return 1;
     uv_run(&loop, UV_RUN_DEFAULT);
+    if (supervisor_lookups_abandoned(conn.sup) > 0) {
+        /* Told to exit at once while a DNS lookup hangs (a resolver that does not answer): the
+         * loop would wait for the lookup's thread, so leave without the orderly teardown. */
+        LOG_I("exiting without waiting for %u DNS lookup(s) still running",
+              supervisor_lookups_abandoned(conn.sup));
+        _exit(conn.fatal ? 1 : 0);
+    }
     sock_loop_cleanup(conn.sl);
     uv_run(&loop, UV_RUN_DEFAULT);
     if (uv_loop_close(&loop) != 0)

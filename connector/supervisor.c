@@ -59,6 +59,7 @@ struct slot {
     uint64_t conn_id;
     int revoked;          /* the edge sent GOAWAY AUTH_FAILED on this connection */
     int going_away;       /* the edge sent GOAWAY: it opens no more streams here (not ready) */
+    int lookup_abandoned; /* supervisor_stop stopped waiting for this slot's DNS lookup */
     char edge[300];       /* "host:port" being dialed */
     char host[256];
     char port[8];
@@ -71,6 +72,7 @@ struct supervisor {
     int others_started;
     int stopping;
     int done_called;
+    unsigned lookups_abandoned; /* DNS lookups supervisor_stop stopped waiting for, still running */
     uint64_t reconnects;
     uv_timer_t grace;
     uv_timer_t tick; /* while draining: closes connections whose streams are done */
@@ -298,6 +300,11 @@ static void on_resolved(int status, struct addrinfo *res, void *arg)
     size_t pick;
     int err = 0;
 
+    if (sl->lookup_abandoned) {
+        sl->lookup_abandoned = 0;
+        sv->lookups_abandoned--;
+        return;
+    }
     if (sl->state != SLOT_S_RESOLVING)
         return;
     if (sv->stopping) {
@@ -441,6 +448,18 @@ struct supervisor *supervisor_start(struct connector *c, supervisor_done_cb done
     return sv;
 }
 
+/* Stops a slot that has no connection: waiting, or resolving the edge's name. A lookup cannot
+ * be cancelled once it runs, and a resolver that does not answer holds it for its whole timeout
+ * (10 s and more): stopping does not wait for it (supervisor_lookups_abandoned). */
+static void slot_stop_idle(struct slot *sl)
+{
+    if (sl->state == SLOT_S_RESOLVING) {
+        sl->lookup_abandoned = 1;
+        sl->sv->lookups_abandoned++;
+    }
+    sl->state = SLOT_S_STOPPED;
+}
+
 void supervisor_drain(struct supervisor *sv, uint64_t grace_ms)
 {
     if (sv->stopping)
@@ -459,8 +478,8 @@ void supervisor_drain(struct supervisor *sv, uint64_t grace_ms)
                 link_close(sl->link);
         } else if (sl->sock != NULL) {
             sock_abort(sl->sock);
-        } else if (sl->state != SLOT_S_RESOLVING) {
-            sl->state = SLOT_S_STOPPED;
+        } else {
+            slot_stop_idle(sl); /* nothing in flight to drain here */
         }
     }
     uv_timer_start(&sv->grace, on_grace, grace_ms, 0);
@@ -493,10 +512,15 @@ void supervisor_stop(struct supervisor *sv)
             link_abort(sl->link, 0);
         else if (sl->sock != NULL)
             sock_abort(sl->sock);
-        else if (sl->state != SLOT_S_RESOLVING)
-            sl->state = SLOT_S_STOPPED;
+        else
+            slot_stop_idle(sl);
     }
     maybe_done(sv);
+}
+
+unsigned supervisor_lookups_abandoned(const struct supervisor *sv)
+{
+    return sv != NULL ? sv->lookups_abandoned : 0;
 }
 
 void supervisor_free(struct supervisor *sv)

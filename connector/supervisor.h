@@ -24,6 +24,10 @@ struct supervisor *supervisor_start(struct connector *c, supervisor_done_cb done
 void supervisor_drain(struct supervisor *sv, uint64_t grace_ms);
 /* Immediate stop: every connection is closed now. */
 void supervisor_stop(struct supervisor *sv);
+/* DNS lookups supervisor_stop() did not wait for and that are still running: the event loop
+ * would wait for them (uv_getaddrinfo cannot be cancelled once it runs), so the process should
+ * leave without running the loop to its end. */
+unsigned supervisor_lookups_abandoned(const struct supervisor *sv);
 /* Closes draining connections whose streams are all done (called as streams end). */
 void supervisor_poke(struct supervisor *sv);
 /* Closes the supervisor's timers; run the loop once more before supervisor_free. */

@@ -2,6 +2,7 @@
 again on the same ports and data dir; the connector reconnects by itself (backoff) and requests
 succeed again within a bounded time; tunnels and routes survive in data_dir."""
 
+import os
 import re
 import signal
 import time
@@ -112,3 +113,59 @@ def test_connector_is_not_ready_while_its_only_edge_drains(ctx):
     expect(st.edge.proc.alive(), "the edge exited before its in-flight request ended")
     expect_eq(slow.wait(15 * ctx.slow), 0, "curl exit code of the request in flight (it completes)")
     expect_eq(st.edge.proc.wait(10 * ctx.slow), 0, "the edge's exit code after its drain")
+
+
+@lib.timeout(60)
+def test_connector_exits_promptly_while_a_dns_lookup_hangs(ctx):
+    """SIGTERM while the connector is resolving the edge's name and the resolver never answers:
+    nothing is in flight, so it exits at once, and so does SIGINT; it waited for the lookup's
+    thread (the resolver's whole timeout, 20 s here). The connector runs in a network namespace
+    whose resolv.conf (ip netns exec mounts /etc/netns/NAME/resolv.conf) names a DNS server on
+    the namespace's loopback that reads queries and never answers."""
+    import shutil
+    import sys
+
+    import ha_lib
+
+    if os.geteuid() != 0:
+        ctx.skip("needs root for ip netns")
+    edge = ctx.edge()
+    t = edge.create_tunnel("dns")
+    ns = ha_lib.Netns(ctx, "dn")
+    conf_dir = os.path.join("/etc/netns", ns.name)
+    try:
+        why = ns.create()
+        if why is not None:
+            ctx.skip(why)
+        os.makedirs(conf_dir, exist_ok=True)
+        lib.write_file(os.path.join(conf_dir, "resolv.conf"),
+                       "nameserver 127.0.0.1\noptions timeout:10 attempts:2\n")
+        dns = ctx.spawn("blackhole-dns", ns.exec_argv([
+            sys.executable, "-c",
+            "import socket\n"
+            "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('127.0.0.1', 53))\n"
+            "print('dns up', flush=True)\n"
+            "while True:\n    print('query', len(s.recvfrom(2048)[0]), flush=True)\n"]))
+        dns.wait_log("dns up", 10)
+        token_file = ctx.path("token")
+        lib.write_file(token_file, t["token"] + "\n", 0o600)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            mark = dns.log_size()
+            c = ctx.spawn("connector-%s" % sig.name, ns.exec_argv([
+                ctx.connector_bin, "run", "--token-file", token_file, "--url", "hello_world",
+                "--edge", "edge.blackhole.test:7844", "--metrics", "off", "--ha-connections", "1"]))
+            dns.wait_log("query", 10, start=mark)  # the lookup is running
+            t0 = time.monotonic()
+            c.send(sig)
+            rc = c.wait(3 * ctx.slow)
+            expect(rc is not None, "the connector still runs %.0fs after %s during a DNS lookup" % (
+                3 * ctx.slow, sig.name))
+            expect_eq(rc, 0, "exit code after %s" % sig.name)
+            ctx.note("%s: exited in %.2fs" % (sig.name, time.monotonic() - t0))
+            expect("exiting without waiting for 1 DNS lookup" in c.text(),
+                   "the connector does not say it left a lookup behind:\n%s" % c.text()[-1500:])
+        dns.stop()
+    finally:
+        shutil.rmtree(conf_dir, ignore_errors=True)
+        problems = ns.delete()
+        expect(not problems, "cleanup: %s" % problems)
