@@ -286,6 +286,18 @@ int access_parse_args(int argc, char **argv, struct access_opts *o, char *err, s
         }
 #undef FLAG
     }
+    {
+        size_t total = 0;
+
+        for (size_t k = 0; k < o->nheaders; k++)
+            total += o->headers[k].name_len + o->headers[k].value_len + 4; /* ": " and CRLF */
+        if (total > ACCESS_MAX_HEADER_BYTES) {
+            snprintf(err, errlen, "--header: the headers total %zu bytes, more than %d (the edge "
+                                  "refuses heads over 32 KiB by default)", total,
+                     ACCESS_MAX_HEADER_BYTES);
+            return CV_EINVAL;
+        }
+    }
     if (hostname == NULL) {
         snprintf(err, errlen, "access %s: --hostname is required", argv[0]);
         return CV_EINVAL;
@@ -378,8 +390,8 @@ size_t access_page_text(const char *body, size_t n, char *out, size_t cap)
         char c = *p;
 
         if (html && c == '<') {
-            if (starts_ci(p, end, "<head"))
-                p = skip_past(p, end, "</head>");
+            if (starts_ci(p, end, "<head>") || starts_ci(p, end, "<head "))
+                p = skip_past(p, end, "</head>"); /* not <header>: its text is the message */
             else if (starts_ci(p, end, "<h1"))
                 p = skip_past(p, end, "</h1>");
             else if (starts_ci(p, end, "<title"))

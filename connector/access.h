@@ -29,6 +29,7 @@
 #include "log.h"
 
 #define ACCESS_MAX_HEADERS 32
+#define ACCESS_MAX_HEADER_BYTES (16 * 1024) /* all --header lines together */
 #define ACCESS_HELP 1 /* access_parse_args: --help was asked */
 
 enum access_mode {

@@ -114,6 +114,8 @@ static void test_usage_errors_name_the_flag(void **state)
     const char *missing[] = {"ssh", "--hostname"};
     const char *level[] = {"ssh", "--hostname", "h.example", "--loglevel", "loud"};
     const char *ct_zero[] = {"ssh", "--hostname", "h.example", "--connect-timeout", "0s"};
+    static char big[9000];
+    const char *huge[] = {"ssh", "--hostname", "h.example", "--header", big, "--header", big};
     const char *ct_bad[] = {"ssh", "--hostname", "h.example", "--connect-timeout", "soon"};
 
     (void)state;
@@ -134,6 +136,9 @@ static void test_usage_errors_name_the_flag(void **state)
     expect_usage_error(ARGC(level), level, "--loglevel");
     expect_usage_error(ARGC(ct_zero), ct_zero, "--connect-timeout: must be more than 0");
     expect_usage_error(ARGC(ct_bad), ct_bad, "--connect-timeout");
+    memset(big, 'v', sizeof(big) - 1);
+    memcpy(big, "X-Big: ", 7);
+    expect_usage_error(ARGC(huge), huge, "the headers total 18002 bytes");
 }
 
 static void test_help(void **state)
@@ -227,6 +232,10 @@ static void test_page_text_keeps_the_message(void **state)
     assert_string_equal(out, "{\"status\": 404, \"error\": \"x\"}");
     assert_int_equal(access_page_text("", 0, out, 1), 0);
     assert_string_equal(out, "");
+    /* Another server's page with a <header>: its text is kept (only <head> is skipped). */
+    n = access_page_text("<html><body><header>Maintenance until 18:00</header></body></html>", 66,
+                         out, sizeof(out));
+    assert_string_equal(out, "Maintenance until 18:00");
 }
 
 int main(void)
