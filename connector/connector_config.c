@@ -165,9 +165,9 @@ static const char *check_region(const char *s)
 
 /* ---- flags ---------------------------------------------------------------------------------- */
 
-/* cloudflared's single-origin flags (config keys too): also flags; with `url:` or --url they set the origin's
- * options as cloudflared does; with ingress rules they do nothing there either (originRequest
- * does), so they are warned about. */
+/* cloudflared's single-origin options, as flags and as config keys: with `url:` or --url they set
+ * that origin's options as in cloudflared; beside ingress rules they do nothing there either
+ * (originRequest does), so they are warned about. */
 static const struct {
     const char *key;
     const char *instead; /* its originRequest name */
@@ -188,7 +188,6 @@ static const struct {
 
 #define N_LEGACY_ORIGIN_KEYS (sizeof(legacy_origin_keys) / sizeof(legacy_origin_keys[0]))
 _Static_assert(N_LEGACY_ORIGIN_KEYS == CONNECTOR_ORIGIN_FLAGS, "connector_config.h's count");
-
 
 enum flag_kind { FLAG_VALUE, FLAG_REPEAT, FLAG_SECRET, FLAG_BOOL };
 
@@ -452,8 +451,6 @@ static const char *const unsupported_keys[] = {
     "quic-connection-level-flow-control-limit", "quic-stream-level-flow-control-limit",
     "management-hostname", "stdin-control", "cacert", NULL,
 };
-
-
 
 static bool in_list(const char *const *list, const char *s)
 {
@@ -775,7 +772,7 @@ static int apply_origin_flags(const struct flags *f, struct origin_request *o, s
     for (j = 0; j < N_LEGACY_ORIGIN_KEYS; j++) {
         const char *v = f->origin[j];
         struct yaml_doc *doc = NULL;
-        char text[4200];
+        char text[2 * 4096 + 3]; /* every byte escaped, and the quotes */
         char *t = text;
         const char *msg;
         int rv;
