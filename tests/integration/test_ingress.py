@@ -181,6 +181,10 @@ def test_single_origin_takes_cloudflareds_legacy_origin_keys(ctx):
     r = ctx.run([ctx.connector_bin, "run", "--url", origin.url, "--no-tls-verify=maybe", "--token", "x"],
                 check=2)
     expect("--no-tls-verify: expected a boolean" in r.stderr, "--no-tls-verify=maybe: %r" % r.stderr)
+    # A value of quotes only (each escaped for the YAML reading) is judged like any other.
+    r = ctx.run([ctx.connector_bin, "run", "--url", origin.url, "--http-host-header", '"' * 4096,
+                 "--token", "x"], check=2)
+    expect("--http-host-header: longer than" in r.stderr, "a 4096-quote Host header: %r" % r.stderr)
     # Beside ingress rules they do nothing, as in cloudflared, and say so.
     good = ctx.path("rules.yml")
     lib.write_file(good, "no-tls-verify: true\ningress:\n  - service: %s\n" % origin.url)
