@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <uv.h>
@@ -222,10 +223,38 @@ static int open_access_log(void)
     }
     edge.access_log = fopen(path, "a");
     if (edge.access_log == NULL) {
-        fprintf(stderr, "culvert-edge: access log %s: %s\n", path, strerror(errno));
+        fprintf(stderr, "culvert-edge: access log %s: %s (create its directory, or set "
+                        "access_log.path in %s, \"-\" for stderr)\n", path, strerror(errno),
+                edge.config_path);
         return -1;
     }
     setvbuf(edge.access_log, NULL, _IOLBF, 0);
+    return 0;
+}
+
+/* serve --check: can the access log be opened for appending and data_dir be created and written?
+ * What `serve` needs from the file system besides the certificates (nginx -t opens its logs too;
+ * like it, a missing log file or data_dir is created). 0, or -1 with |err|. */
+static int check_paths(const struct edge_config *cfg, const char *file, char *err, size_t errlen)
+{
+    const char *log = cfg->access_log_path;
+    char why[512];
+    FILE *f;
+
+    if (log != NULL && strcmp(log, "-") != 0) {
+        f = fopen(log, "a");
+        if (f == NULL) {
+            snprintf(err, errlen, "%s: access_log.path %s: %s (create its directory, or set "
+                                  "access_log.path, \"-\" for stderr)", file, log,
+                     strerror(errno));
+            return -1;
+        }
+        fclose(f);
+    }
+    if (store_check_dir(cfg->data_dir, why, sizeof(why)) < 0) {
+        snprintf(err, errlen, "%s: data_dir %s", file, why);
+        return -1;
+    }
     return 0;
 }
 
@@ -275,6 +304,12 @@ static int serve(int argc, char **argv)
     apply_limits(edge.cfg);
     edge.certs = certs_load(edge.cfg, err, sizeof(err));
     if (edge.certs == NULL || tunnel_listener_check(edge.cfg, err, sizeof(err)) < 0) {
+        fprintf(stderr, "culvert-edge: %s\n", err);
+        certs_free(edge.certs);
+        edge_config_free(edge.cfg);
+        return 2;
+    }
+    if (check && check_paths(edge.cfg, config, err, sizeof(err)) < 0) {
         fprintf(stderr, "culvert-edge: %s\n", err);
         certs_free(edge.certs);
         edge_config_free(edge.cfg);

@@ -804,6 +804,36 @@ static char *path_join(const char *dir, const char *name)
     return p;
 }
 
+int store_check_dir(const char *data_dir, char *err, size_t errlen)
+{
+    char *probe = path_join(data_dir, ".culvert-check");
+    int rv = make_dirs(data_dir);
+    int fd;
+
+    if (probe == NULL) {
+        set_err(err, errlen, "%s: out of memory", data_dir);
+        return CV_ENOMEM;
+    }
+    if (rv < 0) {
+        set_err(err, errlen, "%s: cannot create the data directory: %s", data_dir, cv_strerror(rv));
+        mem_free(probe);
+        return rv;
+    }
+    /* Writable, whoever runs this (root passes permission checks, not a read-only mount). */
+    fd = open(probe, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) {
+        rv = -errno;
+        set_err(err, errlen, "%s: cannot write in the data directory: %s", data_dir,
+                cv_strerror(rv));
+        mem_free(probe);
+        return rv;
+    }
+    close(fd);
+    unlink(probe);
+    mem_free(probe);
+    return 0;
+}
+
 int store_open(const char *data_dir, struct store **out, char *err, size_t errlen)
 {
     struct store *st;

@@ -419,6 +419,25 @@ def test_serve_check(ctx):
     # A missing file: 2, naming it.
     r = ctx.run([ctx.edge_bin, "serve", "--check", "--config", ctx.path("nope.yml")], check=2)
     expect("nope.yml" in r.stderr, "missing config: message does not name the file: %r" % r.stderr)
+    # What serve needs from the file system: the access log (opened, as nginx -t does) and
+    # data_dir (created when missing, then written). --check said OK and serve exited 1.
+    for key, value, words in (
+            ("access_log", {"path": ctx.path("no-dir", "access.log")}, ["access_log.path", "no-dir"]),
+            ("data_dir", os.path.join(edge.config, "data"), ["data_dir", "not a directory"]),
+            ("data_dir", "/proc/culvert-nope", ["data_dir", "cannot create"])):
+        cfg = dict(edge.cfg)
+        cfg[key] = value
+        path = ctx.path("paths.yml")
+        lib.write_file(path, lib.yaml_dump(cfg))
+        r = ctx.run([ctx.edge_bin, "serve", "--check", "--config", path], check=2)
+        expect(all(w in r.stderr for w in words) and "paths.yml" in r.stderr,
+               "serve --check with %s %r: %r" % (key, value, r.stderr))
+    cfg = dict(edge.cfg)
+    cfg["data_dir"] = ctx.path("new", "data")
+    lib.write_file(ctx.path("paths.yml"), lib.yaml_dump(cfg))
+    r = ctx.run([ctx.edge_bin, "serve", "--check", "--config", ctx.path("paths.yml")], check=0)
+    expect(os.path.isdir(ctx.path("new", "data")), "--check did not create the missing data_dir")
+    expect_eq(oct(os.stat(ctx.path("new", "data")).st_mode & 0o777), "0o700", "data_dir mode")
 
 
 @lib.timeout(60)
