@@ -298,7 +298,7 @@ static struct opool *pool_find(struct origin_pools *p, const struct ingress_rule
 static void oreq_fail(struct oreq *rq, uint32_t code, const char *why)
 {
     if (!(rq->flags & RQ_F_DEAD)) {
-        LOG_I("origin stream=%u %s: %s", mux_stream_id(rq->stream), rq->rule->service.text, why);
+        LOG_W("origin stream=%u %s: %s", mux_stream_id(rq->stream), rq->rule->service.text, why);
         mux_stream_reset(rq->stream, code);
         rq->flags |= RQ_F_DEAD;
     }
@@ -658,7 +658,7 @@ static void oconn_process(struct oconn *oc)
 
             oc->closing = 1;
             if (r != NULL) {
-                LOG_I("origin %s sent a bad response: %s", r->rule->service.text,
+                LOG_W("origin %s sent a bad response: %s", r->rule->service.text,
                       http1_error_reason(oc->parser));
                 oc->req = NULL;
                 r->oc = NULL;

@@ -314,3 +314,16 @@ def test_pooled_connection_closed_by_the_origin_is_retried_once(ctx):
     r = ctx.curl(edge.url(h("rt"), "/upload"), resolve=edge.resolve(h("rt")), data="x" * 1000)
     expect_eq(r.status, 502, "a POST whose body went to a connection the origin dropped")
     expect_eq(o.request_count() - n_before, 1, "arrivals of the POST (never retried)")
+
+
+@lib.timeout(60)
+def test_origin_failures_are_warnings(ctx):
+    """A visitor's 502 for an origin that cannot be reached shows in the connector's log at
+    --loglevel warn (cloudflared logs "Unable to reach the origin service" as an error); the
+    reason was an info line, so a connector run at warn said nothing."""
+    edge = ctx.edge()
+    t = edge.tunnel_with_route("dead", ["dead." + DOMAIN])
+    c = ctx.connector(edge, t["token"], url="http://127.0.0.1:%d" % lib.free_port(), loglevel="warn")
+    r = edge.get("dead." + DOMAIN, "/x")
+    expect_eq(r.status, 502, "GET to an origin port nobody listens on")
+    c.proc.wait_log(r"WRN .*origin stream=\d+ .*(refused|cannot connect)", 10)
