@@ -57,6 +57,7 @@ void access_usage(FILE *f)
             "                                    [--loglevel L] [--connect-timeout D]\n"
             "       culvert-connector access ssh --hostname H [--edge-url URL] [--edge-ca F]\n"
             "                                    [--header 'Name: value']... [--loglevel L]\n"
+            "                                    [--connect-timeout D]\n"
             "\n"
             "access tcp listens on --url (127.0.0.1 unless a host is given) and carries each\n"
             "connection to the TCP service of hostname H through the edge; access ssh carries\n"

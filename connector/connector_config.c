@@ -212,7 +212,7 @@ struct flags {
     const char *retry_base;
     const char *heartbeat;
     const char *stream_idle;
-    const char *origin[N_LEGACY_ORIGIN_KEYS]; /* --no-tls-verify ...: legacy_origin_keys, by index */
+    const char *origin[N_LEGACY_ORIGIN_KEYS]; /* --no-tls-verify ...: by legacy_origin_keys index */
     bool help;
 };
 
@@ -646,7 +646,8 @@ static int file_key(const char *key, const struct yaml_node *k, const struct yam
         if (rv < 0)
             return rv;
         if (log_parse_level(s, &fc->loglevel) < 0)
-            return yaml_errorf(ye, v, key, "unknown level (use debug, info, warn, error or fatal)");
+            return yaml_errorf(ye, v, key,
+                               "unknown level (use trace, debug, info, warn, error or fatal)");
         fc->has_loglevel = true;
         return 0;
     }
@@ -780,7 +781,8 @@ static int apply_origin_flags(const struct flags *f, struct origin_request *o, s
         if (v == NULL)
             continue;
         if (strlen(v) > 4096)
-            return failf(CV_ECONFIG, err, errlen, "--%s: value too long", legacy_origin_keys[j].key);
+            return failf(CV_ECONFIG, err, errlen, "--%s: value too long",
+                         legacy_origin_keys[j].key);
         *t++ = '"'; /* a double-quoted scalar: every byte kept as written */
         for (; *v != '\0'; v++) {
             if (*v == '"' || *v == '\\')
@@ -790,7 +792,8 @@ static int apply_origin_flags(const struct flags *f, struct origin_request *o, s
         *t++ = '"';
         rv = yaml_load_string(text, (size_t)(t - text), "flag", NULL, &doc, &ye);
         if (rv == 0)
-            rv = origin_request_set(o, legacy_origin_keys[j].instead, yaml_doc_root(doc), NULL, &ye);
+            rv = origin_request_set(o, legacy_origin_keys[j].instead, yaml_doc_root(doc), NULL,
+                                    &ye);
         yaml_doc_free(doc);
         if (rv == CV_EINVAL) {
             char m[128];
@@ -1176,7 +1179,7 @@ static int apply_settings(struct connector_config *c, struct file_cfg *fc, const
     }
     if (f->loglevel != NULL && log_parse_level(f->loglevel, &c->loglevel) < 0)
         return failf(CV_ECONFIG, err, errlen,
-                     "--loglevel: unknown level (use debug, info, warn, error or fatal)");
+                     "--loglevel: unknown level (use trace, debug, info, warn, error or fatal)");
     if (f->grace != NULL) {
         rv = flag_duration("grace-period", f->grace, 0, MS_PER_DAY, &c->grace_period_ms, err,
                            errlen);
@@ -1481,7 +1484,7 @@ void connector_config_usage(FILE *f)
             "  --edge-ca FILE         CA certificate(s) for the edge (default: pinned or system)\n"
             "  --ha-connections N     connections to keep, 1-%d (default %d)\n"
             "  --metrics ADDR|off     metrics listener (default: first free of 127.0.0.1:%d-%d)\n"
-            "  --loglevel LEVEL       debug, info, warn, error (default info)\n"
+            "  --loglevel LEVEL       trace, debug, info, warn, error (default info)\n"
             "  --grace-period D       drain time on SIGTERM (default 30s)\n"
             "  --region R             region label shown on the edge\n"
             "  --no-tls-verify, --origin-ca-pool F, --origin-server-name N, --http-host-header H,\n"

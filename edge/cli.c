@@ -631,7 +631,8 @@ static const char *str(const struct json_value *obj, const char *key)
 {
     const char *s = json_as_string(json_object_get(obj, key), NULL);
 
-    return s != NULL ? s : "-";
+    /* "-" for an empty value too (a connector started without a region) */
+    return s != NULL && s[0] != '\0' ? s : "-";
 }
 
 static int64_t num(const struct json_value *obj, const char *key)

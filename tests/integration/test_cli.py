@@ -266,6 +266,13 @@ def test_text_output_is_readable(ctx):
     expect(not lst.lstrip().startswith("["), "tunnel list text output is JSON:\n%s" % lst)
     r = edge.cli("tunnel", "rotate-token", "txt")
     expect(re.search(r"[A-Za-z0-9_-]{40,}", r.stdout), "rotate-token text prints no token:\n%s" % r.stdout)
+    # A connector without a region: "region -", not an empty column.
+    tok = re.search(r"[A-Za-z0-9_-]{60,}", r.stdout).group(0)
+    ctx.add_token("rotated txt", tok)
+    ctx.connector(edge, tok, ha=1)
+    info = edge.cli("tunnel", "info", "txt").stdout
+    expect(re.search(r"connector \S+\s+version \S+\s+region -\s+1 connection\b", info),
+           "tunnel info text for a connector without a region:\n%s" % info)
 
 
 @lib.timeout(60)

@@ -847,7 +847,7 @@ static void test_invalid_values_stop_with_file_line_col_and_key(void **state)
     file_fails("url: http://x\nmetrics: localhost\n",
                "%s:2:10: metrics: missing port (write host:port); or off to disable metrics");
     file_fails("url: http://x\nloglevel: loud\n",
-               "%s:2:11: loglevel: unknown level (use debug, info, warn, error or fatal)");
+               "%s:2:11: loglevel: unknown level (use trace, debug, info, warn, error or fatal)");
     file_fails("url: http://x\nregion: \"home lab\"\n",
                "%s:2:9: region: a region may only hold letters, digits, \"-\", \"_\" and \".\"");
     file_fails("url: http://x\nedge: [\"edge.example.com:7844\", edge.example.com]\n",
@@ -933,7 +933,7 @@ static void test_flag_errors_name_the_flag(void **state)
     flags_fail("--heartbeat: out of range", "--config", p, "--heartbeat", "1h", NULL);
     flags_fail("--metrics: missing port (write host:port); or off to disable metrics", "--config",
                p, "--metrics", "nope", NULL);
-    flags_fail("--loglevel: unknown level (use debug, info, warn, error or fatal)", "--config", p,
+    flags_fail("--loglevel: unknown level (use trace, debug, info, warn, error or fatal)", "--config", p,
                "--loglevel", "loud", NULL);
     flags_fail("--region: a region is 1 to 64 characters", "--config", p, "--region",
                "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", NULL);
