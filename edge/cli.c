@@ -110,8 +110,9 @@ static const char options_help[] =
     "                           /etc/culvert/admin.token)\n"
     "  --config FILE            read admin.listen and admin.token_file from this edge.yml\n"
     "  --output json|text       output format (default text)\n"
-    "  --allow-overlap          route add: accept a route that overlaps another tunnel's\n"
     "  --help                   this help\n";
+static const char overlap_help[] =
+    "  --allow-overlap          accept a route that overlaps another tunnel's\n";
 
 /* ---- admin address and token -------------------------------------------------------------- */
 
@@ -1059,14 +1060,18 @@ static void group_help(struct cli *c, const char *group, FILE *f)
         snprintf(left, sizeof(left), "%s %s", commands[i].name, commands[i].args);
         fprintf(f, "  %-26s %s\n", left, commands[i].summary);
     }
-    fprintf(f, "\nThey talk to the running edge's admin API.\n\n%s", options_help);
+    fprintf(f, "\nThey talk to the running edge's admin API.\n\n%s%s", options_help,
+            strcmp(group, "route") == 0 ? "route add:\n" : "");
+    if (strcmp(group, "route") == 0)
+        fputs(overlap_help, f);
     (void)c;
 }
 
 static void command_help(const struct command *cmd, FILE *f)
 {
-    fprintf(f, "usage: culvert-edge %s %s%s%s [options]\n\n%s\n\n%s", cmd->group, cmd->name,
-            cmd->args[0] != '\0' ? " " : "", cmd->args, cmd->help, options_help);
+    fprintf(f, "usage: culvert-edge %s %s%s%s [options]\n\n%s\n\n%s%s", cmd->group, cmd->name,
+            cmd->args[0] != '\0' ? " " : "", cmd->args, cmd->help, options_help,
+            strcmp(cmd->group, "route") == 0 && strcmp(cmd->name, "add") == 0 ? overlap_help : "");
 }
 
 /* Reads the value of option |name| from "--name=value" or the next argument. */

@@ -287,6 +287,13 @@ def test_exit_codes_and_help(ctx):
         r = ctx.run(argv, check=0)
         expect(r.stdout.strip() != "", "%s printed nothing on stdout" % " ".join(argv))
     expect(re.search(r"culvert-edge \S+", ctx.run([e, "--version"]).stdout), "edge --version text")
+    # Each command's help lists the options it takes: --allow-overlap only where it is accepted.
+    expect("--allow-overlap" in ctx.run([e, "route", "add", "--help"], check=0).stdout,
+           "route add --help does not name --allow-overlap")
+    for argv in ([e, "tunnel", "list", "--help"], [e, "tunnel", "create", "--help"],
+                 [e, "route", "delete", "--help"]):
+        expect("--allow-overlap" not in ctx.run(argv, check=0).stdout,
+               "%s names --allow-overlap, which it refuses" % " ".join(argv[1:]))
     # Unknown tunnel: 1, with a message.
     for args in (("tunnel", "info", "nosuch"), ("tunnel", "delete", "nosuch"),
                  ("tunnel", "rotate-token", "nosuch")):
