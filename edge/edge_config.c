@@ -677,6 +677,11 @@ static int load_limits(struct loader *l, const struct yaml_node *m)
         key_path(p, sizeof(p), "limits", name);
         if (idx < 0)
             return yaml_errorf(l->err, k, p, "unknown limit (see the limits table in the README)");
+        /* The connector's (shared table): accepting them here would change nothing. */
+        if (strcmp(name, "stream_idle_ms") == 0 || strcmp(name, "backoff_base_ms") == 0 ||
+            strcmp(name, "backoff_max_exp") == 0)
+            return yaml_errorf(l->err, k, p, "a connector setting, not used by the edge (the "
+                                             "connector's --stream-idle and --retry-base set it)");
         d = &limits_table()[idx];
         limit_bounds(name, &min, &max);
         switch (d->kind) {

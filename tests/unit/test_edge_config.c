@@ -351,6 +351,10 @@ static void test_every_limit_is_settable_by_name(void **state)
         uint32_t want;
         const char *value;
 
+        /* The connector's three are refused (test_bad_limit_name_is_an_error). */
+        if (strcmp(d->name, "stream_idle_ms") == 0 || strcmp(d->name, "backoff_base_ms") == 0 ||
+            strcmp(d->name, "backoff_max_exp") == 0)
+            continue;
         /* A value inside every limit's range and different from its default. */
         switch (d->kind) {
         case LIMIT_MS:
@@ -544,6 +548,13 @@ static void test_bad_limit_name_is_an_error(void **state)
     (void)state;
     expect_error(REQUIRED "limits:\n  max_url: 1KiB\n  max_urls: 2KiB\n",
                  "9:3: limits.max_urls: unknown limit (see the limits table in the README)");
+    /* The connector's limits: edge.yml would accept and ignore them. */
+    expect_error(REQUIRED "limits:\n  stream_idle_ms: 10s\n",
+                 "8:3: limits.stream_idle_ms: a connector setting, not used by the edge (the "
+                 "connector's --stream-idle and --retry-base set it)");
+    expect_error(REQUIRED "limits: { backoff_max_exp: 2 }\n",
+                 "7:11: limits.backoff_max_exp: a connector setting, not used by the edge (the "
+                 "connector's --stream-idle and --retry-base set it)");
 }
 
 static void test_limit_values_follow_their_kind(void **state)
