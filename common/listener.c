@@ -3,10 +3,13 @@
  */
 #include "listener.h"
 
+#include <errno.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "err.h"
@@ -66,6 +69,65 @@ static int resolve(const struct config_addr *a, struct sockaddr_storage *ss, cha
     return 0;
 }
 
+/*
+ * Clears the way for binding the unix socket |path|: nothing there, or a stale socket (nobody
+ * accepts on it: a crash left it) that is removed. Any other file, or a socket another process
+ * listens on, is left alone and refused. Returns 0 or a negative code with |err| set.
+ */
+static int unix_clear_stale(const char *path, const char *name, char *err, size_t errlen)
+{
+    struct sockaddr_un sun;
+    struct stat sb;
+    int fd;
+    int rv;
+
+    if (lstat(path, &sb) < 0) {
+        if (errno == ENOENT)
+            return 0;
+        rv = -errno;
+        snprintf(err, errlen, "listen %s: %s", name, strerror(errno));
+        return rv;
+    }
+    if (!S_ISSOCK(sb.st_mode)) {
+        snprintf(err, errlen, "listen %s: the file exists and is not a socket (move it away)",
+                 name);
+        return CV_EEXIST;
+    }
+    memset(&sun, 0, sizeof(sun));
+    sun.sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof(sun.sun_path)) {
+        snprintf(err, errlen, "listen %s: path too long", name);
+        return CV_EINVAL;
+    }
+    memcpy(sun.sun_path, path, strlen(path) + 1);
+    /* Non-blocking: a listener with a full backlog answers EAGAIN at once (in use, too). */
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) {
+        rv = -errno;
+        snprintf(err, errlen, "listen %s: %s", name, strerror(errno));
+        return rv;
+    }
+    rv = connect(fd, (const struct sockaddr *)&sun, sizeof(sun)) == 0 ? 0 : -errno;
+    close(fd);
+    if (rv == 0 || rv == -EAGAIN) {
+        snprintf(err, errlen, "listen %s: in use by another process (is another culvert running?)",
+                 name);
+        return CV_EEXIST;
+    }
+    if (rv != -ECONNREFUSED) {
+        snprintf(err, errlen, "listen %s: cannot tell whether the socket is in use: %s", name,
+                 strerror(-rv));
+        return rv;
+    }
+    if (unlink(path) < 0 && errno != ENOENT) {
+        rv = -errno;
+        snprintf(err, errlen, "listen %s: cannot remove the stale socket: %s", name,
+                 strerror(errno));
+        return rv;
+    }
+    return 0;
+}
+
 struct listener *listener_start(uv_loop_t *loop, const struct config_addr *a, unsigned unix_mode,
                                 listener_cb cb, void *arg, char *err, size_t errlen)
 {
@@ -84,7 +146,11 @@ struct listener *listener_start(uv_loop_t *loop, const struct config_addr *a, un
         l->is_unix = 1;
         uv_pipe_init(loop, &l->h.pipe, 0);
         l->h.pipe.data = l;
-        unlink(a->path);
+        rv = unix_clear_stale(a->path, l->name, err, errlen);
+        if (rv < 0) {
+            uv_close((uv_handle_t *)&l->h, on_closed);
+            return NULL;
+        }
         rv = uv_pipe_bind(&l->h.pipe, a->path);
         if (rv == 0 && unix_mode != 0 && chmod(a->path, unix_mode) != 0)
             rv = -errno;

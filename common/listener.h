@@ -16,8 +16,9 @@ struct listener;
 typedef void (*listener_cb)(struct listener *l, uv_stream_t *server, void *arg);
 
 /*
- * Binds and listens on |a| (TCP with SO_REUSEADDR, IPv6 literals v6-only; unix: an existing socket
- * file is replaced, then chmod to |unix_mode| when not 0). Calls |cb| for each pending connection:
+ * Binds and listens on |a| (TCP with SO_REUSEADDR, IPv6 literals v6-only; unix: a stale socket file
+ * (nobody listening) is replaced, any other file or a live socket refused, then chmod to
+ * |unix_mode| when not 0). Calls |cb| for each pending connection:
  * it accepts with sock_accept(). Returns the listener, or NULL with a reason in |err| naming the
  * address ("listen 0.0.0.0:443: address already in use").
  */

@@ -480,3 +480,42 @@ def test_serve_check_certificate_errors_name_file_line_and_key(ctx):
           "public.certificates[0].key")
     check("tunnel-cert-missing.yml", os.path.join(pki, "tunnel.pem"), os.path.join(pki, "gone.pem"),
           "tunnel.cert")
+
+
+@lib.timeout(60)
+def test_admin_unix_socket_replaces_only_a_stale_socket(ctx):
+    """admin.listen unix:PATH: a stale socket left by a crash is replaced (mode 0600), but a file
+    that is not a socket, or the live socket of another edge, is never deleted: the edge refuses
+    to start, naming the path. It used to unlink whatever was there."""
+    import socket
+
+    path = ctx.path("a.sock")
+
+    def unix_edge(name):
+        e = ctx.edge(name=name, start=False)
+        e.cfg["admin"]["listen"] = "unix:" + path
+        e.write_config()
+        return e
+
+    first = unix_edge("first")
+    lib.write_file(path, "not a socket\n")
+    first.start(wait=False)
+    expect_eq(first.proc.wait(10 * ctx.slow), 1, "exit code with a regular file at admin.listen")
+    expect(path in first.proc.text() and "not a socket" in first.proc.text(),
+           "the edge does not name the file in the way:\n%s" % lib.tail(first.proc.log))
+    with open(path) as f:
+        expect_eq(f.read(), "not a socket\n", "the file at admin.listen after the refused start")
+    os.unlink(path)
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(path)
+    stale.close()  # what a kill -9 leaves behind
+    first.start()
+    expect_eq(oct(os.stat(path).st_mode & 0o777), oct(0o600), "mode of the admin socket")
+    first.create_tunnel("one")
+    second = unix_edge("second")
+    second.start(wait=False)
+    expect_eq(second.proc.wait(10 * ctx.slow), 1, "exit code with another edge on admin.listen")
+    expect(path in second.proc.text() and "in use" in second.proc.text(),
+           "the edge does not say the socket is in use:\n%s" % lib.tail(second.proc.log))
+    names = [t["name"] for t in first.cli("tunnel", "list", output_json=True).json]
+    expect_eq(names, ["one"], "tunnels of the first edge through its admin socket")
