@@ -1106,6 +1106,31 @@ static const struct sock_hooks aconn_hooks = {
     .on_close = ac_on_close,
 };
 
+/*
+ * At the cap, the oldest connection still reading (idle, or holding a request it never finished)
+ * makes room for |c|: whoever can connect to the admin address (any local user for a loopback
+ * port) cannot lock the API out by holding every slot. Answers are synchronous, so no request in
+ * progress is lost; a client that just got its answer reconnects. False when every other
+ * connection is closing already.
+ */
+static bool evict_oldest(struct admin *a, const struct aconn *c)
+{
+    struct list_node *n;
+
+    for (n = a->conns.next; n != &a->conns; n = n->next) {
+        struct aconn *old = container_of(n, struct aconn, node);
+
+        if (old == c || old->state != AC_S_READING)
+            continue;
+        LOG_W_RL("admin peer=%s: too many admin connections, closing the oldest (peer=%s)",
+                 c->peer, old->peer);
+        old->state = AC_S_CLOSING;
+        sock_abort(old->sock);
+        return true;
+    }
+    return false;
+}
+
 static void on_admin_conn(struct listener *l, uv_stream_t *server, void *arg)
 {
     struct admin *a = arg;
@@ -1137,7 +1162,7 @@ static void on_admin_conn(struct listener *l, uv_stream_t *server, void *arg)
     snprintf(c->peer, sizeof(c->peer), "%s", sock_peer(c->sock)[0] != '\0' ? sock_peer(c->sock)
                                                                              : "unix");
     c->state = AC_S_READING;
-    if (a->stopping || a->nconns > ADMIN_MAX_CONNECTIONS) {
+    if (a->stopping || (a->nconns > ADMIN_MAX_CONNECTIONS && !evict_oldest(a, c))) {
         LOG_W_RL("admin peer=%s refused: too many admin connections", c->peer);
         c->state = AC_S_CLOSING;
         sock_abort(c->sock);

@@ -519,3 +519,25 @@ def test_admin_unix_socket_replaces_only_a_stale_socket(ctx):
            "the edge does not say the socket is in use:\n%s" % lib.tail(second.proc.log))
     names = [t["name"] for t in first.cli("tunnel", "list", output_json=True).json]
     expect_eq(names, ["one"], "tunnels of the first edge through its admin socket")
+
+
+@lib.timeout(60)
+def test_idle_admin_connections_cannot_lock_the_admin_api_out(ctx):
+    """Any local user can open connections to a loopback admin port: 64 unauthenticated ones that
+    never finish a request used to take every slot (30 s each, renewable), and the CLI was reset
+    with "is culvert-edge serve running?". The oldest one now makes room."""
+    import socket
+
+    edge = ctx.edge()
+    held = []
+    try:
+        for _ in range(80):
+            s = socket.create_connection(("127.0.0.1", edge.admin_port), timeout=5)
+            s.sendall(b"GET /v1/status HTTP/1.1\r\n")
+            held.append(s)
+        for i in range(3):
+            edge.create_tunnel("t%d" % i)
+        expect(edge.proc.alive(), "the edge exited")
+    finally:
+        for s in held:
+            s.close()
