@@ -327,6 +327,9 @@ static int serve(int argc, char **argv)
     rv = store_open(edge.cfg->data_dir, &edge.store, err, sizeof(err));
     if (rv < 0) {
         fprintf(stderr, "culvert-edge: %s\n", err);
+        if (rv == CV_EPARSE)
+            fprintf(stderr, "culvert-edge: not starting, so that no tunnel or route is dropped: "
+                            "repair the file or restore it from a backup\n");
         return 1;
     }
     uv_loop_init(&loop);

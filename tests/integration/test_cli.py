@@ -541,3 +541,29 @@ def test_idle_admin_connections_cannot_lock_the_admin_api_out(ctx):
     finally:
         for s in held:
             s.close()
+
+
+@lib.timeout(60)
+def test_a_damaged_state_file_stops_the_edge_and_says_what_to_do(ctx):
+    """A truncated state.json: the edge exits 1 naming the file and saying what to do, never
+    starts empty (that would drop every tunnel) and never rewrites the file."""
+    edge = ctx.edge()
+    edge.create_tunnel("kept")
+    edge.route_add("kept." + DOMAIN, "kept")
+    edge.stop()
+    state = os.path.join(edge.data_dir, "state.json")
+    with open(state, "rb") as f:
+        good = f.read()
+    lib.write_file(state, good[:len(good) // 2], 0o600)
+    edge.start(wait=False)
+    expect_eq(edge.proc.wait(10 * ctx.slow), 1, "exit code with a truncated state.json")
+    out = edge.proc.text()
+    expect(state in out and re.search(r"backup", out),
+           "the error does not name %s and say what to do:\n%s" % (state, lib.tail(edge.proc.log)))
+    with open(state, "rb") as f:
+        expect_eq(f.read(), good[:len(good) // 2], "state.json after the refused start")
+    lib.write_file(state, good, 0o600)
+    edge.start()
+    routes = edge.cli("route", "list", output_json=True).json
+    expect_eq([(r["hostname"], r["tunnel"]) for r in routes], [("kept." + DOMAIN, "kept")],
+              "routes once the file is restored")
