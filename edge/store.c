@@ -838,6 +838,7 @@ int store_open(const char *data_dir, struct store **out, char *err, size_t errle
 {
     struct store *st;
     char *lock_path = NULL;
+    struct stat sb;
     int rv;
 
     *out = NULL;
@@ -863,6 +864,15 @@ int store_open(const char *data_dir, struct store **out, char *err, size_t errle
     if (rv < 0) {
         set_err(err, errlen, "%s: cannot create the data directory: %s", data_dir,
                 cv_strerror(rv));
+        goto fail;
+    }
+    /* Whoever can write the directory can rename their own state.json over ours, or create
+     * state.json.tmp first and so own the next one (group-writable stays allowed: Kubernetes
+     * fsGroup volumes are, for the edge's own group). */
+    if (stat(data_dir, &sb) == 0 && (sb.st_mode & S_IWOTH)) {
+        set_err(err, errlen, "%s: refusing a data directory that others can write (mode %04o); "
+                "run: chmod 700 %s", data_dir, (unsigned)(sb.st_mode & 07777), data_dir);
+        rv = CV_EAUTH;
         goto fail;
     }
     st->lock_fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);

@@ -67,6 +67,7 @@ bool store_name_valid(const char *name, const char **why);
  * bytes, NUL-terminated when |errlen| > 0) and *|out| NULL:
  *   -errno      the directory cannot be created, or the file or lock cannot be opened or read;
  *   CV_EEXIST   another process holds the lock ("DIR: in use by another culvert-edge");
+ *   CV_EAUTH    others (not only owner and group) can write the directory;
  *   CV_EPARSE   state.json is corrupt: the message names the file and the byte offset (syntax) or
  *               the element ("tunnels[2].name: ...");
  *   CV_ETLS     the random generator failed;

@@ -741,6 +741,25 @@ static void test_allocation_failures_during_changes_leave_the_store_unchanged(vo
     store_free(st);
 }
 
+/* Anyone who can write the directory can rename a state.json of their own over the edge's (their
+ * tunnels, their routes), or create state.json.tmp first and own the next state.json. */
+static void test_world_writable_data_dir_is_refused(void **state)
+{
+    struct store *st = (struct store *)1;
+    char want[300];
+
+    (void)state;
+    assert_int_equal(chmod(dir, 01777), 0);
+    assert_int_equal(store_open(dir, &st, err, sizeof(err)), CV_EAUTH);
+    assert_null(st);
+    snprintf(want, sizeof(want), "%s: refusing a data directory that others can write", dir);
+    if (strstr(err, want) != err || strstr(err, "chmod 700") == NULL)
+        fail_msg("got \"%s\"", err);
+    assert_int_equal(chmod(dir, 0750), 0);
+    st = open_ok();
+    store_free(st);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -765,6 +784,7 @@ int main(void)
         T(test_duplicates_in_the_file_are_corrupt),
         T(test_second_open_of_one_directory_is_refused),
         T(test_data_dir_that_is_a_file_is_an_error),
+        T(test_world_writable_data_dir_is_refused),
         T(test_failed_write_leaves_memory_unchanged),
         T(test_allocation_failures_during_open_fail_cleanly),
         T(test_allocation_failures_during_changes_leave_the_store_unchanged),
