@@ -804,6 +804,21 @@ static char *path_join(const char *dir, const char *name)
     return p;
 }
 
+/* Whoever can write the directory can rename their own state.json over ours, or create
+ * state.json.tmp first and so own the next one (group-writable stays allowed: Kubernetes fsGroup
+ * volumes are, for the edge's own group). 0, or CV_EAUTH with |err|. */
+static int check_dir_mode(const char *data_dir, char *err, size_t errlen)
+{
+    struct stat sb;
+
+    if (stat(data_dir, &sb) == 0 && (sb.st_mode & S_IWOTH)) {
+        set_err(err, errlen, "%s: refusing a data directory that others can write (mode %04o); "
+                "run: chmod 700 %s", data_dir, (unsigned)(sb.st_mode & 07777), data_dir);
+        return CV_EAUTH;
+    }
+    return 0;
+}
+
 int store_check_dir(const char *data_dir, char *err, size_t errlen)
 {
     char *probe = path_join(data_dir, ".culvert-check");
@@ -814,8 +829,11 @@ int store_check_dir(const char *data_dir, char *err, size_t errlen)
         set_err(err, errlen, "%s: out of memory", data_dir);
         return CV_ENOMEM;
     }
-    if (rv < 0) {
+    if (rv == 0)
+        rv = check_dir_mode(data_dir, err, errlen);
+    else
         set_err(err, errlen, "%s: cannot create the data directory: %s", data_dir, cv_strerror(rv));
+    if (rv < 0) {
         mem_free(probe);
         return rv;
     }
@@ -838,7 +856,6 @@ int store_open(const char *data_dir, struct store **out, char *err, size_t errle
 {
     struct store *st;
     char *lock_path = NULL;
-    struct stat sb;
     int rv;
 
     *out = NULL;
@@ -866,15 +883,9 @@ int store_open(const char *data_dir, struct store **out, char *err, size_t errle
                 cv_strerror(rv));
         goto fail;
     }
-    /* Whoever can write the directory can rename their own state.json over ours, or create
-     * state.json.tmp first and so own the next one (group-writable stays allowed: Kubernetes
-     * fsGroup volumes are, for the edge's own group). */
-    if (stat(data_dir, &sb) == 0 && (sb.st_mode & S_IWOTH)) {
-        set_err(err, errlen, "%s: refusing a data directory that others can write (mode %04o); "
-                "run: chmod 700 %s", data_dir, (unsigned)(sb.st_mode & 07777), data_dir);
-        rv = CV_EAUTH;
+    rv = check_dir_mode(data_dir, err, errlen);
+    if (rv < 0)
         goto fail;
-    }
     st->lock_fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (st->lock_fd < 0) {
         rv = -errno;

@@ -446,6 +446,14 @@ def test_serve_check(ctx):
         r = ctx.run([ctx.edge_bin, "serve", "--check", "--config", path], check=2)
         expect(all(w in r.stderr for w in words) and "paths.yml" in r.stderr,
                "serve --check with %s %r: %r" % (key, value, r.stderr))
+    # A data_dir others can write is refused by serve, so by --check too.
+    os.makedirs(ctx.path("open"), mode=0o777, exist_ok=True)
+    os.chmod(ctx.path("open"), 0o777)
+    cfg = dict(edge.cfg)
+    cfg["data_dir"] = ctx.path("open")
+    lib.write_file(ctx.path("paths.yml"), lib.yaml_dump(cfg))
+    r = ctx.run([ctx.edge_bin, "serve", "--check", "--config", ctx.path("paths.yml")], check=2)
+    expect("others can write" in r.stderr and "chmod 700" in r.stderr, "--check, mode 0777: %r" % r.stderr)
     cfg = dict(edge.cfg)
     cfg["data_dir"] = ctx.path("new", "data")
     lib.write_file(ctx.path("paths.yml"), lib.yaml_dump(cfg))
