@@ -966,6 +966,15 @@ static void dispatch(struct aconn *c)
 
 /* ---- parser hooks ------------------------------------------------------------------------- */
 
+/* Expect: 100-continue on a request with a body to come. */
+static bool expects_continue(const struct http1_head *h)
+{
+    const struct http1_field *f = http1_head_find(h, "expect");
+
+    return f != NULL && f->value_len == 12 && strncasecmp(f->value, "100-continue", 12) == 0 &&
+           (h->content_length > 0 || (h->flags & HTTP1_F_CHUNKED));
+}
+
 static int on_head(struct http1_parser *p, const struct http1_head *h, void *arg)
 {
     struct aconn *c = arg;
@@ -990,6 +999,14 @@ static int on_head(struct http1_parser *p, const struct http1_head *h, void *arg
         c->reject = 413;
         c->keep_alive = false;
         return CV_ELIMIT; /* stop here: the body is never read */
+    } else if (expects_continue(h)) {
+        /* RFC 9110 §10.1.1: answer before the body is sent (curl waits a second otherwise). */
+        if (!c->authorized) {
+            c->reject = 401;
+            c->keep_alive = false;
+            return CV_EAUTH; /* the body is never read */
+        }
+        sock_write(c->sock, "HTTP/1.1 100 Continue\r\n\r\n", 25);
     }
     return 0;
 }

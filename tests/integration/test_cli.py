@@ -398,6 +398,45 @@ def test_cli_against_a_service_that_is_not_the_admin_api(ctx):
 
 
 @lib.timeout(30)
+def test_admin_api_answers_expect_100_continue(ctx):
+    """A client that sends Expect: 100-continue (curl does for larger bodies) hears 100 Continue
+    before it sends its body, or its 401 at once; it waited for the client's own timeout (1 s in
+    curl) either way."""
+    import socket
+
+    edge = ctx.edge()
+    with open(edge.admin_token) as f:
+        token = f.read().strip()
+    body = b'{"name": "expect"}'
+    for auth, want in (("Bearer " + token, b"HTTP/1.1 100 Continue\r\n\r\n"), ("Bearer nope", b"HTTP/1.1 401")):
+        s = socket.create_connection(("127.0.0.1", edge.admin_port), timeout=5)
+        try:
+            s.sendall(("POST /v1/tunnels HTTP/1.1\r\nHost: a\r\nAuthorization: %s\r\n"
+                       "Content-Type: application/json\r\nContent-Length: %d\r\n"
+                       "Expect: 100-continue\r\n\r\n" % (auth, len(body))).encode())
+            s.settimeout(0.5)  # well under a client's own wait (1 s in curl)
+            got = b""
+            try:
+                while len(got) < len(want):
+                    chunk = s.recv(len(want) - len(got))
+                    if not chunk:
+                        break
+                    got += chunk
+            except socket.timeout:
+                pass
+            expect_eq(got, want, "the admin API's first answer to an Expect: 100-continue head (%s)" %
+                      auth.split()[1][:4])
+            if want.startswith(b"HTTP/1.1 100"):
+                s.settimeout(5)
+                s.sendall(body)
+                r = lib.RawHTTP(s).read_response()
+                expect_eq(r.status, 201, "tunnel create after 100 Continue")
+        finally:
+            s.close()
+    expect("expect" in edge.cli("tunnel", "list").stdout, "the tunnel created after 100 Continue")
+
+
+@lib.timeout(30)
 def test_serve_check(ctx):
     edge = ctx.edge(start=False)
     r = edge.cli("serve", "--check", check=0)
