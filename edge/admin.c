@@ -538,7 +538,8 @@ static void handle_tunnel_create(struct aconn *c)
     } else if (rv == CV_EEXIST) {
         respond_error(c, 409, "a tunnel named \"%s\" already exists", name);
     } else {
-        respond_error(c, 500, "cannot create the tunnel: %s", cv_strerror(rv));
+        respond_error(c, 500, "cannot create the tunnel: %s (saving the state in data_dir %s)",
+                      cv_strerror(rv), store_dir(c->a->e->store));
     }
     OPENSSL_cleanse(secret, sizeof(secret));
     json_free(v);
@@ -592,7 +593,8 @@ static void handle_tunnel_delete(struct aconn *c, const struct store_tunnel *t)
     store_foreach_route(e->store, t, count_route_cb, &routes);
     rv = store_tunnel_delete(e->store, id);
     if (rv < 0) {
-        respond_error(c, 500, "cannot delete the tunnel: %s", cv_strerror(rv));
+        respond_error(c, 500, "cannot delete the tunnel: %s (saving the state in data_dir %s)",
+                      cv_strerror(rv), store_dir(c->a->e->store));
         return;
     }
     token_uuid_format(id, ids);
@@ -622,7 +624,8 @@ static void handle_tunnel_rotate(struct aconn *c, const struct store_tunnel *t)
 
     rv = store_tunnel_rotate(e->store, t->id, secret);
     if (rv < 0) {
-        respond_error(c, 500, "cannot rotate the token: %s", cv_strerror(rv));
+        respond_error(c, 500, "cannot rotate the token: %s (saving the state in data_dir %s)",
+                      cv_strerror(rv), store_dir(c->a->e->store));
         return;
     }
     token_uuid_format(t->id, ids);
@@ -743,7 +746,8 @@ static void handle_route_add(struct aconn *c)
     } else if (rv == CV_EINVAL) {
         respond_error(c, 400, "invalid hostname: %s", why);
     } else {
-        respond_error(c, 500, "cannot add the route: %s", cv_strerror(rv));
+        respond_error(c, 500, "cannot add the route: %s (saving the state in data_dir %s)",
+                      cv_strerror(rv), store_dir(c->a->e->store));
     }
 out:
     json_free(v);
@@ -770,7 +774,8 @@ static void handle_route_delete(struct aconn *c, const char *host)
     copy = *t;
     rv = store_route_delete(st, pat.text);
     if (rv < 0) {
-        respond_error(c, 500, "cannot delete the route: %s", cv_strerror(rv));
+        respond_error(c, 500, "cannot delete the route: %s (saving the state in data_dir %s)",
+                      cv_strerror(rv), store_dir(c->a->e->store));
         return;
     }
     LOG_I("admin peer=%s removed route %s (tunnel %s)", c->peer, pat.text, copy.name);

@@ -437,6 +437,23 @@ def test_admin_api_answers_expect_100_continue(ctx):
 
 
 @lib.timeout(30)
+def test_a_failed_state_write_names_data_dir(ctx):
+    """When the state cannot be saved (a full disk; here a directory where its temporary file
+    goes), the CLI's message names data_dir, not only the errno; nothing was changed."""
+    edge = ctx.edge()
+    tmp = os.path.join(edge.data_dir, "state.json.tmp")
+    os.mkdir(tmp)
+    try:
+        r = edge.cli("tunnel", "create", "nospace", check=1)
+        expect("data_dir %s" % edge.data_dir in r.stderr, "tunnel create with the state unwritable: %r" %
+               r.stderr)
+        expect("nospace" not in edge.cli("tunnel", "list").stdout, "the tunnel exists after the failure")
+    finally:
+        os.rmdir(tmp)
+    edge.create_tunnel("nospace")
+
+
+@lib.timeout(30)
 def test_serve_check(ctx):
     edge = ctx.edge(start=False)
     r = edge.cli("serve", "--check", check=0)
