@@ -1505,6 +1505,33 @@ static void redirect_to_https(struct preq *rq, const struct http1_head *h)
                  NULL, location);
 }
 
+/* Does the request prefer JSON for the edge's own pages? Several Accept lines count as one list
+ * (RFC 9110 §5.3); the usual single line is judged in place. */
+static bool accept_wants_json(const struct http1_head *h)
+{
+    const struct http1_field *first = http1_head_find(h, "accept");
+    char joined[2048];
+    size_t n = 0;
+
+    if (first == NULL)
+        return false;
+    for (size_t i = 0; i < h->nfields; i++) {
+        const struct http1_field *f = &h->fields[i];
+
+        if (f == first || f->name_len != 6 || strcasecmp(f->name, "accept") != 0)
+            continue;
+        if (n == 0)
+            n = strx_copy(joined, sizeof(joined), first->value, first->value_len);
+        if (n + 2 + f->value_len >= sizeof(joined))
+            break; /* the first 2 KiB decide */
+        memcpy(joined + n, ", ", 2);
+        memcpy(joined + n + 2, f->value, f->value_len);
+        n += 2 + f->value_len;
+        joined[n] = '\0';
+    }
+    return errpage_wants_json(n > 0 ? joined : first->value);
+}
+
 static int on_request_head(struct http1_parser *p, const struct http1_head *h, void *arg)
 {
     struct pconn *pc = arg;
@@ -1513,7 +1540,6 @@ static int on_request_head(struct http1_parser *p, const struct http1_head *h, v
     struct preq *rq;
     struct hostname_host hh;
     const struct store_tunnel *t;
-    const struct http1_field *accept;
     const struct edge_host *hc;
     const char *why = NULL;
     int rv;
@@ -1545,8 +1571,7 @@ static int on_request_head(struct http1_parser *p, const struct http1_head *h, v
         if (f != NULL)
             rq->ua = dup_bounded(f->value, f->value_len, 512);
     }
-    accept = http1_head_find(h, "accept");
-    if (accept != NULL && errpage_wants_json(accept->value))
+    if (accept_wants_json(h))
         rq->flags |= RQ_F_JSON;
     if (strcmp(rq->method, "HEAD") == 0)
         rq->flags |= RQ_F_HEAD;

@@ -176,6 +176,10 @@ def test_unknown_hostname_404(ctx):
     # Two requests get two ids.
     r2 = st.edge.get(host, "/")
     expect(request_id_of(r2) != j["request_id"], "two requests got the same request id")
+    # Accept over two lines is one list (RFC 9110 §5.3): JSON when the second line prefers it.
+    r = st.edge.get(host, "/", headers=["Accept: text/html;q=0.1", "Accept: application/json"])
+    expect("application/json" in r.header("Content-Type", ""),
+           "Accept on two lines, JSON preferred: Content-Type %r" % r.header("Content-Type"))
 
 
 @lib.timeout(60)
