@@ -370,6 +370,8 @@ void sock_set_out_high(struct sock *s, size_t n)
     if (n == s->out_high)
         return;
     s->out_high = n;
+    if (sock_write_queued(s) >= n)
+        s->flags |= SOCK_F_ABOVE_HIGH; /* full now: on_drain once it falls to half */
     owe_drain_if_low(s);
 }
 

@@ -114,8 +114,9 @@ int sock_write(struct sock *s, const void *p, size_t n);
 size_t sock_write_queued(const struct sock *s);
 /* 1 when sock_write_queued() >= out_high. */
 int sock_write_full(const struct sock *s);
-/* Changes out_high (0: the default). Lowering it makes the queue "full" from the next write on;
- * raising it past twice the queue owes on_drain at once, from the flush pass. */
+/* Changes out_high (0: the default). A queue already at or above the new mark is "full" at once
+ * and owes on_drain when it falls to half; raising it past twice the queue owes on_drain at once,
+ * from the flush pass. */
 void sock_set_out_high(struct sock *s, size_t n);
 /* Storage its buffers hold (capacity, as buf_held_bytes counts it). */
 size_t sock_buffer_bytes(const struct sock *s);

@@ -1769,6 +1769,14 @@ static void pconn_process(struct pconn *pc)
              * input (http1.h), so feed even when empty once. */
             if (n == 0 && !http1_paused(pc->parser))
                 break;
+            /* A visitor that pipelines requests and reads nothing would otherwise get a fresh
+             * stream window of response bytes queued per request (RELIABILITY.md T-06): the next
+             * request waits for the output queue to drain (pc_on_drain). Its bytes are here:
+             * the visitor is not idle, and the send timeout bounds a stalled reader. */
+            if (n > 0 && pc->state == PC_S_IDLE && sock_write_full(pc->sock)) {
+                sock_set_timeout(pc->sock, 0);
+                break;
+            }
             if (n > 0 && pc->state == PC_S_IDLE) {
                 pc->state = PC_S_HEAD;
                 /* header_read_ms is a total (RELIABILITY.md §1.4): the first request's deadline
@@ -1924,6 +1932,8 @@ static void pc_on_drain(struct sock *s, void *arg)
     if (pc->req != NULL) {
         give_credit(pc->req);
         preq_arm(pc->req);
+    } else if (pc->state == PC_S_IDLE) {
+        sock_want_flush(pc->sock); /* pipelined input held back by a full output queue */
     }
 }
 
