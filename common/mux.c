@@ -48,6 +48,8 @@
 #define MUX_F_WANT_SIGNALED 0x08 /* want_write already called since the last mux_pending */
 
 #define PING_RING 8
+/* §12: interim (1xx) responses per stream; a 100 Continue and a few 103 Early Hints fit. */
+#define MUX_MAX_INTERIM 16
 #define OUT_CAP (8u * 1024 * 1024)
 /* §9.5: a stream whose reader consumed half its window within 10 ms (or four round trips, counted
  * up to one second) gets a bigger window. */
@@ -67,6 +69,7 @@ struct mux_stream {
     uint32_t recv_size;        /* the stream's receive window: initial_stream_window, auto-tuned */
     int64_t expect_len;        /* content-length of what we receive, or -1 */
     uint64_t recv_len;         /* DATA octets received */
+    uint32_t interim;          /* 1xx responses received (edge) */
     struct buf sendq;
     struct mux_stream *hnext;  /* id table chain */
     struct list_node all_node;
@@ -842,6 +845,11 @@ static int finish_block(struct mux *m)
             s->expect_len = clen;
         } else if (end) {
             rv = stream_error(m, s, sid, CODE_PROTOCOL_ERROR, "interim response with END_STREAM");
+            goto done;
+        } else if (++s->interim > MUX_MAX_INTERIM) {
+            /* §12: HEADERS are not flow-controlled and each 1xx is relayed to the visitor, who
+             * may not read: without a cap a connector fills the edge's memory through them. */
+            rv = stream_error(m, s, sid, CODE_ENHANCE_YOUR_CALM, "too many interim responses");
             goto done;
         }
     } else {

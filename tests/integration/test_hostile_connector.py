@@ -1,0 +1,84 @@
+"""A connector with a valid token for tunnel B that does not follow the protocol (RELIABILITY.md
+§2.3, T-09, T-15, T-35): tunnel A's visitors stay unaffected and the edge's memory stays bounded.
+The hostile connector is tests/integration/fake_peer.py."""
+
+import time
+
+import fake_peer
+import lib
+import origin as origin_mod
+from fake_peer import PING, PONG
+from lib import DOMAIN, expect, expect_eq
+
+HOST_A, HOST_B = "a." + DOMAIN, "b." + DOMAIN
+
+
+def _two_tunnels(ctx, limits=None):
+    """Edge with tunnel A (origin.py behind a real connector) and tunnel B (a fake connector)."""
+    edge = ctx.edge(limits=limits)
+    ta = edge.tunnel_with_route("ta", [HOST_A])
+    tb = edge.tunnel_with_route("tb", [HOST_B])
+    org = ctx.origin()
+    ctx.connector(edge, ta["token"], ingress=[{"service": org.url}], ha=1)
+    fake = fake_peer.FakeConnector(ctx, edge, tb["token"])
+    return edge, fake
+
+
+def _rss_kib(proc):
+    with open("/proc/%d/status" % proc.pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def _sync(fake, timeout=30):
+    """Waits until the edge has processed everything the fake connector sent before."""
+    fake.send(fake_peer.frame(PING, b"syncsync"))
+    f = fake.next_frame((PONG,), timeout)
+    return f is not None
+
+
+def _check_a(ctx, edge, what):
+    r = edge.get(HOST_A, "/bytes?n=100000&seed=7", timeout=10)
+    expect_eq(r.status, 200, "GET on tunnel A " + what)
+    expect(r.body == b"".join(origin_mod.gen_bytes(100000, 7)), "tunnel A's body is byte-exact " + what)
+
+
+@lib.timeout(90)
+def test_interim_response_flood_does_not_grow_edge_memory(ctx):
+    """HEADERS are not flow-controlled, so a connector that answers a request with endless 1xx
+    interim responses (each relayed to the visitor) must not make the edge queue them without bound
+    for a visitor that does not read: the edge gives up on the response after a few."""
+    edge, fake = _two_tunnels(ctx)
+    _check_a(ctx, edge, "before the flood")
+    v = ctx.tls_connect(edge.https_port, HOST_B, rcvbuf=4096)
+    v.sendall(b"GET / HTTP/1.1\r\nHost: %s\r\n\r\n" % HOST_B.encode())
+    sid, _ = fake.next_request()
+    expect(_sync(fake), "edge answers PING before the flood")
+    rss0 = _rss_kib(edge.proc)
+    chunk = fake_peer.response(sid, 103, [("link", "</a.css>; rel=preload")]) * 20000
+    t0 = time.monotonic()
+    try:
+        for _ in range(60):  # 1.2 M interim responses, ~58 MB on the tunnel
+            fake.send(chunk)
+    except OSError:
+        pass  # the edge may close the connection: allowed
+    _sync(fake) or fake.closed.wait(10)
+    grown = _rss_kib(edge.proc) - rss0
+    ctx.note("edge RSS grew by %d KiB in %.1fs of 103 flood" % (grown, time.monotonic() - t0))
+    expect(edge.proc.alive(), "edge alive after the flood")
+    expect(grown < 16 * 1024, "edge RSS grew by %d KiB under an interim-response flood" % grown)
+    _check_a(ctx, edge, "after the flood")
+    rd = lib.RawHTTP(v)
+    interim = 0
+    while True:
+        r = rd.read_response()
+        if r.status >= 200:
+            break
+        interim += 1
+    ctx.note("visitor got %d interim responses, then %d" % (interim, r.status))
+    expect_eq(r.status, 502, "the flooded visitor's answer")
+    expect(interim <= 16, "interim responses relayed: %d" % interim)
+    v.close()
+    fake.close()
