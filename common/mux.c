@@ -657,6 +657,15 @@ static int status_of(const struct meta *md)
     return (f->value[0] - '0') * 100 + (f->value[1] - '0') * 10 + (f->value[2] - '0');
 }
 
+/* §8.4: a request body that ends before its content-length is a stream error at the connector, or
+ * it would write a short body under the announced length and the origin would take the next
+ * request on that connection as the rest (the edge checks responses itself: HEAD, 204, 304). */
+static int request_short(const struct mux *m, const struct mux_stream *s)
+{
+    return m->role == MUX_ROLE_CONNECTOR && s->expect_len >= 0 &&
+           s->recv_len != (uint64_t)s->expect_len;
+}
+
 static int on_data_frame(struct mux *m, const struct frame *f)
 {
     struct mux_stream *s;
@@ -725,6 +734,8 @@ static int on_data_frame(struct mux *m, const struct frame *f)
             return conn_error(m, CODE_INTERNAL_ERROR, "out of memory");
     }
     if (end && !(s->flags & S_F_RESET)) {
+        if (request_short(m, s))
+            return stream_error(m, s, s->id, CODE_PROTOCOL_ERROR, "body short of content-length");
         s->flags |= S_F_REMOTE_CLOSED;
         if ((s->flags & S_F_HELD) && s->sh != NULL && s->sh->on_end != NULL)
             s->sh->on_end(s, s->data);
@@ -793,6 +804,10 @@ static int finish_block(struct mux *m)
             rv = stream_error(m, NULL, sid, CODE_PROTOCOL_ERROR, "bad content-length");
             goto done;
         }
+        if (end && clen > 0) {
+            rv = stream_error(m, NULL, sid, CODE_PROTOCOL_ERROR, "body short of content-length");
+            goto done;
+        }
         s = stream_new(m, sid);
         if (s == NULL) {
             rv = stream_error(m, NULL, sid, CODE_REFUSED_STREAM, "out of memory");
@@ -859,6 +874,10 @@ static int finish_block(struct mux *m)
     if ((s->flags & S_F_HELD) && s->sh != NULL && s->sh->on_headers != NULL)
         s->sh->on_headers(s, md, end, s->data);
     rv = 0;
+    if (end && !(s->flags & S_F_RESET) && request_short(m, s)) {
+        rv = stream_error(m, s, sid, CODE_PROTOCOL_ERROR, "body short of content-length");
+        goto done;
+    }
     if (end && !(s->flags & S_F_RESET)) {
         s->flags |= S_F_REMOTE_CLOSED;
         if ((s->flags & S_F_HELD) && s->sh != NULL && s->sh->on_end != NULL)

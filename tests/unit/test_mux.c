@@ -1280,6 +1280,67 @@ static void test_data_beyond_content_length_is_stream_error(void **state)
     assert_int_equal(conn_side.resets[0], 1);
 }
 
+/* PROTOCOL.md §8.4 at the connector: a request body that ends short of its content-length would
+ * go to the origin under the announced length, and the origin would read the next request on that
+ * connection as the rest of this body. */
+static void test_request_body_short_of_content_length_is_stream_error(void **state)
+{
+    struct buf req;
+    struct mux_stream *s;
+    int err = 0;
+
+    (void)state;
+    do_register();
+    build_request(&req, "/short", "5");
+    s = mux_open(edge_side.m, req.pos, buf_len(&req), 0, &stream_hooks, (void *)(intptr_t)0, &err);
+    buf_cleanup(&req);
+    assert_non_null(s);
+    edge_side.streams[0] = s;
+    edge_side.nstreams = 1;
+    assert_int_equal(mux_stream_write(s, (const uint8_t *)"abc", 3, 1), 3);
+    pump();
+    assert_int_equal(conn_side.data_len[0], 3);
+    assert_int_equal(conn_side.ends[0], 0);
+    assert_int_equal(conn_side.resets[0], 1);
+    assert_int_equal(conn_side.reset_code[0], CODE_PROTOCOL_ERROR);
+    assert_int_equal(edge_side.resets[0], 1);
+    /* A request block with END_STREAM and a content-length above 0 never opens a stream. */
+    build_request(&req, "/none", "5");
+    s = mux_open(edge_side.m, req.pos, buf_len(&req), 1, &stream_hooks, (void *)(intptr_t)1, &err);
+    buf_cleanup(&req);
+    assert_non_null(s);
+    edge_side.streams[1] = s;
+    edge_side.nstreams = 2;
+    pump();
+    assert_int_equal(conn_side.opened, 1);
+    assert_int_equal(edge_side.resets[1], 1);
+    assert_int_equal(edge_side.reset_code[1], CODE_PROTOCOL_ERROR);
+    assert_int_equal(mux_state(conn_side.m), MUX_S_OPEN);
+}
+
+/* PROTOCOL.md §12: HEADERS are not flow-controlled, so 1xx responses are capped per stream (each
+ * one is relayed to a visitor who may not read). */
+static void test_interim_response_flood_is_stream_error(void **state)
+{
+    struct buf resp;
+    int err = 0;
+
+    (void)state;
+    do_register();
+    assert_non_null(edge_open("/interim", 1, &err));
+    pump();
+    build_response(&resp, "103", NULL);
+    for (int i = 0; i < 17; i++) {
+        assert_int_equal(mux_stream_headers(conn_side.streams[0], resp.pos, buf_len(&resp), 0), 0);
+        pump();
+    }
+    buf_cleanup(&resp);
+    assert_int_equal(edge_side.headers[0], 16);
+    assert_int_equal(edge_side.resets[0], 1);
+    assert_int_equal(edge_side.reset_code[0], CODE_ENHANCE_YOUR_CALM);
+    assert_int_equal(mux_state(edge_side.m), MUX_S_OPEN);
+}
+
 static void test_transport_failure_marks_undispatched_streams_retryable(void **state)
 {
     int err = 0;
@@ -1785,6 +1846,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_too_many_continuations_is_calm_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_oversized_metadata_resets_only_that_stream, setup, teardown),
         cmocka_unit_test_setup_teardown(test_data_beyond_content_length_is_stream_error, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_request_body_short_of_content_length_is_stream_error, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_interim_response_flood_is_stream_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_transport_failure_marks_undispatched_streams_retryable, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reset_flood_trips_budget, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ordinary_resets_do_not_drain_budget, setup, teardown),
