@@ -152,6 +152,15 @@ static void on_goaway(struct mux *m, const struct frame_goaway *g, void *arg)
      * connectors share this address, and keep the connector running for minutes). */
     if (g->code == CODE_AUTH_FAILED)
         sl->revoked = 1;
+    /* A peer may repeat GOAWAY (§11.3): after the first of a connection the lines go through a
+     * limiter, or an edge could fill the connector's log with 256-octet reasons. */
+    if (sl->going_away) {
+        static struct log_rl rl;
+
+        log_ratelimited(&rl, LOG_INFO, "conn=%u edge %s sent another GOAWAY: %s (%s)", sl->index,
+                        sl->edge, frame_code_name(g->code), reason);
+        return;
+    }
     sl->going_away = 1;
     if (g->code == CODE_NO_ERROR)
         LOG_I("conn=%u edge %s is going away: %s", sl->index, sl->edge, reason);
@@ -178,6 +187,7 @@ static void on_closed(struct link *l, int err, void *arg)
 
     link_free(l);
     sl->link = NULL;
+    sl->going_away = 0; /* the next connection's first GOAWAY is logged in full */
     if (sl->revoked)
         err = CV_EAUTH;
     if (err == CV_EAUTH || err == CV_EVERSION) {

@@ -41,6 +41,7 @@ struct tconn {
     uint64_t srtt_us;
     uint64_t rttvar_us;
     int has_rtt;
+    unsigned goaways; /* GOAWAYs received: only the first is logged in full */
     uint8_t conn_index;
     char peer[64];
 };
@@ -454,9 +455,17 @@ static void on_goaway(struct mux *m, const struct frame_goaway *g, void *arg)
 {
     struct tconn *tc = arg;
 
+    static struct log_rl rl;
+
     (void)m;
-    LOG_I("tunnel conn=%" PRIu64 " connector is going away (%s, last stream %u)", tc->id,
-          frame_code_name(g->code), g->last_stream_id);
+    /* A peer may repeat GOAWAY (§11.3) at 21 octets each: more than the first of a connection go
+     * through a limiter, or a connector could fill the edge's log at five times its own rate. */
+    if (tc->goaways++ == 0)
+        LOG_I("tunnel conn=%" PRIu64 " connector is going away (%s, last stream %u)", tc->id,
+              frame_code_name(g->code), g->last_stream_id);
+    else
+        log_ratelimited(&rl, LOG_INFO, "tunnel conn=%" PRIu64 " connector sent another GOAWAY (%s, "
+                        "last stream %u)", tc->id, frame_code_name(g->code), g->last_stream_id);
 }
 
 static void detach(struct tconn *tc)

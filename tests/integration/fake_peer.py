@@ -138,3 +138,60 @@ class FakeConnector:
             self.sock.close()
         except OSError:
             pass
+
+
+class FakeEdge:
+    """A scripted edge on |port| (a real edge's tunnel port, after that edge stopped, so that its
+    tokens point here) with the test PKI's tunnel certificate. accept() takes one connector
+    connection, checks its REGISTER and answers REGISTERED; then the test writes frames."""
+
+    def __init__(self, ctx, port):
+        self.ctx = ctx
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls.minimum_version = ssl.TLSVersion.TLSv1_3
+        chain = ctx.path("fake-edge-chain.pem")  # the connector pins the CA: it must be sent
+        with open(chain, "wb") as out:
+            for name in ("tunnel.pem", "ca.pem"):
+                with open(os.path.join(ctx.pki, name), "rb") as f:
+                    out.write(f.read())
+        tls.load_cert_chain(chain, os.path.join(ctx.pki, "tunnel.key"))
+        tls.set_alpn_protocols(["culvert/1"])
+        self.tls = tls
+        self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.lsock.bind(("127.0.0.1", port))
+        self.lsock.listen(8)
+        self.lsock.settimeout(10 * ctx.slow)
+        self.sock = None
+        self.frames = queue.Queue()
+        self.closed = threading.Event()
+        self.wlock = threading.Lock()
+
+    def accept(self):
+        raw, _ = self.lsock.accept()
+        raw.settimeout(10 * self.ctx.slow)
+        self.sock = self.tls.wrap_socket(raw, server_side=True)
+        pre = FakeConnector._recv_exact(self, 8)
+        lib.expect(pre == b"CVTUNNEL", "fake edge: preface %r" % pre)
+        t, _, _, p = FakeConnector._read_frame(self)
+        lib.expect(t == REGISTER, "fake edge: REGISTER expected, got type %d" % t)
+        region, name = b"fake", b"fake-edge"
+        regd = (struct.pack(">HHQ", 1, 0, 1) + struct.pack(">IIIII", 262144, 16777216, 16384, 256, 65536)
+                + struct.pack(">I", 5000) + bytes([len(region)]) + region + bytes([len(name)]) + name)
+        self.send(frame(REGISTERED, regd))
+        self.sock.settimeout(None)
+        threading.Thread(target=self._run, daemon=True).start()
+
+    _recv_exact = FakeConnector._recv_exact
+    _read_frame = FakeConnector._read_frame
+    _run = FakeConnector._run
+    send = FakeConnector.send
+    next_frame = FakeConnector.next_frame
+
+    def close(self):
+        for s in (self.sock, self.lsock):
+            try:
+                if s is not None:
+                    s.close()
+            except OSError:
+                pass

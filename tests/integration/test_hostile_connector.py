@@ -2,6 +2,8 @@
 §2.3, T-09, T-15, T-35): tunnel A's visitors stay unaffected and the edge's memory stays bounded.
 The hostile connector is tests/integration/fake_peer.py."""
 
+import os
+import struct
 import time
 
 import fake_peer
@@ -82,3 +84,43 @@ def test_interim_response_flood_does_not_grow_edge_memory(ctx):
     expect(interim <= 16, "interim responses relayed: %d" % interim)
     v.close()
     fake.close()
+
+
+@lib.timeout(90)
+def test_goaway_flood_does_not_flood_the_edge_log(ctx):
+    """GOAWAY may be repeated (PROTOCOL.md §11.3), but 200,000 of them (4 MB on the tunnel) must
+    not write a log line each: 21.4 MB of edge log before the limiter."""
+    edge, fake = _two_tunnels(ctx)
+    size0 = os.path.getsize(edge.proc.log)
+    g = fake_peer.frame(fake_peer.GOAWAY, struct.pack(">III", 0x7FFFFFFF, 0, 0))
+    for _ in range(10):
+        fake.send(g * 20000)
+    expect(_sync(fake), "the edge answers PING after the GOAWAYs")
+    grown = os.path.getsize(edge.proc.log) - size0
+    ctx.note("edge log grew by %d bytes" % grown)
+    expect(grown < 64 * 1024, "edge log grew by %d bytes for 200000 GOAWAY frames" % grown)
+    _check_a(ctx, edge, "after the GOAWAY flood")
+    fake.close()
+
+
+@lib.timeout(90)
+def test_goaway_flood_from_an_edge_does_not_flood_the_connector_log(ctx):
+    """The reverse of the test above (RELIABILITY.md §2.3: the connector treats the edge as
+    potentially hostile): a fake edge repeats GOAWAY with a 256-octet reason."""
+    edge = ctx.edge()
+    t = edge.tunnel_with_route("tb", [HOST_B])
+    edge.stop()
+    fe = fake_peer.FakeEdge(ctx, edge.tunnel_port)
+    c = ctx.connector(edge, t["token"], ha=1, wait_ready=False)
+    fe.accept()
+    ctx.wait_until(lambda: "registered tunnel connection" in c.proc.text(), 10, "registration")
+    size0 = os.path.getsize(c.proc.log)
+    g = fake_peer.frame(fake_peer.GOAWAY, struct.pack(">III", 0, 0, 0) + b"r" * 256)
+    for _ in range(10):
+        fe.send(g * 5000)
+    expect(_sync(fe), "the connector answers PING after the GOAWAYs")
+    grown = os.path.getsize(c.proc.log) - size0
+    ctx.note("connector log grew by %d bytes" % grown)
+    expect(grown < 64 * 1024, "connector log grew by %d bytes for 50000 GOAWAY frames" % grown)
+    expect(c.proc.alive(), "connector alive")
+    fe.close()
