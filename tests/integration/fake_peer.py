@@ -47,40 +47,27 @@ def decode_block(p):
     for _ in range(count):
         nl, vl = struct.unpack(">HH", p[off:off + 4])
         off += 4
-        fields.append((p[off:off + nl].decode("latin-1"), p[off + nl:off + nl + vl].decode("latin-1")))
+        name, value = p[off:off + nl], p[off + nl:off + nl + vl]
+        fields.append((name.decode("latin-1"), value.decode("latin-1")))
         off += nl + vl
     return btype, fields
 
 
-class FakeConnector:
-    def __init__(self, ctx, edge, token, settings=(262144, 16777216, 16384, 256, 65536)):
-        doc = lib.decode_token(token)
-        sec = doc["secret"]
-        try:
-            secret = lib.b64url_decode(sec)
-        except ValueError:
-            import base64
-            secret = base64.b64decode(sec + "=" * (-len(sec) % 4))
-        tls = ssl.create_default_context(cafile=os.path.join(ctx.pki, "ca.pem"))
-        tls.check_hostname = False
-        tls.set_alpn_protocols(["culvert/1"])
-        raw = socket.create_connection(("127.0.0.1", edge.tunnel_port), timeout=10 * ctx.slow)
-        self.sock = tls.wrap_socket(raw, server_hostname="localhost")
+class _Peer:
+    """One TLS connection driven by one I/O thread: OpenSSL objects are not safe to read and write
+    from two threads at once, so test writes are queued and the thread sends them, answering PINGs
+    in between."""
+
+    def _setup_io(self):
         self.frames = queue.Queue()
         self.closed = threading.Event()
-        self.wlock = threading.Lock()
-        version, region = b"fake-peer", b""
-        reg = (struct.pack(">HH", 1, 1) + uuid.UUID(doc["id"]).bytes + secret + uuid.uuid4().bytes
-               + struct.pack(">BBH", 0, 0, 0) + struct.pack(">IIIII", *settings)
-               + bytes([len(version)]) + version + bytes([len(region)]) + region)
-        self.send(b"CVTUNNEL" + frame(REGISTER, reg))
-        t, _, _, p = self._read_frame()
-        lib.expect(t == REGISTERED, "fake connector: REGISTERED expected, got type %d %r" % (t, p))
-        self.sock.settimeout(None)
-        self.reader = threading.Thread(target=self._run, daemon=True)
-        self.reader.start()
+        self.lock = threading.Lock()
+        self.flushed = threading.Condition(self.lock)
+        self.out = bytearray()
+        self.inbuf = bytearray()
 
     def _recv_exact(self, n):
+        """Blocking read, only before the I/O thread starts (the handshake)."""
         out = b""
         while len(out) < n:
             d = self.sock.recv(n - len(out))
@@ -95,22 +82,73 @@ class FakeConnector:
         sid = struct.unpack(">I", h[5:9])[0] & 0x7FFFFFFF
         return h[3], h[4], sid, self._recv_exact(n) if n else b""
 
+    def _start_io(self):
+        self.sock.setblocking(False)
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _parse(self):
+        while len(self.inbuf) >= 9:
+            h = self.inbuf
+            n = (h[0] << 16) | (h[1] << 8) | h[2]
+            if len(h) < 9 + n:
+                return
+            t, fl = h[3], h[4]
+            sid = struct.unpack(">I", bytes(h[5:9]))[0] & 0x7FFFFFFF
+            p = bytes(h[9:9 + n])
+            del self.inbuf[:9 + n]
+            if t == PING:
+                with self.lock:
+                    self.out += frame(PONG, p)
+            else:
+                self.frames.put((t, fl, sid, p))
+
     def _run(self):
+        import select
         try:
             while True:
-                t, fl, sid, p = self._read_frame()
-                if t == PING:
-                    self.send(frame(PONG, p))
-                    continue
-                self.frames.put((t, fl, sid, p))
+                with self.lock:
+                    want_w = len(self.out) > 0
+                r, w, _ = select.select([self.sock], [self.sock] if want_w else [], [], 0.05)
+                if r or self.sock.pending():
+                    try:
+                        while True:
+                            d = self.sock.recv(65536)
+                            if not d:
+                                raise EOFError
+                            self.inbuf += d
+                            if not self.sock.pending():
+                                break
+                    except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                        pass
+                    self._parse()
+                if w:
+                    with self.lock:
+                        chunk = bytes(self.out[:65536])
+                    try:
+                        k = self.sock.send(chunk)
+                    except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                        k = 0
+                    with self.lock:
+                        del self.out[:k]
+                        if not self.out:
+                            self.flushed.notify_all()
         except (EOFError, OSError, ssl.SSLError):
             pass
         finally:
-            self.closed.set()
+            with self.lock:
+                self.closed.set()
+                self.flushed.notify_all()
 
     def send(self, data):
-        with self.wlock:
-            self.sock.sendall(data)
+        """Queues |data| and waits until the I/O thread wrote it; OSError if the peer closed."""
+        with self.lock:
+            if self.closed.is_set():
+                raise OSError("fake peer: connection closed")
+            self.out += data
+            while self.out and not self.closed.is_set():
+                self.flushed.wait(1)
+            if self.out:
+                raise OSError("fake peer: connection closed with %d bytes unsent" % len(self.out))
 
     def next_frame(self, types, timeout):
         """The next queued frame whose type is in |types| (others are dropped), or None."""
@@ -127,12 +165,6 @@ class FakeConnector:
             if f[0] in types:
                 return f
 
-    def next_request(self, timeout=10):
-        """(stream id, fields) of the next request the edge opens."""
-        f = self.next_frame((HEADERS,), timeout)
-        lib.expect(f is not None, "fake connector: no request within %ss" % timeout)
-        return f[2], decode_block(f[3])[1]
-
     def close(self):
         try:
             self.sock.close()
@@ -140,7 +172,33 @@ class FakeConnector:
             pass
 
 
-class FakeEdge:
+class FakeConnector(_Peer):
+    def __init__(self, ctx, edge, token, settings=(262144, 16777216, 16384, 256, 65536)):
+        doc = lib.decode_token(token)
+        secret = lib.b64url_decode(doc["secret"])  # also takes the standard alphabet
+        tls = ssl.create_default_context(cafile=os.path.join(ctx.pki, "ca.pem"))
+        tls.check_hostname = False
+        tls.set_alpn_protocols(["culvert/1"])
+        raw = socket.create_connection(("127.0.0.1", edge.tunnel_port), timeout=10 * ctx.slow)
+        self.sock = tls.wrap_socket(raw, server_hostname="localhost")
+        self._setup_io()
+        version, region = b"fake-peer", b""
+        reg = (struct.pack(">HH", 1, 1) + uuid.UUID(doc["id"]).bytes + secret + uuid.uuid4().bytes
+               + struct.pack(">BBH", 0, 0, 0) + struct.pack(">IIIII", *settings)
+               + bytes([len(version)]) + version + bytes([len(region)]) + region)
+        self.sock.sendall(b"CVTUNNEL" + frame(REGISTER, reg))
+        t, _, _, p = self._read_frame()
+        lib.expect(t == REGISTERED, "fake connector: REGISTERED expected, got type %d %r" % (t, p))
+        self._start_io()
+
+    def next_request(self, timeout=10):
+        """(stream id, fields) of the next request the edge opens."""
+        f = self.next_frame((HEADERS,), timeout)
+        lib.expect(f is not None, "fake connector: no request within %ss" % timeout)
+        return f[2], decode_block(f[3])[1]
+
+
+class FakeEdge(_Peer):
     """A scripted edge on |port| (a real edge's tunnel port, after that edge stopped, so that its
     tokens point here) with the test PKI's tunnel certificate. accept() takes one connector
     connection, checks its REGISTER and answers REGISTERED; then the test writes frames."""
@@ -163,35 +221,23 @@ class FakeEdge:
         self.lsock.listen(8)
         self.lsock.settimeout(10 * ctx.slow)
         self.sock = None
-        self.frames = queue.Queue()
-        self.closed = threading.Event()
-        self.wlock = threading.Lock()
+        self._setup_io()
 
     def accept(self):
         raw, _ = self.lsock.accept()
         raw.settimeout(10 * self.ctx.slow)
         self.sock = self.tls.wrap_socket(raw, server_side=True)
-        pre = FakeConnector._recv_exact(self, 8)
+        pre = self._recv_exact(8)
         lib.expect(pre == b"CVTUNNEL", "fake edge: preface %r" % pre)
-        t, _, _, p = FakeConnector._read_frame(self)
+        t, _, _, p = self._read_frame()
         lib.expect(t == REGISTER, "fake edge: REGISTER expected, got type %d" % t)
         region, name = b"fake", b"fake-edge"
-        regd = (struct.pack(">HHQ", 1, 0, 1) + struct.pack(">IIIII", 262144, 16777216, 16384, 256, 65536)
-                + struct.pack(">I", 5000) + bytes([len(region)]) + region + bytes([len(name)]) + name)
-        self.send(frame(REGISTERED, regd))
-        self.sock.settimeout(None)
-        threading.Thread(target=self._run, daemon=True).start()
-
-    _recv_exact = FakeConnector._recv_exact
-    _read_frame = FakeConnector._read_frame
-    _run = FakeConnector._run
-    send = FakeConnector.send
-    next_frame = FakeConnector.next_frame
+        settings = struct.pack(">IIIII", 262144, 16777216, 16384, 256, 65536)  # §4.4 defaults
+        regd = (struct.pack(">HHQ", 1, 0, 1) + settings + struct.pack(">I", 5000)
+                + bytes([len(region)]) + region + bytes([len(name)]) + name)
+        self.sock.sendall(frame(REGISTERED, regd))
+        self._start_io()
 
     def close(self):
-        for s in (self.sock, self.lsock):
-            try:
-                if s is not None:
-                    s.close()
-            except OSError:
-                pass
+        _Peer.close(self)
+        self.lsock.close()

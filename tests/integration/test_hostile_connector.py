@@ -44,15 +44,17 @@ def _sync(fake, timeout=30):
 def _check_a(ctx, edge, what):
     r = edge.get(HOST_A, "/bytes?n=100000&seed=7", timeout=10)
     expect_eq(r.status, 200, "GET on tunnel A " + what)
-    expect(r.body == b"".join(origin_mod.gen_bytes(100000, 7)), "tunnel A's body is byte-exact " + what)
+    expect(r.body == b"".join(origin_mod.gen_bytes(100000, 7)),
+           "tunnel A's body is byte-exact " + what)
 
 
 @lib.timeout(90)
 def test_interim_response_flood_does_not_grow_edge_memory(ctx):
     """HEADERS are not flow-controlled, so a connector that answers a request with endless 1xx
     interim responses (each relayed to the visitor) must not make the edge queue them without bound
-    for a visitor that does not read: the edge gives up on the response after a few."""
-    edge, fake = _two_tunnels(ctx)
+    for a visitor that does not read: the edge gives up on the response after a few. Without the
+    cap they filled the buffer budget (16 MiB here), and tunnel A's requests got 503."""
+    edge, fake = _two_tunnels(ctx, limits={"buffer_budget": "16MiB"})
     _check_a(ctx, edge, "before the flood")
     v = ctx.tls_connect(edge.https_port, HOST_B, rcvbuf=4096)
     v.sendall(b"GET / HTTP/1.1\r\nHost: %s\r\n\r\n" % HOST_B.encode())
@@ -70,8 +72,9 @@ def test_interim_response_flood_does_not_grow_edge_memory(ctx):
     grown = _rss_kib(edge.proc) - rss0
     ctx.note("edge RSS grew by %d KiB in %.1fs of 103 flood" % (grown, time.monotonic() - t0))
     expect(edge.proc.alive(), "edge alive after the flood")
-    expect(grown < 16 * 1024, "edge RSS grew by %d KiB under an interim-response flood" % grown)
     _check_a(ctx, edge, "after the flood")
+    if not ctx.reduced:  # ASan's quarantine keeps freed blocks: RSS says nothing there
+        expect(grown < 16 * 1024, "edge RSS grew by %d KiB under an interim-response flood" % grown)
     rd = lib.RawHTTP(v)
     interim = 0
     while True:
