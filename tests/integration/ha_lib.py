@@ -14,8 +14,10 @@ Every wait is bounded; every thread and process is stopped by the test or by ctx
 """
 
 import collections
+import contextlib
 import os
 import re
+import shutil
 import socket
 import ssl
 import subprocess
@@ -422,6 +424,30 @@ class Netns:
                 problems.append("ip netns del %s: %s" % (self.name, r.stderr.strip()))
             self.created = False
         return problems
+
+
+@contextlib.contextmanager
+def netns_with_etc(ctx, tag, files):
+    """A created Netns whose processes (ip netns exec) see |files| ({NAME: text}, or a function
+    of the Netns giving it, for files that name its addresses) as /etc/NAME: ip netns exec mounts
+    /etc/netns/NS/NAME over it. Skips the test without root or netns; removes the files, the veth
+    pair and the namespace at the end, also on failure."""
+    if os.geteuid() != 0:
+        ctx.skip("needs root for ip netns")
+    ns = Netns(ctx, tag)
+    etc = os.path.join("/etc/netns", ns.name)
+    try:
+        why = ns.create()
+        if why is not None:
+            ctx.skip(why)
+        os.makedirs(etc, exist_ok=True)
+        for name, text in (files(ns) if callable(files) else files).items():
+            lib.write_file(os.path.join(etc, name), text)
+        yield ns
+    finally:
+        shutil.rmtree(etc, ignore_errors=True)
+        problems = ns.delete()
+        expect(not problems, "cleanup: %s" % problems)
 
 
 def netns_exists(name):

@@ -2,7 +2,6 @@
 again on the same ports and data dir; the connector reconnects by itself (backoff) and requests
 succeed again within a bounded time; tunnels and routes survive in data_dir."""
 
-import os
 import re
 import signal
 import time
@@ -122,24 +121,14 @@ def test_connector_exits_promptly_while_a_dns_lookup_hangs(ctx):
     thread (the resolver's whole timeout, 20 s here). The connector runs in a network namespace
     whose resolv.conf (ip netns exec mounts /etc/netns/NAME/resolv.conf) names a DNS server on
     the namespace's loopback that reads queries and never answers."""
-    import shutil
     import sys
 
     import ha_lib
 
-    if os.geteuid() != 0:
-        ctx.skip("needs root for ip netns")
     edge = ctx.edge()
     t = edge.create_tunnel("dns")
-    ns = ha_lib.Netns(ctx, "dn")
-    conf_dir = os.path.join("/etc/netns", ns.name)
-    try:
-        why = ns.create()
-        if why is not None:
-            ctx.skip(why)
-        os.makedirs(conf_dir, exist_ok=True)
-        lib.write_file(os.path.join(conf_dir, "resolv.conf"),
-                       "nameserver 127.0.0.1\noptions timeout:10 attempts:2\n")
+    with ha_lib.netns_with_etc(ctx, "dn", {
+            "resolv.conf": "nameserver 127.0.0.1\noptions timeout:10 attempts:2\n"}) as ns:
         dns = ctx.spawn("blackhole-dns", ns.exec_argv([
             sys.executable, "-c",
             "import socket\n"
@@ -165,7 +154,3 @@ def test_connector_exits_promptly_while_a_dns_lookup_hangs(ctx):
             expect("exiting without waiting for 1 DNS lookup" in c.text(),
                    "the connector does not say it left a lookup behind:\n%s" % c.text()[-1500:])
         dns.stop()
-    finally:
-        shutil.rmtree(conf_dir, ignore_errors=True)
-        problems = ns.delete()
-        expect(not problems, "cleanup: %s" % problems)

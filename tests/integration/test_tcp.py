@@ -9,7 +9,6 @@ EOF); the SSH server is Debian's OpenSSH on a loopback port with keys made in th
 import hashlib
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -436,12 +435,9 @@ def test_access_tcp_moves_to_the_next_edge_address_after_a_connect_timeout(ctx):
     if os.geteuid() != 0:
         ctx.skip("needs root for ip netns")
     st = TcpSetup(ctx)
-    ns = ha_lib.Netns(ctx, "ax")
-    hosts_dir = os.path.join("/etc/netns", ns.name)
-    try:
-        why = ns.create()
-        if why is not None:
-            ctx.skip(why)
+    hosts = lambda ns: {"hosts": "127.0.0.1 localhost\n%s edge.multi.test\n%s edge.multi.test\n" % (
+        ns.ns_ip, ns.root_ip)}
+    with ha_lib.netns_with_etc(ctx, "ax", hosts) as ns:
         # The edge, reached from the namespace at the root side of the veth pair.
         relay = ha_lib.Relay(ctx, st.edge.https_port, 0, listen_host=ns.root_ip)
         # The dead address: the namespace's own, same port, accepting and silent.
@@ -452,10 +448,6 @@ def test_access_tcp_moves_to_the_next_edge_address_after_a_connect_timeout(ctx):
             "s.bind((%r, %d)); s.listen(64); print('silent up', flush=True); held = []\n"
             "while True:\n    held.append(s.accept()[0])\n" % (ns.ns_ip, relay.port)]))
         silent.wait_log("silent up", 10)
-        os.makedirs(hosts_dir, exist_ok=True)
-        lib.write_file(os.path.join(hosts_dir, "hosts"),
-                       "127.0.0.1 localhost\n%s edge.multi.test\n%s edge.multi.test\n" % (
-                           ns.ns_ip, ns.root_ip))
         port = lib.free_port()
         acc = ctx.spawn("access", ns.exec_argv([
             ctx.connector_bin, "access", "tcp", "--hostname", ECHO, "--url", "%s:%d" % (ns.ns_ip, port),
@@ -477,10 +469,6 @@ def test_access_tcp_moves_to_the_next_edge_address_after_a_connect_timeout(ctx):
         acc.stop()
         silent.stop()
         relay.stop()
-    finally:
-        shutil.rmtree(hosts_dir, ignore_errors=True)
-        problems = ns.delete()
-        expect(not problems, "cleanup: %s" % problems)
 
 
 def tcp_port(listen_port, hostname, tunnel="tcp"):
