@@ -318,6 +318,7 @@ def test_visitor_limits_keepalive_requests_per_ip_body_idle_send_idle(ctx):
     ctx.wait_until(lambda: "send idle timeout" in st.edge.proc.text(), 5, "the edge to log the send idle timeout")
 
 
+@lib.full_only("a rate held for seconds; the sanitizer build runs the send-timeout unit cases")
 @lib.timeout(60)
 def test_send_idle_spares_a_slow_steady_reader(ctx):
     """send_idle_ms is a send timeout, like nginx's send_timeout: it restarts with every byte the
@@ -445,6 +446,7 @@ def test_buffer_budget_refuses_new_requests_then_sheds_the_biggest_holders(ctx):
     ctx.wait_until(lambda: st.get("/name").status == 200, 10, "a GET to succeed once the slow visitors are gone")
 
 
+@lib.full_only("hundreds of aborted requests against a budget: a load, not a code path")
 @lib.timeout(60)
 def test_visitor_aborts_are_budgeted_per_address_with_429(ctx):
     """RELIABILITY.md T-36 (the edge's side of rapid reset): requests abandoned while their stream

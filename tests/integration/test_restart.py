@@ -70,6 +70,7 @@ def test_edge_sigterm_exits_promptly_when_idle(ctx):
     expect(secs < 1.5 * ctx.slow, "an idle edge took %.2fs to exit on SIGTERM" % secs)
 
 
+@lib.full_only("waits out a grace period")
 @lib.timeout(60)
 def test_edge_exit_is_not_held_by_a_visitor_that_stopped_reading(ctx):
     """SIGTERM with a visitor that stopped reading a Connection: close response: the edge may be
@@ -97,6 +98,7 @@ def test_edge_exit_is_not_held_by_a_visitor_that_stopped_reading(ctx):
     expect(secs < 2.0 + 3.0 * ctx.slow, "the edge took %.2fs to exit with a 2 s grace period" % secs)
 
 
+@lib.full_only("waits out a 4 s request during a drain")
 @lib.timeout(60)
 def test_connector_is_not_ready_while_its_only_edge_drains(ctx):
     """The edge's SIGTERM drain sends GOAWAY: the connections stay up for the streams in flight
