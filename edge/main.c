@@ -233,8 +233,8 @@ static int open_access_log(void)
 }
 
 /* serve --check: can the access log be opened for appending and data_dir be created and written?
- * What `serve` needs from the file system besides the certificates (nginx -t opens its logs too;
- * like it, a missing log file or data_dir is created). 0, or -1 with |err|. */
+ * What `serve` needs from the file system besides the certificates (nginx -t opens its logs too).
+ * What the check creates is removed again. 0, or -1 with |err|. */
 static int check_paths(const struct edge_config *cfg, const char *file, char *err, size_t errlen)
 {
     const char *log = cfg->access_log_path;
@@ -242,6 +242,8 @@ static int check_paths(const struct edge_config *cfg, const char *file, char *er
     FILE *f;
 
     if (log != NULL && strcmp(log, "-") != 0) {
+        bool existed = access(log, F_OK) == 0;
+
         f = fopen(log, "a");
         if (f == NULL) {
             snprintf(err, errlen, "%s: access_log.path %s: %s (create its directory, or set "
@@ -250,6 +252,8 @@ static int check_paths(const struct edge_config *cfg, const char *file, char *er
             return -1;
         }
         fclose(f);
+        if (!existed)
+            unlink(log); /* a check run as root leaves no file the service's user cannot open */
     }
     if (store_check_dir(cfg->data_dir, why, sizeof(why)) < 0) {
         snprintf(err, errlen, "%s: data_dir %s", file, why);

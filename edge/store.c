@@ -819,37 +819,71 @@ static int check_dir_mode(const char *data_dir, char *err, size_t errlen)
     return 0;
 }
 
+/* Removes the directories of |dir| below its first |keep| bytes, deepest first (what make_dirs
+ * created there). */
+static void remove_dirs(char *dir, size_t keep)
+{
+    size_t n = strlen(dir);
+
+    while (n > keep) {
+        rmdir(dir);
+        while (n > keep && dir[n - 1] != '/')
+            n--;
+        while (n > keep && dir[n - 1] == '/')
+            n--;
+        dir[n] = '\0';
+    }
+}
+
 int store_check_dir(const char *data_dir, char *err, size_t errlen)
 {
     char *probe = path_join(data_dir, ".culvert-check");
-    int rv = make_dirs(data_dir);
+    char *top = mem_strdup(data_dir);
+    size_t keep;
+    struct stat sb;
+    int rv;
     int fd;
 
-    if (probe == NULL) {
+    if (probe == NULL || top == NULL) {
+        mem_free(probe);
+        mem_free(top);
         set_err(err, errlen, "%s: out of memory", data_dir);
         return CV_ENOMEM;
     }
+    /* The longest part of the path that exists already: what this check leaves as it was. */
+    for (keep = strlen(top); keep > 0 && stat(top, &sb) < 0;) {
+        while (keep > 0 && top[keep - 1] != '/')
+            keep--;
+        while (keep > 1 && top[keep - 1] == '/')
+            keep--;
+        top[keep] = '\0';
+    }
+    rv = make_dirs(data_dir);
     if (rv == 0)
         rv = check_dir_mode(data_dir, err, errlen);
     else
         set_err(err, errlen, "%s: cannot create the data directory: %s", data_dir, cv_strerror(rv));
-    if (rv < 0) {
-        mem_free(probe);
-        return rv;
+    if (rv == 0) {
+        /* Writable, whoever runs this (root passes permission checks, not a read-only mount). */
+        fd = open(probe, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (fd < 0) {
+            rv = -errno;
+            set_err(err, errlen, "%s: cannot write in the data directory: %s", data_dir,
+                    cv_strerror(rv));
+        } else {
+            close(fd);
+            unlink(probe);
+        }
     }
-    /* Writable, whoever runs this (root passes permission checks, not a read-only mount). */
-    fd = open(probe, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd < 0) {
-        rv = -errno;
-        set_err(err, errlen, "%s: cannot write in the data directory: %s", data_dir,
-                cv_strerror(rv));
-        mem_free(probe);
-        return rv;
-    }
-    close(fd);
-    unlink(probe);
+    /* Nothing left behind: a check run as root must not leave directories the service's user
+     * cannot use. */
+    mem_free(top);
+    top = mem_strdup(data_dir);
+    if (top != NULL)
+        remove_dirs(top, keep);
+    mem_free(top);
     mem_free(probe);
-    return 0;
+    return rv;
 }
 
 int store_open(const char *data_dir, struct store **out, char *err, size_t errlen)

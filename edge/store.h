@@ -73,8 +73,9 @@ bool store_name_valid(const char *name, const char **why);
  *   CV_ETLS     the random generator failed;
  *   CV_ENOMEM   out of memory.
  */
-/* serve --check: creates |data_dir| (mode 0700, parents too) when missing and checks that files
- * can be written there. 0, or a negative code with |err|. */
+/* serve --check: checks that |data_dir| can be created (mode 0700, parents too) and written, and
+ * refuses one others can write; what it created to find out is removed again. 0, or a negative
+ * code with |err|. */
 int store_check_dir(const char *data_dir, char *err, size_t errlen);
 int store_open(const char *data_dir, struct store **out, char *err, size_t errlen);
 
