@@ -15,6 +15,7 @@ void limits_init(struct cv_limits *l)
     l->max_chunk_ext = 4 * 1024;
     l->header_read_ms = 10 * 1000;
     l->body_idle_ms = 30 * 1000;
+    l->body_min_bytes = 1024;
     l->send_idle_ms = 60 * 1000;
     l->keepalive_idle_ms = 75 * 1000;
     l->keepalive_requests = 1000;
@@ -68,6 +69,7 @@ static const struct limit_desc table[] = {
     L(max_chunk_ext, LIMIT_BYTES),
     L(header_read_ms, LIMIT_MS),
     L(body_idle_ms, LIMIT_MS),
+    L(body_min_bytes, LIMIT_BYTES),
     L(send_idle_ms, LIMIT_MS),
     L(keepalive_idle_ms, LIMIT_MS),
     L(keepalive_requests, LIMIT_COUNT),

@@ -18,7 +18,8 @@ struct cv_limits {
     uint32_t max_header_fields;    /* 100 -> 431 */
     uint32_t max_chunk_ext;        /* chunk extension bytes per request, 4 KiB -> 400 */
     uint32_t header_read_ms;       /* total deadline for a request head, 10 s -> 408 */
-    uint32_t body_idle_ms;         /* between body reads, 30 s */
+    uint32_t body_idle_ms;         /* a request body idle (fewer than body_min_bytes) this long -> 408, 30 s */
+    uint32_t body_min_bytes;       /* what a body must bring for body_idle_ms to start again, 1 KiB */
     uint32_t send_idle_ms;         /* output waits with no byte taken by the client, 60 s */
     uint32_t keepalive_idle_ms;    /* idle keep-alive connection, 75 s */
     uint32_t keepalive_requests;   /* requests per connection, 1000 */

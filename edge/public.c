@@ -162,6 +162,7 @@ struct preq {
     size_t host_len;
     struct buf meta;          /* the request block, kept for one retry until DISPATCHED */
     uint64_t body_sent;       /* request body bytes given to the stream */
+    uint64_t body_progress;   /* body bytes read since the deadline last started (preq_arm) */
     int64_t resp_clen;
     uint64_t resp_bytes;
     uint64_t pending_consume; /* response bytes received but not yet returned to flow control */
@@ -771,8 +772,9 @@ static void enter_tunnel(struct preq *rq)
 
 /*
  * One deadline per request at a time (RELIABILITY.md §10):
- *  - while the request body is being read: body_idle between reads (not while the edge itself
- *    stopped reading because the tunnel has no room: that wait is the origin's, not the visitor's);
+ *  - while the request body is being read: body_idle until body_min_bytes more arrive
+ *    (body_progress; not while the edge itself stopped reading because the tunnel has no room:
+ *    that wait is the origin's, not the visitor's);
  *  - once the request is complete and until the response head: response_header (per host);
  *  - while the response streams: none (a quiet origin, a long poll or an event stream, is not the
  *    visitor's fault).
@@ -788,6 +790,7 @@ static void preq_arm(struct preq *rq)
 
     if (pc->state != PC_S_REQUEST || (rq->flags & RQ_F_LOCAL))
         return;
+    rq->body_progress = 0;
     sock_set_send_timeout(pc->sock, l->send_idle_ms); /* a reload may have changed it */
     if (rq->flags & RQ_F_QUEUED) {
         ms = rq->response_header_ms;
@@ -798,6 +801,22 @@ static void preq_arm(struct preq *rq)
         ms = rq->response_header_ms;
     }
     sock_set_timeout(pc->sock, ms);
+}
+
+/*
+ * Body bytes arrived. body_idle_ms starts again only once body_min_bytes came since it last
+ * started (Apache's mod_reqtimeout MinRate, in the same spirit): a body trickled a byte at a time
+ * (RUDY, RELIABILITY.md T-05) still ends at body_idle_ms, where a pure idle timer (nginx's
+ * client_body_timeout) would wait forever. The bytes counted are the connection's, chunk framing
+ * included; a body that ends is done with the deadline anyway.
+ */
+static void body_progress(struct preq *rq, size_t n)
+{
+    uint32_t min = rq->pc->ps->e->limits.body_min_bytes;
+
+    rq->body_progress += n;
+    if (rq->body_progress >= min)
+        preq_arm(rq);
 }
 
 /* ---- the response, from the stream ---------------------------------------------------------- */
@@ -1823,7 +1842,7 @@ static void pconn_process(struct pconn *pc)
         }
         buf_consume(in, (size_t)used);
         if (used > 0 && pc->req != NULL && pc->req == rq && !(rq->flags & RQ_F_IN_DONE))
-            preq_arm(rq); /* body bytes arrived: the idle deadline starts again */
+            body_progress(rq, (size_t)used);
         if (http1_state(pc->parser) == HTTP1_S_DONE && pc->req == NULL) {
             pconn_close(pc);
             return;

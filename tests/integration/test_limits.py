@@ -4,11 +4,13 @@ limit, and requests that end in resets (a dead origin, visitors who go away) nev
 its connections."""
 
 import hashlib
+import json
 import os
 import re
 import select
 import socket
 import ssl
+import threading
 import time
 
 import ha_lib
@@ -299,6 +301,45 @@ def test_visitor_limits_keepalive_requests_per_ip_body_idle_send_idle(ctx):
     s.close()
     expect(r is not None and r.status == 408, "a stalled body: %r" % (r,))
     expect(0.8 <= took <= 3.0 * ctx.slow, "the stalled body got its 408 after %.2fs (body_idle 1s)" % took)
+    # body_min_bytes (1 KiB): a body trickled a byte every 0.25 s (RUDY, RELIABILITY.md T-05) gets
+    # its 408 at body_idle too, though a byte comes well within every second; a slow but steady body
+    # (2 KiB every 0.4 s, 2.4 s in all) is not cut off.
+    s = ctx.wait_until(connect_when_free, 5, "a connection after the 408")
+    t0 = time.monotonic()
+    s.sendall(b"POST /upload HTTP/1.1\r\nHost: %s\r\nContent-Length: 100\r\n\r\n" % host)
+    answered = threading.Event()
+
+    def trickle():  # the main thread reads the answer (select would also see TLS session tickets)
+        for _ in range(40):
+            if answered.wait(0.25):
+                return
+            try:
+                s.sendall(b"x")
+            except OSError:
+                return
+
+    t = threading.Thread(target=trickle, daemon=True)
+    t.start()
+    s.settimeout(12 * ctx.slow)
+    try:
+        r = lib.RawHTTP(s).read_response()
+    finally:
+        answered.set()
+        t.join()
+    took = time.monotonic() - t0
+    s.close()
+    expect(r is not None and r.status == 408, "a body trickled a byte at a time: %r after %.2fs" % (r, took))
+    expect(0.8 <= took <= 3.0 * ctx.slow, "the trickled body got its 408 after %.2fs (body_idle 1s)" % took)
+    s = ctx.wait_until(connect_when_free, 5, "a connection after the 408")
+    s.sendall(b"POST /upload HTTP/1.1\r\nHost: %s\r\nContent-Length: 12288\r\n\r\n" % host)
+    for _ in range(6):
+        time.sleep(0.4)
+        s.sendall(b"y" * 2048)
+    s.settimeout(5 * ctx.slow)
+    r = lib.RawHTTP(s).read_response()
+    s.close()
+    expect(r is not None and r.status == 200 and json.loads(r.body)["length"] == 12288,
+           "a slow but steady body: %r" % (r,))
     # send_idle_ms 1s: a 64 MiB response to a visitor that reads nothing
     s = ctx.tls_connect(st.edge.https_port, st.host, rcvbuf=8192)  # the 408 closed the last one
     s.sendall(b"GET /bytes?n=67108864&fast=1 HTTP/1.1\r\nHost: %s\r\n\r\n" % host)

@@ -235,6 +235,7 @@ static void test_full_config_sets_every_key(void **state)
              "  max_url: 16KiB\n"
              "  max_header_fields: 50\n"
              "  body_idle_ms: 45s\n"
+             "  body_min_bytes: 2KiB\n"
              "  max_frame_size: 1MiB\n"
              "hosts:\n"
              "  - { hostname: slow.example.com, timeouts: { response_header: 10m } }\n"
@@ -279,6 +280,7 @@ static void test_full_config_sets_every_key(void **state)
     assert_int_equal(c->limits.max_url, 16384);
     assert_int_equal(c->limits.max_header_fields, 50);
     assert_int_equal(c->limits.body_idle_ms, 45000);
+    assert_int_equal(c->limits.body_min_bytes, 2048);
     assert_int_equal(c->limits.max_frame_size, 1048576);
     assert_int_equal(c->limits.max_header_bytes, 32 * 1024); /* untouched */
     assert_string_equal(c->access_log_path, in_dir("logs/access.log"));
