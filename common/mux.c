@@ -107,6 +107,7 @@ struct mux {
     uint32_t next_stream_id;   /* edge: next odd id to open */
     uint32_t last_peer_stream; /* connector: highest id the edge opened */
     uint32_t goaway_last_id;   /* what we announced in our GOAWAY */
+    uint32_t goaway_recv_last; /* the Last Stream Id of the peer's latest GOAWAY */
     uint32_t nstreams;
 
     /* Metadata block being assembled (HEADERS + CONTINUATION). */
@@ -1088,6 +1089,10 @@ static int on_goaway_frame(struct mux *m, const struct frame *f)
             return CV_EPROTO;
         }
     }
+    /* §11.3: Last Stream Id never goes up between GOAWAYs; streams above the first were refused. */
+    if ((m->flags & MUX_F_GOAWAY_RECV) && g->last_stream_id > m->goaway_recv_last)
+        return conn_error(m, CODE_PROTOCOL_ERROR, "GOAWAY last stream id increased");
+    m->goaway_recv_last = g->last_stream_id;
     m->flags |= MUX_F_GOAWAY_RECV;
     if (m->role == MUX_ROLE_EDGE) {
         /* §11.2: streams above Last Stream Id were never processed: refused, retryable. */

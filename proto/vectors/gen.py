@@ -444,6 +444,14 @@ def build():
     mux("unknown_type_on_open_stream", OS, "ignored",
         frame(0x0b, 0, 1, raw(b"future", "opaque payload")),
         ["PROTOCOL.md §3.5: unknown types are skipped."])
+    mux("goaway_repeated_same_last_id", RG, "ok",
+        frame(GOAWAY, 0, 0, goaway_payload(0, 0, 0, b"draining")) +
+        frame(GOAWAY, 0, 0, goaway_payload(0, 0, 0, b"still draining")),
+        ["PROTOCOL.md §11.3: a side may send several GOAWAYs with the same Last Stream Id."])
+    mux("goaway_last_id_increases", RG, "error PROTOCOL_ERROR connection",
+        frame(GOAWAY, 0, 0, goaway_payload(0, 0, 0, b"draining")) +
+        frame(GOAWAY, 0, 0, goaway_payload(2, 0, 0, b"draining")),
+        ["PROTOCOL.md §11.3: Last Stream Id must not increase between GOAWAYs."])
     mux("ping_when_registered", RG, "ok", frame(PING, 0, 0, raw(bytes(range(1, 9)), "opaque")),
         ["PROTOCOL.md §10.1: answered with a PONG carrying the same octets."])
     mux("continuation_without_headers", OS, "error PROTOCOL_ERROR connection",
