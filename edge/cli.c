@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <netdb.h>
 #include <poll.h>
 #include <stdarg.h>
@@ -851,10 +852,12 @@ static int cmd_tunnel_info(struct cli *c, const struct command *cmd)
         for (j = 0; j < json_array_count(cl); j++) {
             const struct json_value *cn = json_array_at(cl, j);
             double rtt = 0;
+            int64_t streams = 0;
 
             json_as_double(json_object_get(cn, "rtt_ms"), &rtt);
-            fprintf(c->out, "    connection %s  edge %s  rtt %.1f ms  since %s\n", str(cn, "id"),
-                    str(cn, "edge"), rtt, str(cn, "opened_at"));
+            json_as_int64(json_object_get(cn, "streams"), &streams);
+            fprintf(c->out, "    connection %s  edge %s  rtt %.1f ms  streams %" PRId64 "  since %s\n",
+                    str(cn, "id"), str(cn, "edge"), rtt, streams, str(cn, "opened_at"));
         }
     }
     json_free(v);

@@ -115,12 +115,13 @@ def test_tunnel_info_shows_routes_and_connections(ctx):
         expect(isinstance(cn.get("edge"), str), "connection edge: %r" % cn)
         expect(isinstance(cn.get("rtt_ms"), (int, float)) and not isinstance(cn.get("rtt_ms"), bool),
                "connection rtt_ms is not a number: %r" % cn)
+        expect(cn.get("streams") == 0, "connection streams of an idle tunnel: %r" % cn)
         expect(RFC3339_RX.match(str(cn.get("opened_at"))), "connection opened_at: %r" % cn)
         ids.add(cn["id"])
     expect_eq(len(ids), 2, "distinct connection ids")
     # Text output is readable: it names the tunnel, its id and its routes.
     txt = edge.cli("tunnel", "info", "info").stdout
-    for s in ("info", t["id"], "info." + DOMAIN):
+    for s in ("info", t["id"], "info." + DOMAIN, "streams 0"):
         expect(s in txt, "tunnel info text lacks %r:\n%s" % (s, txt))
     expect(not txt.lstrip().startswith(("{", "[")), "tunnel info text output is JSON:\n%s" % txt)
     conn.stop()

@@ -539,10 +539,11 @@ def test_nearest_spills_to_the_next_connector_when_the_nearest_is_saturated(ctx)
 @lib.timeout(60)
 def test_nearest_keeps_concurrent_requests_on_the_nearest_connector_whatever_its_connections_rtt(ctx):
     # PRODUCT.md section 4: each new request goes to the connector with the lowest smoothed RTT
-    # (tunnel.c: a connector's distance is its best connection's srtt), then to that connector's
-    # least-loaded connection. Connector A has one direct connection and one through a 40 ms relay
-    # (two edge addresses); B is 10 ms away. A's busier direct connection must not hand the choice
-    # to its slow one and so to B: A is nearest and has room, so it serves every request.
+    # (tunnel.c: a connector's distance is its best connection's srtt), over that connection.
+    # Connector A has one direct connection and one through a 40 ms relay (two edge addresses); B
+    # is 10 ms away. A's busier direct connection must not hand the choice to its slow one and so
+    # to B: A is nearest and has room, so it serves every request, and over its direct connection
+    # (spreading them to A's least-loaded connection sent half of them through the relay).
     edge, t = _stack(ctx, limits={"heartbeat_ms": "200ms"})
     oa = ha_lib.Origin(ctx, "o-a")
     ob = ha_lib.Origin(ctx, "o-b")
@@ -561,7 +562,16 @@ def test_nearest_keeps_concurrent_requests_on_the_nearest_connector_whatever_its
 
     ctx.wait_until(rtts_ready, 5, "RTT samples (A: <10 and >60 ms, B: ~20 ms)", interval=0.1)
     n = 6
-    load = ha_lib.Load(ctx, edge, HOST, path="/slow?ms=1000", threads=n, total=n).start().wait(20)
+    load = ha_lib.Load(ctx, edge, HOST, path="/slow?ms=1000", threads=n, total=n).start()
+
+    def streams_of_a():  # {"direct"/"relay": streams} of A's two connections, once all n are open
+        v = ha_lib.by_region(edge, "app").get("a", [])
+        got = {("direct" if c["rtt_ms"] < 10 else "relay"): c.get("streams") for c in v}
+        return got if sum(x or 0 for x in got.values()) == n else None
+
+    on_a = ctx.wait_until(streams_of_a, 5, "%d streams open on connector A" % n, interval=0.05)
+    expect_eq(on_a, {"direct": n, "relay": 0}, "A's streams by connection (the direct one is nearest)")
+    load.wait(20)
     expect(not load.failures(), load.describe_failures())
     served = {"o-a": _slow_at(oa), "o-b": _slow_at(ob)}
     ctx.note("%d concurrent requests: %r" % (n, served))
