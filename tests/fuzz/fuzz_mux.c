@@ -4,9 +4,10 @@
  * Each input builds a fresh mux (nghttp2 fuzz_target.cc style). The first byte picks the role and a
  * starting state: an edge waiting for the preface, or a registered connector / edge with a few
  * streams open in various states. The rest is fed as peer bytes in pieces whose sizes come from the
- * input, with the application reacting to every event (consuming, writing, releasing, resetting),
- * and the output pulled between pieces. After every step the output must decode as frames, and at
- * the end everything is freed.
+ * input, buffered the way link.c does it (what mux_feed leaves of a partial frame is fed again with
+ * the next piece, so frames of any size arrive whole), with the application reacting to every event
+ * (consuming, writing, releasing, resetting), and the output pulled between pieces. After every
+ * step the output must decode as frames, and at the end everything is freed.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -169,6 +170,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct mux *m;
     enum mux_role role;
     size_t off = 2;
+    size_t end = 2;
 
     if (size < 2)
         return 0;
@@ -210,18 +212,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     if (data[0] & 8)
         mux_ping(m);
+    /* [off, end) is what the transport has buffered: each step a piece arrives, and the bytes of a
+     * partial frame the mux leaves unused are fed again with the next piece, as link.c does. */
     while (off < size && mux_state(m) != MUX_S_CLOSED) {
-        size_t piece = 1 + data[off - 1] % 97;
+        size_t piece = 1 + data[end - 1] % 97;
         ssize_t used;
 
-        if (piece > size - off)
-            piece = size - off;
-        used = mux_feed(m, data + off, piece);
+        if (piece > size - end)
+            piece = size - end;
+        end += piece;
+        used = mux_feed(m, data + off, end - off);
         check_output(m);
         if (used < 0)
             break;
-        /* Unconsumed bytes of a partial frame are fed again with the next piece. */
-        off += used > 0 ? (size_t)used : piece;
+        if ((size_t)used > end - off)
+            abort();
+        off += (size_t)used;
+        if (end == size)
+            break; /* the input ended inside a frame */
     }
     if (data[0] & 16)
         mux_fail(m, CODE_INTERNAL_ERROR);
