@@ -7,12 +7,16 @@
  *   - hostname_split gives a name that is already normal (routing key == policy key);
  *   - a parsed pattern re-parses to itself;
  *   - hostname_pattern_match and hostname_cert_match agree with a label-by-label reference;
- *   - a hostname_table holding the pattern answers lookups exactly as the matchers do.
+ *   - a hostname_table holding the pattern answers lookups exactly as the matchers do;
+ *   - a table of every input line as a pattern (so that buckets chain and grow) counts, orders,
+ *     refuses duplicates, looks up (exact first, then the longest wildcard suffix) and removes
+ *     exactly as a reference list does, before and after every other entry is removed.
  */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "err.h"
 #include "hostname.h"
 #include "mem.h"
 
@@ -157,6 +161,174 @@ static void check_pattern(const char *pin, size_t pn, const char *nin, size_t nn
         abort();
 }
 
+/* ---- a table of many entries: every input line is a pattern -------------------------------- */
+
+#define TABLE_MAX 48
+
+struct table_ref {
+    size_t n;
+    char line[TABLE_MAX][HOSTNAME_MAX + 8]; /* NUL-terminated input lines */
+    int parsed[TABLE_MAX];                   /* hostname_pattern_parse succeeded */
+    struct hostname_pattern pat[TABLE_MAX];
+    bool present[TABLE_MAX]; /* inserted and not removed */
+    int value[TABLE_MAX];    /* &value[i] is line i's value */
+};
+
+static struct table_ref ref;
+
+/* What the table must answer for |name|, from the present entries: the exact entry, else for a
+ * route the wildcard with the longest matching suffix, for a certificate the parent's wildcard. */
+static int ref_lookup(const char *name, bool cert)
+{
+    int best = -1;
+
+    for (size_t i = 0; i < ref.n; i++) {
+        if (ref.present[i] && !ref.pat[i].wildcard && strcmp(ref.pat[i].text, name) == 0)
+            return (int)i;
+    }
+    for (size_t i = 0; i < ref.n; i++) {
+        if (!ref.present[i] || !ref.pat[i].wildcard || !ref_match(&ref.pat[i], name, cert))
+            continue;
+        if (best < 0 || ref.pat[i].len > ref.pat[best].len)
+            best = (int)i;
+    }
+    return best;
+}
+
+static void check_lookup_one(const struct hostname_table *t, const char *name)
+{
+    for (int cert = 0; cert < 2; cert++) {
+        const char *matched = NULL;
+        int want = ref_lookup(name, cert);
+        void *v = cert ? hostname_table_lookup_cert(t, name, &matched)
+                       : hostname_table_lookup(t, name, &matched);
+
+        if (want < 0) {
+            if (v != NULL)
+                abort();
+        } else if (v != &ref.value[want] || strcmp(matched, ref.pat[want].text) != 0) {
+            abort();
+        }
+    }
+}
+
+/* Looks up every line as a name, and for every pattern its apex and a name under it. */
+static void check_lookups(const struct hostname_table *t)
+{
+    char name[HOSTNAME_MAX + 8];
+
+    for (size_t i = 0; i < ref.n; i++) {
+        if (hostname_normalize(ref.line[i], strlen(ref.line[i]), name, NULL) > 0)
+            check_lookup_one(t, name);
+        if (!ref.parsed[i])
+            continue;
+        check_lookup_one(t, ref.pat[i].text + (ref.pat[i].wildcard ? 2 : 0));
+        if (ref.pat[i].wildcard && ref.pat[i].len < HOSTNAME_MAX) {
+            name[0] = 'x';
+            memcpy(name + 1, ref.pat[i].text + 1, ref.pat[i].len); /* "*.a.b" -> "x.a.b" */
+            check_lookup_one(t, name);
+        }
+    }
+}
+
+struct order_walk {
+    size_t next; /* the line the next entry must come from */
+};
+
+static int check_order(const char *pattern, void *value, void *arg)
+{
+    struct order_walk *w = arg;
+
+    while (w->next < ref.n && !ref.present[w->next])
+        w->next++;
+    if (w->next == ref.n || value != &ref.value[w->next] ||
+        strcmp(pattern, ref.pat[w->next].text) != 0)
+        abort();
+    w->next++;
+    return 0;
+}
+
+static size_t ref_count(void)
+{
+    size_t c = 0;
+
+    for (size_t i = 0; i < ref.n; i++)
+        c += ref.present[i];
+    return c;
+}
+
+static void check_table_state(const struct hostname_table *t)
+{
+    struct order_walk w = {0};
+
+    if (hostname_table_count(t) != ref_count())
+        abort();
+    if (hostname_table_foreach(t, check_order, &w) != 0)
+        abort();
+    check_lookups(t);
+}
+
+/* Inserts every line (up to TABLE_MAX) into one table, so that buckets chain and grow, then removes
+ * every other entry; after each phase the table must answer as the reference. */
+static void check_table(const char *in, size_t n)
+{
+    struct hostname_table *t;
+    size_t off = 0;
+
+    memset(&ref, 0, sizeof(ref));
+    while (off <= n && ref.n < TABLE_MAX) {
+        const char *nl = memchr(in + off, '\n', n - off);
+        size_t len = nl != NULL ? (size_t)(nl - (in + off)) : n - off;
+
+        if (len < sizeof(ref.line[0]) && memchr(in + off, '\0', len) == NULL) {
+            memcpy(ref.line[ref.n], in + off, len);
+            ref.line[ref.n][len] = '\0';
+            ref.n++;
+        }
+        off += len + 1;
+    }
+    t = hostname_table_new();
+    if (t == NULL)
+        abort();
+    for (size_t i = 0; i < ref.n; i++) {
+        int want = 0;
+        int rv;
+
+        ref.parsed[i] = hostname_pattern_parse(ref.line[i], strlen(ref.line[i]), &ref.pat[i],
+                                               NULL) == 0;
+        if (!ref.parsed[i])
+            want = CV_EINVAL;
+        for (size_t j = 0; want == 0 && j < i; j++) {
+            if (ref.present[j] && strcmp(ref.pat[j].text, ref.pat[i].text) == 0)
+                want = CV_EEXIST;
+        }
+        rv = hostname_table_insert(t, ref.line[i], &ref.value[i], NULL);
+        if (rv != want)
+            abort();
+        ref.present[i] = rv == 0;
+        if (ref.parsed[i] && hostname_table_get(t, ref.line[i]) == NULL)
+            abort();
+    }
+    check_table_state(t);
+    for (size_t i = 0; i < ref.n; i += 2) {
+        void *v = NULL;
+
+        if (!ref.present[i])
+            continue;
+        if (hostname_table_remove(t, ref.line[i], &v) != 0 || v != &ref.value[i])
+            abort();
+        ref.present[i] = false;
+        if (hostname_table_remove(t, ref.line[i], NULL) != CV_ENOTFOUND ||
+            hostname_table_get(t, ref.line[i]) != NULL)
+            abort();
+    }
+    check_table_state(t);
+    noop_free_count = 0;
+    hostname_table_free(t, noop_free);
+    if ((size_t)noop_free_count != ref_count())
+        abort();
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const char *in = (const char *)data;
@@ -184,6 +356,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     free(pat);
     free(name);
+    check_table(in, size);
     if (mem_live_count() != live)
         abort();
     return 0;
