@@ -643,6 +643,11 @@ static void limit_bounds(const char *name, uint64_t *min, uint64_t *max)
     } else if (strcmp(name, "connection_window") == 0) {
         *min = 65535; /* PROTOCOL.md §4: connection_window 65 535 .. 2^31-1 */
         *max = 2147483647u;
+    } else if (strcmp(name, "max_concurrent_streams") == 0) {
+        *max = 65535; /* PROTOCOL.md §4.4: max_concurrent_streams 1 .. 65 535 */
+    } else if (strcmp(name, "max_metadata_size") == 0) {
+        *min = 4096; /* PROTOCOL.md §4.4: max_metadata_size 4 096 .. 1 048 576 */
+        *max = 1048576;
     } else if (strcmp(name, "max_empty_frames") == 0) {
         *min = 0; /* no empty DATA frame tolerated */
     } else if (strcmp(name, "buffer_budget") == 0) {

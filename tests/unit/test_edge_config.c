@@ -573,7 +573,13 @@ static void test_limit_values_follow_their_kind(void **state)
     expect_error(REQUIRED "limits: { max_frame_size: 1KiB }\n",
                  "7:27: limits.max_frame_size: must be between 16KiB and 1MiB");
     expect_error(REQUIRED "limits: { max_concurrent_streams: 0 }\n",
-                 "7:35: limits.max_concurrent_streams: must be between 1 and 4294967295");
+                 "7:35: limits.max_concurrent_streams: must be between 1 and 65535");
+    /* Settings the edge advertises in REGISTERED stay in PROTOCOL.md §4.4's ranges, or every
+     * connector would refuse the registration. */
+    expect_error(REQUIRED "limits: { max_concurrent_streams: 100000 }\n",
+                 "7:35: limits.max_concurrent_streams: must be between 1 and 65535");
+    expect_error(REQUIRED "limits: { max_metadata_size: 2KiB }\n",
+                 "7:30: limits.max_metadata_size: must be between 4KiB and 1MiB");
     expect_error(REQUIRED "limits: { max_url: }\n", "7:11: limits.max_url: a value is required");
 }
 
