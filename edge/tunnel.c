@@ -44,6 +44,7 @@ struct tconn {
     unsigned goaways; /* GOAWAYs received: only the first is logged in full */
     uint8_t conn_index;
     char peer[64];
+    char ip[64]; /* the peer's address alone: the tarpit's key, kept after the socket is gone */
 };
 
 /* One connector process (grouped by the Connector Id of REGISTER). */
@@ -65,11 +66,14 @@ struct tentry {
     unsigned rr; /* round-robin cursor */
 };
 
-/* Failed registrations per peer address, for the tarpit (RELIABILITY.md §10: 10/min/IP). */
+/* Per peer address, for the tarpit (RELIABILITY.md §10: 10/min/IP): failed registrations, and
+ * registered connections that ended in a protocol violation (a valid token does not buy a loop of
+ * reconnect, break the protocol, reconnect: every turn costs a TLS handshake and log lines). */
 struct auth_fail {
     struct auth_fail *next;
     uint64_t window_start_ms;
     unsigned count;
+    unsigned faults;
     char ip[64];
 };
 
@@ -196,9 +200,9 @@ void tunnel_registry_free(struct tunnel_registry *r)
     mem_free(r);
 }
 
-/* Counts a failed registration from |ip|; returns 1 when the peer is over its budget. Entries older
- * than a minute are reused or dropped as their bucket is walked. */
-static int auth_fail_note(struct tunnel_registry *r, const char *ip)
+/* The entry of |ip| with its counts for the current minute, made when |create|; NULL if none. Entries
+ * older than a minute are reused or dropped as their bucket is walked. */
+static struct auth_fail *peer_entry(struct tunnel_registry *r, const char *ip, int create)
 {
     uint64_t now = uv_now(r->e->loop);
     uint64_t h = 1469598103934665603ull;
@@ -221,9 +225,11 @@ static int auth_fail_note(struct tunnel_registry *r, const char *ip)
     }
     f = *pp;
     if (f == NULL) {
+        if (!create)
+            return NULL;
         f = mem_calloc(sizeof(*f));
         if (f == NULL)
-            return 0;
+            return NULL;
         snprintf(f->ip, sizeof(f->ip), "%s", ip);
         f->window_start_ms = now;
         f->next = NULL;
@@ -232,8 +238,38 @@ static int auth_fail_note(struct tunnel_registry *r, const char *ip)
     if (now - f->window_start_ms >= 60000) {
         f->window_start_ms = now;
         f->count = 0;
+        f->faults = 0;
     }
-    return ++f->count > AUTH_FAIL_PER_MIN;
+    return f;
+}
+
+/* Counts a failed registration from |ip|; returns 1 when the peer is over its budget. */
+static int auth_fail_note(struct tunnel_registry *r, const char *ip)
+{
+    struct auth_fail *f = peer_entry(r, ip, 1);
+
+    return f != NULL && ++f->count > AUTH_FAIL_PER_MIN;
+}
+
+/* A registered connection from |ip| ended because the peer broke the protocol (the errors mux_feed
+ * reports for it), not because of the network, a deadline or a drain. */
+static void fault_note(struct tunnel_registry *r, const char *ip, int err)
+{
+    struct auth_fail *f;
+
+    if (err != CV_EPROTO && err != CV_EFRAMESIZE && err != CV_EFLOW && err != CV_ECALM)
+        return;
+    f = peer_entry(r, ip, 1);
+    if (f != NULL)
+        f->faults++;
+}
+
+/* How many of |ip|'s connections broke the protocol this minute, once that is over the budget. */
+static unsigned faults_over(struct tunnel_registry *r, const char *ip)
+{
+    struct auth_fail *f = peer_entry(r, ip, 0);
+
+    return f != NULL && f->faults >= AUTH_FAIL_PER_MIN ? f->faults : 0;
 }
 
 size_t tunnel_registry_connector_count(const struct tunnel_registry *r, const uint8_t tunnel_id[16])
@@ -504,6 +540,7 @@ static void on_closed(struct link *l, int err, void *arg)
         token_uuid_format(tc->ctr->t->id, id);
         LOG_I("tunnel conn=%" PRIu64 " tunnel=%s peer=%s closed%s%s", tc->id, id, tc->peer,
               err != 0 ? ": " : "", err != 0 ? cv_strerror(err) : "");
+        fault_note(tc->reg, tc->ip, err);
     } else {
         LOG_D("tunnel peer=%s closed before registration%s%s", tc->peer, err != 0 ? ": " : "",
               err != 0 ? cv_strerror(err) : "");
@@ -583,6 +620,7 @@ int tunnel_registry_adopt(struct tunnel_registry *r, struct sock *s)
         return CV_ENOMEM;
     tc->reg = r;
     snprintf(tc->peer, sizeof(tc->peer), "%s", sock_peer(s));
+    snprintf(tc->ip, sizeof(tc->ip), "%s", sock_peer_ip(s));
     tc->link = link_new(s, MUX_ROLE_EDGE, &r->e->limits, &conn_mux_hooks, &conn_link_hooks, tc,
                         r->e->limits.register_ms, &err);
     if (tc->link == NULL) {
@@ -627,9 +665,18 @@ static void on_register(struct mux *m, const struct frame_register *rg, void *ar
     struct frame_registered rd;
     struct tentry *t;
     struct tconnector *k;
+    unsigned faults;
     char id[37];
 
     token_uuid_format(rg->tunnel_id, id);
+    faults = faults_over(r, tc->ip);
+    if (faults > 0) {
+        /* Tarpit, as for failed logins: no answer; the registration deadline closes it. */
+        LOG_W_RL("tunnel peer=%s tunnel=%s registration held: %u connections from this address "
+                 "broke the protocol in the last minute (answer withheld)",
+                 tc->peer, id, faults);
+        return;
+    }
     /* PROTOCOL.md §4.6: one answer for an unknown tunnel and a wrong secret, after the same work. */
     rec = store_authenticate(e->store, rg->tunnel_id, rg->secret);
     if (rec == NULL) {

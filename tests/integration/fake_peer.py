@@ -173,13 +173,14 @@ class _Peer:
 
 
 class FakeConnector(_Peer):
-    def __init__(self, ctx, edge, token, settings=(262144, 16777216, 16384, 256, 65536)):
+    def __init__(self, ctx, edge, token, settings=(262144, 16777216, 16384, 256, 65536), src="127.0.0.1"):
         doc = lib.decode_token(token)
         secret = lib.b64url_decode(doc["secret"])  # also takes the standard alphabet
         tls = ssl.create_default_context(cafile=os.path.join(ctx.pki, "ca.pem"))
         tls.check_hostname = False
         tls.set_alpn_protocols(["culvert/1"])
-        raw = socket.create_connection(("127.0.0.1", edge.tunnel_port), timeout=10 * ctx.slow)
+        raw = socket.create_connection(("127.0.0.1", edge.tunnel_port), timeout=10 * ctx.slow,
+                                       source_address=(src, 0))
         self.sock = tls.wrap_socket(raw, server_hostname="localhost")
         self._setup_io()
         version, region = b"fake-peer", b""

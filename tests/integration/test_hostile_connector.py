@@ -127,3 +127,34 @@ def test_goaway_flood_from_an_edge_does_not_flood_the_connector_log(ctx):
     expect(grown < 64 * 1024, "connector log grew by %d bytes for 50000 GOAWAY frames" % grown)
     expect(c.proc.alive(), "connector alive")
     fe.close()
+
+
+@lib.timeout(90)
+def test_valid_token_that_keeps_breaking_the_protocol_is_tarpitted(ctx):
+    """A connector with a valid token that registers, breaks the protocol and reconnects, in a loop:
+    only failed logins were tarpitted, so each turn cost the edge a TLS handshake and log lines for
+    as long as it went on. After 10 such connections in a minute its address gets no answer to a
+    registration (the registration deadline closes it), while another address registers at once."""
+    edge = ctx.edge(limits={"register_ms": "1s"})
+    tb = edge.tunnel_with_route("tb", [HOST_B])
+    bad = fake_peer.frame(fake_peer.DATA, b"x", stream=2)  # §7.1: even ids are never opened
+    for i in range(10):
+        fake = fake_peer.FakeConnector(ctx, edge, tb["token"])
+        fake.send(bad)
+        g = fake.next_frame((fake_peer.GOAWAY,), 5 * ctx.slow)
+        expect(g is not None and struct.unpack(">I", g[3][4:8])[0] == 0x01,
+               "connection %d: GOAWAY PROTOCOL_ERROR for DATA on stream 2: %r" % (i, g))
+        fake.close()
+    t0 = time.monotonic()
+    try:
+        fake_peer.FakeConnector(ctx, edge, tb["token"])
+        held = False
+    except (EOFError, OSError, AssertionError):
+        held = True
+    took = time.monotonic() - t0
+    expect(held, "the 11th registration from 127.0.0.1 was answered")
+    expect(0.8 <= took <= 5 * ctx.slow, "the held registration ended after %.2fs (register_ms 1s)" % took)
+    ctx.wait_until(lambda: "registration held" in edge.proc.text(), 5, "the edge to log the held registration")
+    other = fake_peer.FakeConnector(ctx, edge, tb["token"], src="127.0.0.2")
+    expect(_sync(other), "a connector from 127.0.0.2 registered and answers PING")
+    other.close()
