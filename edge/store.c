@@ -516,14 +516,18 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Creates |dir| and missing parents with mode 0700. Returns 0 or -errno. */
-static int make_dirs(const char *dir)
+/* Creates |dir| and missing parents with mode 0700. Returns 0 or -errno; *|existed| is the length
+ * of the part of |dir| that existed before (the parent of the first directory made), or
+ * strlen(|dir|) when none was made. */
+static int make_dirs(const char *dir, size_t *existed)
 {
     char path[4096];
     size_t n = strlen(dir);
+    size_t parent = 0;
     size_t i;
     struct stat sb;
 
+    *existed = n;
     if (n == 0 || n >= sizeof(path))
         return -ENAMETOOLONG;
     memcpy(path, dir, n + 1);
@@ -531,9 +535,14 @@ static int make_dirs(const char *dir)
         if (path[i] != '/' && path[i] != '\0')
             continue;
         path[i] = '\0';
-        if (mkdir(path, 0700) < 0 && errno != EEXIST)
+        if (mkdir(path, 0700) == 0) {
+            if (*existed == n)
+                *existed = parent;
+        } else if (errno != EEXIST) {
             return -errno;
+        }
         path[i] = i == n ? '\0' : '/';
+        parent = i;
     }
     if (stat(dir, &sb) < 0)
         return -errno;
@@ -839,8 +848,7 @@ int store_check_dir(const char *data_dir, char *err, size_t errlen)
 {
     char *probe = path_join(data_dir, ".culvert-check");
     char *top = mem_strdup(data_dir);
-    size_t keep;
-    struct stat sb;
+    size_t keep; /* the part of the path that existed: what this check leaves as it was */
     int rv;
     int fd;
 
@@ -850,15 +858,7 @@ int store_check_dir(const char *data_dir, char *err, size_t errlen)
         set_err(err, errlen, "%s: out of memory", data_dir);
         return CV_ENOMEM;
     }
-    /* The longest part of the path that exists already: what this check leaves as it was. */
-    for (keep = strlen(top); keep > 0 && stat(top, &sb) < 0;) {
-        while (keep > 0 && top[keep - 1] != '/')
-            keep--;
-        while (keep > 1 && top[keep - 1] == '/')
-            keep--;
-        top[keep] = '\0';
-    }
-    rv = make_dirs(data_dir);
+    rv = make_dirs(data_dir, &keep);
     if (rv == 0)
         rv = check_dir_mode(data_dir, err, errlen);
     else
@@ -877,10 +877,7 @@ int store_check_dir(const char *data_dir, char *err, size_t errlen)
     }
     /* Nothing left behind: a check run as root must not leave directories the service's user
      * cannot use. */
-    mem_free(top);
-    top = mem_strdup(data_dir);
-    if (top != NULL)
-        remove_dirs(top, keep);
+    remove_dirs(top, keep);
     mem_free(top);
     mem_free(probe);
     return rv;
@@ -890,6 +887,7 @@ int store_open(const char *data_dir, struct store **out, char *err, size_t errle
 {
     struct store *st;
     char *lock_path = NULL;
+    size_t existed; /* serve keeps what it creates */
     int rv;
 
     *out = NULL;
@@ -911,7 +909,7 @@ int store_open(const char *data_dir, struct store **out, char *err, size_t errle
         rv = CV_ETLS;
         goto fail;
     }
-    rv = make_dirs(data_dir);
+    rv = make_dirs(data_dir, &existed);
     if (rv < 0) {
         set_err(err, errlen, "%s: cannot create the data directory: %s", data_dir,
                 cv_strerror(rv));

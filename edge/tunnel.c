@@ -680,7 +680,7 @@ static void on_register(struct mux *m, const struct frame_register *rg, void *ar
     /* PROTOCOL.md §4.6: one answer for an unknown tunnel and a wrong secret, after the same work. */
     rec = store_authenticate(e->store, rg->tunnel_id, rg->secret);
     if (rec == NULL) {
-        if (auth_fail_note(r, sock_peer_ip(link_sock(tc->link)))) {
+        if (auth_fail_note(r, tc->ip)) {
             /* Tarpit: no answer; the registration deadline closes the connection. */
             LOG_W_RL("tunnel peer=%s tunnel=%s registration refused: authentication failed (too many "
                      "failures from this address: answer withheld)",
