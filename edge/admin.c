@@ -308,6 +308,13 @@ static void respond_error(struct aconn *c, int status, const char *fmt, ...)
     buf_cleanup(&b);
 }
 
+/* A change the store could not save (a full disk, a read-only data_dir): 500 naming where. */
+static void respond_store_error(struct aconn *c, const char *what, int rv)
+{
+    respond_error(c, 500, "%s: %s (saving the state in data_dir %s)", what, cv_strerror(rv),
+                  store_dir(c->a->e->store));
+}
+
 /* Ends |w| and sends it with |status|, or a 500 when writing failed. */
 static void respond_json(struct aconn *c, int status, struct json_writer *w, bool secret)
 {
@@ -538,8 +545,7 @@ static void handle_tunnel_create(struct aconn *c)
     } else if (rv == CV_EEXIST) {
         respond_error(c, 409, "a tunnel named \"%s\" already exists", name);
     } else {
-        respond_error(c, 500, "cannot create the tunnel: %s (saving the state in data_dir %s)",
-                      cv_strerror(rv), store_dir(c->a->e->store));
+        respond_store_error(c, "cannot create the tunnel", rv);
     }
     OPENSSL_cleanse(secret, sizeof(secret));
     json_free(v);
@@ -593,8 +599,7 @@ static void handle_tunnel_delete(struct aconn *c, const struct store_tunnel *t)
     store_foreach_route(e->store, t, count_route_cb, &routes);
     rv = store_tunnel_delete(e->store, id);
     if (rv < 0) {
-        respond_error(c, 500, "cannot delete the tunnel: %s (saving the state in data_dir %s)",
-                      cv_strerror(rv), store_dir(c->a->e->store));
+        respond_store_error(c, "cannot delete the tunnel", rv);
         return;
     }
     token_uuid_format(id, ids);
@@ -624,8 +629,7 @@ static void handle_tunnel_rotate(struct aconn *c, const struct store_tunnel *t)
 
     rv = store_tunnel_rotate(e->store, t->id, secret);
     if (rv < 0) {
-        respond_error(c, 500, "cannot rotate the token: %s (saving the state in data_dir %s)",
-                      cv_strerror(rv), store_dir(c->a->e->store));
+        respond_store_error(c, "cannot rotate the token", rv);
         return;
     }
     token_uuid_format(t->id, ids);
@@ -746,8 +750,7 @@ static void handle_route_add(struct aconn *c)
     } else if (rv == CV_EINVAL) {
         respond_error(c, 400, "invalid hostname: %s", why);
     } else {
-        respond_error(c, 500, "cannot add the route: %s (saving the state in data_dir %s)",
-                      cv_strerror(rv), store_dir(c->a->e->store));
+        respond_store_error(c, "cannot add the route", rv);
     }
 out:
     json_free(v);
@@ -774,8 +777,7 @@ static void handle_route_delete(struct aconn *c, const char *host)
     copy = *t;
     rv = store_route_delete(st, pat.text);
     if (rv < 0) {
-        respond_error(c, 500, "cannot delete the route: %s (saving the state in data_dir %s)",
-                      cv_strerror(rv), store_dir(c->a->e->store));
+        respond_store_error(c, "cannot delete the route", rv);
         return;
     }
     LOG_I("admin peer=%s removed route %s (tunnel %s)", c->peer, pat.text, copy.name);
