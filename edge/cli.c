@@ -856,7 +856,8 @@ static int cmd_tunnel_info(struct cli *c, const struct command *cmd)
 
             json_as_double(json_object_get(cn, "rtt_ms"), &rtt);
             json_as_int64(json_object_get(cn, "streams"), &streams);
-            fprintf(c->out, "    connection %s  edge %s  rtt %.1f ms  streams %" PRId64 "  since %s\n",
+            fprintf(c->out,
+                    "    connection %s  edge %s  rtt %.1f ms  streams %" PRId64 "  since %s\n",
                     str(cn, "id"), str(cn, "edge"), rtt, streams, str(cn, "opened_at"));
         }
     }
@@ -1063,10 +1064,9 @@ static void group_help(struct cli *c, const char *group, FILE *f)
         snprintf(left, sizeof(left), "%s %s", commands[i].name, commands[i].args);
         fprintf(f, "  %-26s %s\n", left, commands[i].summary);
     }
-    fprintf(f, "\nThey talk to the running edge's admin API.\n\n%s%s", options_help,
-            strcmp(group, "route") == 0 ? "route add:\n" : "");
+    fprintf(f, "\nThey talk to the running edge's admin API.\n\n%s", options_help);
     if (strcmp(group, "route") == 0)
-        fputs(overlap_help, f);
+        fprintf(f, "route add:\n%s", overlap_help);
     (void)c;
 }
 

@@ -200,8 +200,8 @@ void tunnel_registry_free(struct tunnel_registry *r)
     mem_free(r);
 }
 
-/* The entry of |ip| with its counts for the current minute, made when |create|; NULL if none. Entries
- * older than a minute are reused or dropped as their bucket is walked. */
+/* The entry of |ip| with its counts for the current minute, made when |create|; NULL if none.
+ * Entries older than a minute are reused or dropped as their bucket is walked. */
 static struct auth_fail *peer_entry(struct tunnel_registry *r, const char *ip, int create)
 {
     uint64_t now = uv_now(r->e->loop);

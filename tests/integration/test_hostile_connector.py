@@ -48,6 +48,20 @@ def _check_a(ctx, edge, what):
            "tunnel A's body is byte-exact " + what)
 
 
+def _goaway_flood(ctx, peer, log, who, payload, per_send):
+    """Sends 10 x |per_send| GOAWAYs with |payload| through fake |peer|; |who|'s |log| must grow
+    by less than 64 KiB (a log line each would be megabytes)."""
+    size0 = os.path.getsize(log)
+    g = fake_peer.frame(fake_peer.GOAWAY, payload)
+    for _ in range(10):
+        peer.send(g * per_send)
+    expect(_sync(peer), "the %s answers PING after the GOAWAYs" % who)
+    grown = os.path.getsize(log) - size0
+    ctx.note("%s log grew by %d bytes" % (who, grown))
+    expect(grown < 64 * 1024,
+           "%s log grew by %d bytes for %d GOAWAY frames" % (who, grown, 10 * per_send))
+
+
 @lib.timeout(90)
 def test_interim_response_flood_does_not_grow_edge_memory(ctx):
     """HEADERS are not flow-controlled, so a connector that answers a request with endless 1xx
@@ -94,14 +108,7 @@ def test_goaway_flood_does_not_flood_the_edge_log(ctx):
     """GOAWAY may be repeated (PROTOCOL.md §11.3), but 200,000 of them (4 MB on the tunnel) must
     not write a log line each: 21.4 MB of edge log before the limiter."""
     edge, fake = _two_tunnels(ctx)
-    size0 = os.path.getsize(edge.proc.log)
-    g = fake_peer.frame(fake_peer.GOAWAY, struct.pack(">III", 0x7FFFFFFF, 0, 0))
-    for _ in range(10):
-        fake.send(g * 20000)
-    expect(_sync(fake), "the edge answers PING after the GOAWAYs")
-    grown = os.path.getsize(edge.proc.log) - size0
-    ctx.note("edge log grew by %d bytes" % grown)
-    expect(grown < 64 * 1024, "edge log grew by %d bytes for 200000 GOAWAY frames" % grown)
+    _goaway_flood(ctx, fake, edge.proc.log, "edge", struct.pack(">III", 0x7FFFFFFF, 0, 0), 20000)
     _check_a(ctx, edge, "after the GOAWAY flood")
     fake.close()
 
@@ -117,14 +124,7 @@ def test_goaway_flood_from_an_edge_does_not_flood_the_connector_log(ctx):
     c = ctx.connector(edge, t["token"], ha=1, wait_ready=False)
     fe.accept()
     ctx.wait_until(lambda: "registered tunnel connection" in c.proc.text(), 10, "registration")
-    size0 = os.path.getsize(c.proc.log)
-    g = fake_peer.frame(fake_peer.GOAWAY, struct.pack(">III", 0, 0, 0) + b"r" * 256)
-    for _ in range(10):
-        fe.send(g * 5000)
-    expect(_sync(fe), "the connector answers PING after the GOAWAYs")
-    grown = os.path.getsize(c.proc.log) - size0
-    ctx.note("connector log grew by %d bytes" % grown)
-    expect(grown < 64 * 1024, "connector log grew by %d bytes for 50000 GOAWAY frames" % grown)
+    _goaway_flood(ctx, fe, c.proc.log, "connector", struct.pack(">III", 0, 0, 0) + b"r" * 256, 5000)
     expect(c.proc.alive(), "connector alive")
     fe.close()
 
@@ -153,8 +153,10 @@ def test_valid_token_that_keeps_breaking_the_protocol_is_tarpitted(ctx):
         held = True
     took = time.monotonic() - t0
     expect(held, "the 11th registration from 127.0.0.1 was answered")
-    expect(0.8 <= took <= 5 * ctx.slow, "the held registration ended after %.2fs (register_ms 1s)" % took)
-    ctx.wait_until(lambda: "registration held" in edge.proc.text(), 5, "the edge to log the held registration")
+    expect(0.8 <= took <= 5 * ctx.slow,
+           "the held registration ended after %.2fs (register_ms 1s)" % took)
+    ctx.wait_until(lambda: "registration held" in edge.proc.text(), 5,
+                   "the edge to log the held registration")
     other = fake_peer.FakeConnector(ctx, edge, tb["token"], src="127.0.0.2")
     expect(_sync(other), "a connector from 127.0.0.2 registered and answers PING")
     other.close()
