@@ -1016,6 +1016,31 @@ static int ll_on_headers_complete(llhttp_t *ll)
     return ll_ret;
 }
 
+/*
+ * Length of the longest prefix of |d|[0..|n|) with no byte below 0x20 and no 0x7f: the bulk of a
+ * field value. Eight bytes at a time (exact "any byte" tests: Bit Twiddling Hacks' hasless and
+ * haszero), then byte by byte up to the first such byte.
+ */
+static size_t plain_run(const uint8_t *d, size_t n)
+{
+    const uint64_t ones = 0x0101010101010101ULL;
+    const uint64_t highs = 0x8080808080808080ULL;
+    size_t i = 0;
+
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        uint64_t del;
+
+        memcpy(&w, d + i, 8);
+        del = w ^ (0x7f * ones);
+        if ((((w - 0x20 * ones) & ~w) | ((del - ones) & ~del)) & highs)
+            break;
+    }
+    while (i < n && d[i] >= 0x20 && d[i] != 0x7f)
+        i++;
+    return i;
+}
+
 /* ---- pre-check --------------------------------------------------------------------------------- */
 
 /*
@@ -1042,8 +1067,7 @@ static int scan(struct http1_parser *p, const uint8_t *d, size_t n, size_t *used
             size_t cap;
 
             if (p->sc == SC_VALUE) {
-                while (j < n && d[j] >= 0x20 && d[j] != 0x7f)
-                    j++;
+                j += plain_run(d + j, n - j);
                 cap = HTTP1_MAX_VALUE;
             } else if (p->sc == SC_NAME) {
                 while (j < n && http1_tchar[d[j]])
@@ -1640,35 +1664,55 @@ struct lname {
 
 int http1_is_hop_by_hop(const struct http1_head *h, const char *name, size_t len)
 {
-    static const struct lname fixed[] = {
-        LNAME("connection"), LNAME("keep-alive"), LNAME("proxy-connection"), LNAME("te"),
-        LNAME("transfer-encoding"), LNAME("upgrade"), LNAME("trailer"), LNAME("http2-settings"),
-    };
     static const struct lname never_nominated[] = {
         LNAME("host"), LNAME("content-length"), LNAME("x-forwarded-for"), LNAME("x-forwarded-proto"),
         LNAME("x-forwarded-host"), LNAME("forwarded"), LNAME("cdn-loop"),
     };
     size_t i;
 
-    /* Lengths first: this runs for every field of every message. */
-    for (i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++) {
-        if (fixed[i].len == len && eq_ci_n(name, fixed[i].name, len))
+    /* The fixed set by length first: this runs for every field of every message. */
+    switch (len) {
+    case 2:
+        if (eq_ci_n(name, "te", 2))
             return 1;
+        break;
+    case 7:
+        if (eq_ci_n(name, "upgrade", 7) || eq_ci_n(name, "trailer", 7))
+            return 1;
+        break;
+    case 10:
+        if (eq_ci_n(name, "connection", 10) || eq_ci_n(name, "keep-alive", 10))
+            return 1;
+        break;
+    case 14:
+        if (eq_ci_n(name, "http2-settings", 14))
+            return 1;
+        break;
+    case 16:
+        if (eq_ci_n(name, "proxy-connection", 16))
+            return 1;
+        break;
+    case 17:
+        if (eq_ci_n(name, "transfer-encoding", 17))
+            return 1;
+        break;
+    default:
+        break;
     }
-    if (h == NULL || h->nconn_tokens == 0)
-        return 0; /* nothing nominated: the rest cannot match */
+    if (h == NULL)
+        return 0;
+    for (i = 0; i < h->nconn_tokens; i++) {
+        if (h->conn_tokens[i].n == len && eq_ci_n(h->conn_tokens[i].p, name, len))
+            break;
+    }
+    if (i == h->nconn_tokens)
+        return 0; /* not nominated by Connection */
     /* CVE-2022-31813: Connection must not remove what proxies rely on or add themselves. */
     for (i = 0; i < sizeof(never_nominated) / sizeof(never_nominated[0]); i++) {
         if (never_nominated[i].len == len && eq_ci_n(name, never_nominated[i].name, len))
             return 0;
     }
-    if (len >= 8 && eq_ci_n(name, "culvert-", 8))
-        return 0;
-    for (i = 0; i < h->nconn_tokens; i++) {
-        if (h->conn_tokens[i].n == len && eq_ci_n(h->conn_tokens[i].p, name, len))
-            return 1;
-    }
-    return 0;
+    return !(len >= 8 && eq_ci_n(name, "culvert-", 8));
 }
 
 const char *http1_status_reason(int status)
@@ -1741,22 +1785,8 @@ static int token_ok(const char *s, size_t n)
 
 static int text_ok(const char *s, size_t n)
 {
-    const uint64_t ones = 0x0101010101010101ULL;
-    const uint64_t highs = 0x8080808080808080ULL;
-    size_t i = 0;
+    size_t i = plain_run((const uint8_t *)s, n);
 
-    /* Eight bytes at a time while none is below 0x20 or 0x7f (exact "any byte" tests: Bit
-     * Twiddling Hacks' hasless and haszero); a word with one goes to the byte check, which also
-     * allows HTAB. */
-    for (; i + 8 <= n; i += 8) {
-        uint64_t w;
-        uint64_t del;
-
-        memcpy(&w, s + i, 8);
-        del = w ^ (0x7f * ones);
-        if ((((w - 0x20 * ones) & ~w) | ((del - ones) & ~del)) & highs)
-            break;
-    }
     for (; i < n; i++) {
         if (!is_value_byte((uint8_t)s[i]))
             return 0;
