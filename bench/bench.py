@@ -1622,7 +1622,7 @@ def main():
     ap.add_argument("--wrk-threads", type=int, default=int(os.environ.get("BENCH_WRK_THREADS", "1")))
     ap.add_argument("--rounds", type=int, default=int(os.environ.get("BENCH_ROUNDS", "3")),
                     help="each phase measures every scenario this many times, interleaved")
-    ap.add_argument("--bulk-runs", type=int, default=2, help="100 MiB transfers each way per round")
+    ap.add_argument("--bulk-runs", type=int, default=3, help="100 MiB transfers each way per round")
     ap.add_argument("--bulk-timeout", type=int, default=60, help="seconds for one 100 MiB transfer")
     ap.add_argument("--ws", type=int, default=int(os.environ.get("BENCH_WS", "10000")))
     ap.add_argument("--ws-connectors", type=int, default=int(os.environ.get("BENCH_WS_CONNECTORS", "0")))
