@@ -4,7 +4,8 @@ own, reaching the edge (root namespace) over a veth pair with addresses in 198.1
 its only connections are the ones it dialled to the edge (and to its origin), and requests through
 the edge still work. Over the same kind of link with 5% of the packets dropped each way
 (RELIABILITY.md T-31), parallel downloads and uploads all arrive intact and the heartbeat never takes
-a tunnel connection for dead. The namespace and the veth pair are removed at the end, also on failure.
+a tunnel connection for dead; a link cut silently for 6 s fails requests fast, heals, and delivers no
+POST twice (T-29). The namespace and the veth pair are removed at the end, also on failure.
 Needs root and iproute2 (and nft for the lossy link); skipped when `ip netns add` is not possible here."""
 
 import hashlib
@@ -13,6 +14,7 @@ import os
 import re
 import signal
 import subprocess
+import threading
 import time
 
 import ha_lib
@@ -39,11 +41,11 @@ def _sockets(ns, kind):
     return out
 
 
-def _stack_across(ctx, ns, limits=None):
+def _stack_across(ctx, ns, limits=None, heartbeat=None):
     """An edge in the root namespace taking tunnel connections on the veth address, an origin there
     too, and a connector with two connections inside |ns| serving HOST from that origin. Returns
     (edge, tunnel port, origin, Connector, the connector's process) once both connections are
-    registered."""
+    registered. |limits| go to the edge, |heartbeat| (a duration) to the connector."""
     # The edge (root namespace) takes tunnel connections on the veth address, with a tunnel
     # certificate for it from the run's CA (the token pins that CA).
     pki2 = ctx.mkdir("pki2")
@@ -68,6 +70,8 @@ def _stack_across(ctx, ns, limits=None):
     origin = ha_lib.Origin(ctx, "o-root", host=ns.root_ip)
     c = lib.Connector(ctx, edge, t["token"], ingress=[{"service": origin.url}], name="c-ns",
                       start=False)
+    if heartbeat is not None:
+        c.argv[c.argv.index("--heartbeat") + 1] = heartbeat
     c.argv = ns.exec_argv(c.argv)
     conn_proc = ctx.spawn(c.name, c.argv, env=c.env)
     conn_proc.is_culvert = True  # `ip netns exec` execs the connector: same PID, same checks
@@ -254,6 +258,160 @@ def test_transfers_over_a_lossy_link_arrive_intact_and_no_connection_is_taken_fo
         rc = conn_proc.wait(10 * ctx.slow)
         expect_eq(rc, 0, "exit code of the connector after SIGTERM")
     finally:
+        if conn_proc is not None and conn_proc.alive():
+            conn_proc.stop()
+        problems = ns.delete()
+    _expect_cleaned(ns, problems)
+
+
+def _cut(ns, on):
+    """Drops every packet across the veth, both ways, with no RST or ICMP (on), or stops (off)."""
+    if on:
+        rules = """table inet cvcut {{
+  chain in {{ type filter hook input priority 0; policy accept; iifname "{dev}" drop; }}
+  chain out {{ type filter hook output priority 0; policy accept; oifname "{dev}" drop; }}
+}}
+""".format(dev=ns.veth_ns)
+        r = subprocess.run(ns.exec_argv(["nft", "-f", "-"]), input=rules, capture_output=True,
+                           text=True, timeout=10)
+        return None if r.returncode == 0 else "nft: %s" % r.stderr.strip()
+    r = ns.run(["nft", "delete", "table", "inet", "cvcut"])
+    expect(r.returncode == 0, "nft delete table: %s" % r.stderr)
+    return None
+
+
+class _Poster:
+    """POST /echo?seq=N (a small body) every |interval| s, each on a new TLS connection, from one
+    thread; records (seq, start, end, status or None, error)."""
+
+    def __init__(self, ctx, edge, interval=0.1):
+        self.ctx = ctx
+        self.edge = edge
+        self.interval = interval
+        self.results = []
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self):
+        self.thread.start()
+        return self
+
+    def stop(self):
+        self.stopping.set()
+        self.thread.join(30 * self.ctx.slow)
+
+    def _run(self):
+        seq = 0
+        while not self.stopping.is_set():
+            t0 = time.monotonic()
+            status, err = None, None
+            try:
+                s = self.ctx.tls_connect(self.edge.https_port, HOST, timeout=15)
+                try:
+                    body = b"post %d" % seq
+                    s.sendall(b"POST /echo?seq=%d HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n"
+                              b"Connection: close\r\n\r\n%s" % (seq, HOST.encode(), len(body), body))
+                    resp = lib.RawHTTP(s).read_response()
+                    status = resp.status if resp is not None else None
+                finally:
+                    s.close()
+            except (OSError, ValueError, EOFError) as e:
+                err = "%s: %s" % (type(e).__name__, e)
+            t1 = time.monotonic()
+            self.results.append((seq, t0, t1, status, err))
+            seq += 1
+            self.stopping.wait(max(0.0, self.interval - (t1 - t0)))
+
+
+@lib.full_only("a partition of several seconds")
+@lib.timeout(120)
+def test_partition_then_heal_fails_fast_reconnects_and_delivers_no_post_twice(ctx):
+    """RELIABILITY.md T-29, with short timers: every packet between the connector and the edge is
+    dropped (no RST) for 6 s under a POST every 100 ms, then the link heals. The edge takes the
+    connections for dead after its 5 missed 500 ms heartbeats and answers 502 at once from then on;
+    requests caught on the dead link are answered by then too; the connector finds the link dead
+    by its own heartbeat, reconnects once the link is back, and POSTs reach the origin again. The
+    origin never sees a POST twice."""
+    if os.geteuid() != 0:
+        ctx.skip("needs root for ip netns")
+    ns = ha_lib.Netns(ctx, "pt")
+    conn_proc = None
+    poster = None
+    hb, misses = 0.5, 5
+    try:
+        why = ns.create()
+        if why is not None:
+            ctx.skip("cannot make a network namespace here: %s" % why)
+        edge, _, origin, c, conn_proc = _stack_across(ctx, ns, limits={"heartbeat_ms": "500ms"},
+                                                      heartbeat="500ms")
+        before = _conn_ids(edge)
+        poster = _Poster(ctx, edge).start()
+        time.sleep(1.0)
+        why = _cut(ns, True)
+        if why is not None:
+            ctx.skip("cannot drop packets on the veth: %s" % why)
+        t_cut = time.monotonic()
+        t_drop = None
+        while time.monotonic() < t_cut + 6.0:
+            if t_drop is None and not _conn_ids(edge):
+                t_drop = time.monotonic()
+            time.sleep(0.05)
+        _cut(ns, False)
+        t_heal = time.monotonic()
+        ctx.wait_until(lambda: len(_conn_ids(edge)) == 2, 15 * ctx.slow,
+                       "the connector to register both connections again after the heal", interval=0.1)
+        t_back = time.monotonic()
+        time.sleep(1.0)
+        poster.stop()
+        res = list(poster.results)
+        ctx.note("cut at 0; edge dropped the connections at %s; healed at %.2f; back at %.2f" % (
+            "%.2f" % (t_drop - t_cut) if t_drop else None, t_heal - t_cut, t_back - t_cut))
+        ctx.note("POSTs (seq, start, seconds, status): %s" % " ".join(
+            "%d@%.2f+%.2f=%s" % (q, t0 - t_cut, t1 - t0, st) for q, t0, t1, st, _ in res))
+        expect(t_drop is not None, "the edge still listed the connections 6 s into the partition")
+        drop = t_drop - t_cut
+        expect(drop <= (misses + 1) * hb + 0.5 * ctx.slow,
+               "the edge took %.2fs to find the link dead (heartbeat %.1fs x %d misses)" % (drop, hb, misses))
+        expect(set(_conn_ids(edge)).isdisjoint(before), "the connections after the heal are new ones")
+        expect(t_back - t_heal <= 10 * ctx.slow, "the connector took %.2fs to come back after the heal" % (
+            t_back - t_heal))
+        # Before the cut: 200. Started after the edge dropped the link: 502 at once. Caught on the
+        # dead link: answered once the edge dropped it. After the reconnect: 200 again.
+        problems = []
+        for seq, t0, t1, status, err in res:
+            if t1 <= t_cut and status != 200:
+                problems.append("seq %d before the cut: %s %s" % (seq, status, err))
+            elif t_drop is not None and t_drop + 0.1 <= t0 < t_heal:
+                if status != 502 or t1 - t0 > 0.5 * ctx.slow:
+                    problems.append("seq %d during the outage: %s %s in %.3fs" % (seq, status, err, t1 - t0))
+            elif t0 >= t_back + 0.2 and status != 200:
+                problems.append("seq %d after the reconnect: %s %s" % (seq, status, err))
+            elif status is None:
+                problems.append("seq %d got no answer: %s" % (seq, err))
+            elif t_drop is not None and t0 < t_drop and t1 > t_cut and t1 > t_drop + 0.5 * ctx.slow:
+                problems.append("seq %d on the dead link was answered %.2fs after the drop" % (seq, t1 - t_drop))
+        expect(not problems, "requests around the partition:\n  " + "\n  ".join(problems))
+        outage = [r for r in res if t_drop is not None and t_drop + 0.1 <= r[1] < t_heal]
+        after = [r for r in res if r[1] >= t_back + 0.2]
+        expect(len(outage) >= 10 and len(after) >= 3, "too few requests in the phases: %d during the "
+               "outage, %d after" % (len(outage), len(after)))
+        paths = [q["path"] for q in origin.requests() if q["method"] == "POST"]
+        twice = sorted(set(p for p in paths if paths.count(p) > 1))
+        expect(not twice, "POSTs the origin received twice: %s" % twice)
+        # Every POST answered 200 reached the origin. One that reached it without a 200 can only be
+        # the one in flight when the link was cut (its answer was lost with the link: a 502).
+        reached = set(int(p.rsplit("=", 1)[1]) for p in paths)
+        ok = set(q for q, _, _, st, _ in res if st == 200)
+        expect(ok <= reached, "POSTs answered 200 that the origin never saw: %s" % sorted(ok - reached))
+        in_flight = set(q for q, t0, t1, _, _ in res if t0 < t_cut < t1)
+        expect(reached - ok <= in_flight, "POSTs that reached the origin without a 200: %s (in flight at "
+               "the cut: %s)" % (sorted(reached - ok), sorted(in_flight)))
+        conn_proc.send(signal.SIGTERM)
+        rc = conn_proc.wait(10 * ctx.slow)
+        expect_eq(rc, 0, "exit code of the connector after SIGTERM")
+    finally:
+        if poster is not None:
+            poster.stop()
         if conn_proc is not None and conn_proc.alive():
             conn_proc.stop()
         problems = ns.delete()
