@@ -36,7 +36,7 @@ LIBS := -luv -lssl -lcrypto -lyaml -lpcre2-8 -lm
 # Debian packages that building and testing need; `make deps` installs the missing ones.
 DEPS := gcc make libc6-dev pkg-config libssl-dev libuv1-dev libyaml-dev libcmocka-dev node-llhttp \
         libpcre2-dev curl openssl ca-certificates python3 procps iproute2 openssh-server \
-        openssh-client netcat-openbsd python3-yaml
+        openssh-client netcat-openbsd python3-yaml nftables
 
 COMMON_SRC := $(sort $(wildcard common/*.c))
 EDGE_SRC := $(sort $(filter-out edge/main.c,$(wildcard edge/*.c)))
