@@ -8,6 +8,7 @@ a tunnel connection for dead; a link cut silently for 6 s fails requests fast, h
 POST twice (T-29). The namespace and the veth pair are removed at the end, also on failure.
 Needs root and iproute2 (and nft for the lossy link); skipped when `ip netns add` is not possible here."""
 
+import contextlib
 import hashlib
 import json
 import os
@@ -74,6 +75,7 @@ def _stack_across(ctx, ns, limits=None, heartbeat=None):
         c.argv[c.argv.index("--heartbeat") + 1] = heartbeat
     c.argv = ns.exec_argv(c.argv)
     conn_proc = ctx.spawn(c.name, c.argv, env=c.env)
+    ns.procs.append(conn_proc)  # stopped by _netns before the namespace goes
     conn_proc.is_culvert = True  # `ip netns exec` execs the connector: same PID, same checks
     c.proc = conn_proc
 
@@ -82,15 +84,29 @@ def _stack_across(ctx, ns, limits=None, heartbeat=None):
             raise AssertionError("the connector exited: %s" % lib.tail(conn_proc.log))
         return sum(len(k.get("connections", [])) for k in ha_lib.connectors(edge, "app")) == 2
 
-    try:
-        ctx.wait_until(registered, 15, "both connections from the namespace to register", interval=0.1)
-    except BaseException:
-        conn_proc.stop()  # before the namespace goes
-        raise
+    ctx.wait_until(registered, 15, "both connections from the namespace to register", interval=0.1)
     return edge, port, origin, c, conn_proc
 
 
-def _expect_cleaned(ns, problems):
+@contextlib.contextmanager
+def _netns(ctx, tag):
+    """A created ha_lib.Netns (the test is skipped without root or namespaces). At the end, also on
+    failure, what is listed in its .procs (processes, the _Poster) is stopped and the namespace and its veth pair
+    removed; on success, checked gone."""
+    if os.geteuid() != 0:
+        ctx.skip("needs root for ip netns")
+    ns = ha_lib.Netns(ctx, tag)
+    ns.procs = []
+    try:
+        why = ns.create()
+        if why is not None:
+            ctx.skip("cannot make a network namespace here: %s" % why)
+        yield ns
+    finally:
+        for p in ns.procs:
+            if p.alive():
+                p.stop()
+        problems = ns.delete()
     left = ha_lib.netns_exists(ns.name)
     veth = subprocess.run(["ip", "link", "show", "dev", ns.veth_root], capture_output=True, timeout=10)
     expect(not problems, "cleaning up the namespace: %s" % problems)
@@ -98,16 +114,14 @@ def _expect_cleaned(ns, problems):
     expect(veth.returncode != 0, "veth %s still exists" % ns.veth_root)
 
 
+def _sigterm_exits_0(ctx, proc):
+    proc.send(signal.SIGTERM)
+    expect_eq(proc.wait(10 * ctx.slow), 0, "exit code of the connector after SIGTERM")
+
+
 @lib.timeout(60)
 def test_connector_in_its_own_netns_listens_only_on_loopback_metrics_and_serves(ctx):
-    if os.geteuid() != 0:
-        ctx.skip("needs root for ip netns")
-    ns = ha_lib.Netns(ctx, "ob")
-    conn_proc = None
-    try:
-        why = ns.create()
-        if why is not None:
-            ctx.skip("cannot make a network namespace here: %s" % why)
+    with _netns(ctx, "ob") as ns:
         edge, port, origin, c, conn_proc = _stack_across(ctx, ns)
         r = ns.run(["curl", "-sS", "--max-time", "5", "http://127.0.0.1:%d/ready" % c.metrics_port])
         expect(r.returncode == 0 and '"status":200' in r.stdout.replace(" ", ""),
@@ -133,14 +147,7 @@ def test_connector_in_its_own_netns_listens_only_on_loopback_metrics_and_serves(
         expect(peers.count(tunnel) == 2 and all(p in (tunnel, "%s:%d" % (ns.root_ip, origin.port))
                                                 for p in peers),
                "the connector's connections should be the 2 it dialled to the edge (and its origin's): %r" % peers)
-        conn_proc.send(signal.SIGTERM)
-        rc = conn_proc.wait(10 * ctx.slow)
-        expect_eq(rc, 0, "exit code of the connector after SIGTERM")
-    finally:
-        if conn_proc is not None and conn_proc.alive():
-            conn_proc.stop()
-        problems = ns.delete()
-    _expect_cleaned(ns, problems)
+        _sigterm_exits_0(ctx, conn_proc)
 
 
 def _drop_randomly(ns, percent):
@@ -186,14 +193,7 @@ def test_transfers_over_a_lossy_link_arrive_intact_and_no_connection_is_taken_fo
     connector and the edge (the origin is across it too). 24 downloads and 24 uploads of 1 MiB, 8
     at a time, all complete with the right bytes; the tunnel connections the edge listed before are
     the ones it lists after (the 1 s heartbeat, 5 misses, never fired), and nothing was reset."""
-    if os.geteuid() != 0:
-        ctx.skip("needs root for ip netns")
-    ns = ha_lib.Netns(ctx, "ls")
-    conn_proc = None
-    try:
-        why = ns.create()
-        if why is not None:
-            ctx.skip("cannot make a network namespace here: %s" % why)
+    with _netns(ctx, "ls") as ns:
         edge, _, origin, c, conn_proc = _stack_across(ctx, ns)
         before = _conn_ids(edge)
         why = _drop_randomly(ns, 5)
@@ -254,14 +254,7 @@ def test_transfers_over_a_lossy_link_arrive_intact_and_no_connection_is_taken_fo
         edge_log = [line for line in lib.tail(edge.proc.log, 400).splitlines()
                     if re.search(r"heartbeat|reset|lost|PROTOCOL_ERROR", line, re.I)]
         expect(not edge_log, "the edge logged a lost connection or a reset:\n%s" % "\n".join(edge_log))
-        conn_proc.send(signal.SIGTERM)
-        rc = conn_proc.wait(10 * ctx.slow)
-        expect_eq(rc, 0, "exit code of the connector after SIGTERM")
-    finally:
-        if conn_proc is not None and conn_proc.alive():
-            conn_proc.stop()
-        problems = ns.delete()
-    _expect_cleaned(ns, problems)
+        _sigterm_exits_0(ctx, conn_proc)
 
 
 def _cut(ns, on):
@@ -295,6 +288,9 @@ class _Poster:
     def start(self):
         self.thread.start()
         return self
+
+    def alive(self):
+        return self.thread.is_alive()
 
     def stop(self):
         self.stopping.set()
@@ -332,20 +328,13 @@ def test_partition_then_heal_fails_fast_reconnects_and_delivers_no_post_twice(ct
     requests caught on the dead link are answered by then too; the connector finds the link dead
     by its own heartbeat, reconnects once the link is back, and POSTs reach the origin again. The
     origin never sees a POST twice."""
-    if os.geteuid() != 0:
-        ctx.skip("needs root for ip netns")
-    ns = ha_lib.Netns(ctx, "pt")
-    conn_proc = None
-    poster = None
     hb, misses = 0.5, 5
-    try:
-        why = ns.create()
-        if why is not None:
-            ctx.skip("cannot make a network namespace here: %s" % why)
+    with _netns(ctx, "pt") as ns:
         edge, _, origin, c, conn_proc = _stack_across(ctx, ns, limits={"heartbeat_ms": "500ms"},
                                                       heartbeat="500ms")
         before = _conn_ids(edge)
         poster = _Poster(ctx, edge).start()
+        ns.procs.insert(0, poster)  # stopped first if the test fails
         time.sleep(1.0)
         why = _cut(ns, True)
         if why is not None:
@@ -406,14 +395,5 @@ def test_partition_then_heal_fails_fast_reconnects_and_delivers_no_post_twice(ct
         in_flight = set(q for q, t0, t1, _, _ in res if t0 < t_cut < t1)
         expect(reached - ok <= in_flight, "POSTs that reached the origin without a 200: %s (in flight at "
                "the cut: %s)" % (sorted(reached - ok), sorted(in_flight)))
-        conn_proc.send(signal.SIGTERM)
-        rc = conn_proc.wait(10 * ctx.slow)
-        expect_eq(rc, 0, "exit code of the connector after SIGTERM")
-    finally:
-        if poster is not None:
-            poster.stop()
-        if conn_proc is not None and conn_proc.alive():
-            conn_proc.stop()
-        problems = ns.delete()
-    _expect_cleaned(ns, problems)
+        _sigterm_exits_0(ctx, conn_proc)
 
