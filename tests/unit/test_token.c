@@ -12,7 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <math.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <uv.h>
@@ -747,6 +749,126 @@ static void test_digest_equal_compares_every_byte(void **state)
     assert_false(token_digest_equal(a, b));
 }
 
+/*
+ * RELIABILITY.md T-17 (a): does token_digest_equal() take longer when more leading bytes match?
+ * The method of dudect (Reparaz, Balasch, Verbauwhede, "Dude, is my code constant time?", 2017):
+ * time many calls on two classes of input, picked at random call by call so that whatever else
+ * the machine does falls on both alike; drop the slowest 10% (interrupts, preemption); Welch's t
+ * between the classes. |t| >= 4.5 is the usual threshold for "the classes differ". Class 0 differs
+ * from the stored digest in every byte, class 1 only in the last. The same harness run on an
+ * early-exit byte compare must find the leak, or it could not have found one in ours.
+ */
+typedef bool (*digest_cmp)(const uint8_t *, const uint8_t *);
+
+static bool leaky_equal(const uint8_t *a, const uint8_t *b)
+{
+    const volatile uint8_t *x = a;
+    const volatile uint8_t *y = b;
+
+    for (int i = 0; i < TOKEN_DIGEST_LEN; i++) {
+        if (x[i] != y[i])
+            return false;
+    }
+    return true;
+}
+
+static bool real_equal(const uint8_t *a, const uint8_t *b)
+{
+    return token_digest_equal(a, b);
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a;
+    uint64_t y = *(const uint64_t *)b;
+
+    return x < y ? -1 : x > y;
+}
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC_RAW, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Welch's t between the two classes over |n| timed calls of |cmp|, each timing |reps| calls. */
+static double welch_t(digest_cmp cmp, int n, int reps)
+{
+    static uint8_t inputs[2][TOKEN_DIGEST_LEN];
+    uint8_t stored[TOKEN_DIGEST_LEN];
+    uint8_t in[TOKEN_DIGEST_LEN];
+    uint64_t *t = malloc(sizeof(uint64_t) * (size_t)n);
+    uint64_t *sorted = malloc(sizeof(uint64_t) * (size_t)n);
+    uint8_t *cls = malloc((size_t)n);
+    uint64_t rng = 0x9e3779b97f4a7c15ULL;
+    double sum[2] = {0, 0};
+    double sq[2] = {0, 0};
+    double cnt[2] = {0, 0};
+    volatile bool sink = false;
+    uint64_t cut;
+
+    assert_non_null(t);
+    assert_non_null(sorted);
+    assert_non_null(cls);
+    for (int i = 0; i < TOKEN_DIGEST_LEN; i++) {
+        stored[i] = (uint8_t)(i * 29 + 11);
+        inputs[0][i] = (uint8_t)~stored[i];
+        inputs[1][i] = stored[i];
+    }
+    inputs[1][TOKEN_DIGEST_LEN - 1] ^= 0x01;
+    for (int k = 0; k < n; k++) {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        cls[k] = (uint8_t)(rng & 1);
+    }
+    for (int k = 0; k < n; k++) {
+        uint64_t t0;
+
+        memcpy(in, inputs[cls[k]], sizeof(in));
+        t0 = now_ns();
+        for (int r = 0; r < reps; r++)
+            sink = cmp(stored, in) || sink;
+        t[k] = now_ns() - t0;
+    }
+    (void)sink;
+    memcpy(sorted, t, sizeof(uint64_t) * (size_t)n);
+    qsort(sorted, (size_t)n, sizeof(uint64_t), cmp_u64);
+    cut = sorted[(size_t)n * 9 / 10];
+    for (int k = 0; k < n; k++) {
+        if (t[k] > cut)
+            continue;
+        sum[cls[k]] += (double)t[k];
+        sq[cls[k]] += (double)t[k] * (double)t[k];
+        cnt[cls[k]] += 1;
+    }
+    free(t);
+    free(sorted);
+    free(cls);
+    double m0 = sum[0] / cnt[0];
+    double m1 = sum[1] / cnt[1];
+    double v0 = sq[0] / cnt[0] - m0 * m0;
+    double v1 = sq[1] / cnt[1] - m1 * m1;
+
+    return (m0 - m1) / sqrt(v0 / cnt[0] + v1 / cnt[1] + 1e-12);
+}
+
+static void test_digest_equal_time_does_not_depend_on_matching_bytes(void **state)
+{
+    double leak;
+    double ours;
+
+    (void)state;
+    /* 200,000 timings of 8 calls each: about 0.1 s per compare function. */
+    leak = welch_t(leaky_equal, 200000, 8);
+    ours = welch_t(real_equal, 200000, 8);
+    print_message("dudect t: early-exit compare %.1f, token_digest_equal %.1f\n", leak, ours);
+    assert_true(fabs(leak) >= 10.0);
+    assert_true(fabs(ours) < 4.5);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -772,6 +894,7 @@ int main(void)
         cmocka_unit_test(test_uuid_random_is_version_4),
         cmocka_unit_test(test_secret_hash_is_sha256),
         cmocka_unit_test(test_digest_equal_compares_every_byte),
+        cmocka_unit_test(test_digest_equal_time_does_not_depend_on_matching_bytes),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
