@@ -20,6 +20,7 @@ Endpoints (any method unless said):
                    N bytes of gen_bytes(N, S) (deterministic), Content-Length or chunked
   /status/NNN      answers status NNN with a short body (none for 1xx/204/304)
   /name            answers the origin's --name as text
+  /redirect?to=URL 302 with Location: URL
   /slow?ms=N       sleeps N ms (at most 60 s), then answers "slow N"
   anything else    like /echo
   /bytes?...&fast=1 the bytes of gen_fast(N, S) instead (a faster generator, for GiB transfers)
@@ -486,6 +487,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if path == "/name":
             self.read_body(lambda d: None)
             return self.answer(200, self.server.origin_name.encode(), "text/plain")
+        if path == "/redirect":
+            self.read_body(lambda d: None)
+            return self.answer(302, b"moved\n", "text/plain", [("Location", q.get("to", ["/"])[0])])
         if path == "/slow":
             self.read_body(lambda d: None)
             ms = min(int(q.get("ms", ["0"])[0]), 60000)

@@ -5,7 +5,9 @@ its only connections are the ones it dialled to the edge (and to its origin), an
 the edge still work. Over the same kind of link with 5% of the packets dropped each way
 (RELIABILITY.md T-31), parallel downloads and uploads all arrive intact and the heartbeat never takes
 a tunnel connection for dead; a link cut silently for 6 s fails requests fast, heals, and delivers no
-POST twice (T-29). The namespace and the veth pair are removed at the end, also on failure.
+POST twice (T-29); requests crafted to point the connector elsewhere make it connect to nothing
+but its edge and origin (T-21). The namespace and the veth pair are removed at the end, also on
+failure.
 Needs root and iproute2 (and nft for the lossy link); skipped when `ip netns add` is not possible here."""
 
 import contextlib
@@ -397,3 +399,64 @@ def test_partition_then_heal_fails_fast_reconnects_and_delivers_no_post_twice(ct
                "the cut: %s)" % (sorted(reached - ok), sorted(in_flight)))
         _sigterm_exits_0(ctx, conn_proc)
 
+
+
+@lib.timeout(60)
+def test_crafted_requests_never_make_the_connector_connect_elsewhere(ctx):
+    """RELIABILITY.md T-21: requests built to point the connector at another address (an
+    absolute-form target, `@` in the path, CONNECT, jump and rewrite headers, an origin's redirect
+    to the cloud metadata address) reach the configured origin or are refused, and the connector
+    opens no connection to any other address: inside its namespace, with a default route out of
+    the veth so that any address would be reachable, an nft counter of the connection attempts
+    (TCP SYN, any UDP) to anything but the edge and the origin's address stays at 0. A connection
+    attempt from the namespace afterwards must be counted, or the counter proved nothing."""
+    with _netns(ctx, "sf") as ns:
+        edge, _, origin, c, conn_proc = _stack_across(ctx, ns)
+        r = ns.run(["ip", "route", "add", "default", "via", ns.root_ip])
+        expect(r.returncode == 0, "default route in the namespace: %s" % r.stderr)
+        rules = """table inet cvssrf {{
+  chain out {{ type filter hook output priority 0; policy accept;
+    meta nfproto ipv4 ip daddr != {root} tcp flags & (syn | ack) == syn counter
+    meta nfproto ipv6 tcp flags & (syn | ack) == syn counter
+    meta l4proto udp counter
+  }}
+}}
+""".format(root=ns.root_ip)
+        r = subprocess.run(ns.exec_argv(["nft", "-f", "-"]), input=rules, capture_output=True, text=True,
+                           timeout=10)
+        if r.returncode != 0:
+            ctx.skip("nft: %s" % r.stderr.strip())
+
+        def attempts():
+            r = ns.run(["nft", "list", "table", "inet", "cvssrf"])
+            expect(r.returncode == 0, "nft list table: %s" % r.stderr)
+            return sum(int(n) for n in re.findall(r"counter packets (\d+)", r.stdout))
+
+        meta = "http://169.254.169.254/latest/meta-data/"
+        r = edge.get(HOST, "/redirect?to=" + meta)
+        expect_eq((r.status, r.header("Location")), (302, meta), "an origin's redirect, relayed as it is")
+        answers = {}
+        crafted = {
+            "absolute-form target": "GET %s HTTP/1.1\r\nHost: %s\r\n" % (meta, HOST),
+            "@ in the path": "GET /@169.254.169.254/latest HTTP/1.1\r\nHost: %s\r\n" % HOST,
+            "CONNECT": "CONNECT 169.254.169.254:80 HTTP/1.1\r\nHost: 169.254.169.254:80\r\n",
+            "jump and rewrite headers": (
+                "GET /echo HTTP/1.1\r\nHost: %s\r\nCf-Access-Jump-Destination: 169.254.169.254:80\r\n"
+                "X-Forwarded-Host: 169.254.169.254\r\nForwarded: host=169.254.169.254\r\n"
+                "X-Original-URL: %s\r\nX-Rewrite-URL: %s\r\n" % (HOST, meta, meta)),
+            "culvert-tcp upgrade to an http service": (
+                "GET / HTTP/1.1\r\nHost: %s\r\nConnection: Upgrade\r\nUpgrade: culvert-tcp\r\n" % HOST),
+        }
+        for what, head in crafted.items():
+            resp, rd = ctx.raw_request(edge.https_port, (head + "Connection: close\r\n\r\n").encode(), sni=HOST)
+            rd.sock.close()
+            answers[what] = resp.status if resp is not None else None
+        ctx.note("answers to the crafted requests: %r" % answers)
+        expect(all(s is not None for s in answers.values()), "crafted requests without an answer: %r" % answers)
+        expect_eq(answers["@ in the path"], 200, "a path with @ goes to the configured origin")
+        time.sleep(0.3)
+        expect_eq(attempts(), 0, "connection attempts from the connector's namespace to other addresses")
+        # The control: an attempt from the namespace to the metadata address is counted.
+        ns.run(["curl", "-sS", "--max-time", "1", meta], timeout=10)
+        expect(attempts() >= 1, "a connection attempt to 169.254.169.254 from the namespace was not counted")
+        _sigterm_exits_0(ctx, conn_proc)
