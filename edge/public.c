@@ -2078,9 +2078,20 @@ static void accept_conn(struct public_side *ps, uv_stream_t *server, int tls, in
     pc->peer_ip_len = strx_copy(pc->peer_ip, sizeof(pc->peer_ip), sock_peer_ip(s), strlen(sock_peer_ip(s)));
     list_push_back(&ps->conns, &pc->node);
     ps->nconns++;
-    if (ps->nconns > e->limits.max_connections || (pc->ipc = ip_acquire(ps, pc->peer_ip, &err)) == NULL) {
+    if (ps->nconns > e->limits.max_connections) {
         /* Over a cap: close before reading anything (pc->ipc is NULL: nothing to release). */
-        LOG_W_RL("public peer=%s refused: connection limit reached", pc->peer);
+        LOG_W_RL("public peer=%s refused: max_connections (%u) reached", pc->peer,
+                 e->limits.max_connections);
+        pc->state = PC_S_CLOSING;
+        sock_abort(s);
+        return;
+    }
+    if ((pc->ipc = ip_acquire(ps, pc->peer_ip, &err)) == NULL) {
+        if (err == CV_ELIMIT)
+            LOG_W_RL("public peer=%s refused: per_ip_connections (%u) open from this address",
+                     pc->peer, e->limits.per_ip_connections);
+        else
+            LOG_W_RL("public peer=%s refused: %s", pc->peer, cv_strerror(err));
         pc->state = PC_S_CLOSING;
         sock_abort(s);
         return;
