@@ -152,6 +152,23 @@ def test_connector_in_its_own_netns_listens_only_on_loopback_metrics_and_serves(
         _sigterm_exits_0(ctx, conn_proc)
 
 
+def _nft_load(ns, rules):
+    """Loads |rules| (an nft script) inside the namespace. Returns None, or why it cannot."""
+    try:
+        r = subprocess.run(ns.exec_argv(["nft", "-f", "-"]), input=rules, capture_output=True,
+                           text=True, timeout=10)
+    except FileNotFoundError:
+        return "nft is not installed"
+    return None if r.returncode == 0 else "nft: %s" % r.stderr.strip()
+
+
+def _nft_counted(ns, table):
+    """Packets counted so far by the counters of inet |table| in the namespace."""
+    r = ns.run(["nft", "list", "table", "inet", table])
+    expect(r.returncode == 0, "nft list table %s: %s" % (table, r.stderr))
+    return sum(int(n) for n in re.findall(r"counter packets (\d+)", r.stdout))
+
+
 def _drop_randomly(ns, percent):
     """Drops |percent|% of the packets that cross the veth, each way, picked at random (nft numgen
     inside the namespace: this kernel has no netem). Segmentation offload is turned off on both
@@ -169,19 +186,7 @@ def _drop_randomly(ns, percent):
     oifname "{dev}" numgen random mod 100 < {p} counter drop; }}
 }}
 """.format(dev=ns.veth_ns, p=percent)
-    try:
-        r = subprocess.run(ns.exec_argv(["nft", "-f", "-"]), input=rules, capture_output=True,
-                           text=True, timeout=10)
-    except FileNotFoundError:
-        return "nft is not installed"
-    return None if r.returncode == 0 else "nft: %s" % r.stderr.strip()
-
-
-def _dropped(ns):
-    """Packets the two rules of _drop_randomly dropped so far."""
-    r = ns.run(["nft", "list", "table", "inet", "cvloss"])
-    expect(r.returncode == 0, "nft list table: %s" % r.stderr)
-    return sum(int(n) for n in re.findall(r"counter packets (\d+)", r.stdout))
+    return _nft_load(ns, rules)
 
 
 def _conn_ids(edge):
@@ -244,7 +249,7 @@ def test_transfers_over_a_lossy_link_arrive_intact_and_no_connection_is_taken_fo
                         failures.append("%s: the origin received %r" % (what, got))
                 os.unlink(body)
         secs = time.monotonic() - t0
-        dropped = _dropped(ns)
+        dropped = _nft_counted(ns, "cvloss")
         ctx.note("32 MiB over the lossy link in %.1fs; %d packets dropped" % (secs, dropped))
         expect(not failures, "transfers over a lossy link failed:\n  " + "\n  ".join(failures))
         expect(dropped >= 100, "only %d packets were dropped: the link was not lossy" % dropped)
@@ -266,9 +271,7 @@ def _cut(ns, on):
   chain out {{ type filter hook output priority 0; policy accept; oifname "{dev}" drop; }}
 }}
 """.format(dev=ns.veth_ns)
-        r = subprocess.run(ns.exec_argv(["nft", "-f", "-"]), input=rules, capture_output=True,
-                           text=True, timeout=10)
-        return None if r.returncode == 0 else "nft: %s" % r.stderr.strip()
+        return _nft_load(ns, rules)
     r = ns.run(["nft", "delete", "table", "inet", "cvcut"])
     expect(r.returncode == 0, "nft delete table: %s" % r.stderr)
     return None
@@ -421,15 +424,12 @@ def test_crafted_requests_never_make_the_connector_connect_elsewhere(ctx):
   }}
 }}
 """.format(root=ns.root_ip)
-        r = subprocess.run(ns.exec_argv(["nft", "-f", "-"]), input=rules, capture_output=True, text=True,
-                           timeout=10)
-        if r.returncode != 0:
-            ctx.skip("nft: %s" % r.stderr.strip())
+        why = _nft_load(ns, rules)
+        if why is not None:
+            ctx.skip(why)
 
         def attempts():
-            r = ns.run(["nft", "list", "table", "inet", "cvssrf"])
-            expect(r.returncode == 0, "nft list table: %s" % r.stderr)
-            return sum(int(n) for n in re.findall(r"counter packets (\d+)", r.stdout))
+            return _nft_counted(ns, "cvssrf")
 
         meta = "http://169.254.169.254/latest/meta-data/"
         r = edge.get(HOST, "/redirect?to=" + meta)
