@@ -329,8 +329,9 @@ def test_partition_then_heal_fails_fast_reconnects_and_delivers_no_post_twice(ct
     """RELIABILITY.md T-29, with short timers: every packet between the connector and the edge is
     dropped (no RST) for 5 s under a POST every 100 ms, then the link heals. The edge takes the
     connections for dead after its 5 missed 500 ms heartbeats and answers 502 at once from then on;
-    requests caught on the dead link are answered by then too; the connector finds the link dead
-    by its own heartbeat, reconnects once the link is back, and POSTs reach the origin again. The
+    requests caught on the dead link are answered by then too; the connector finds both
+    connections dead by its own heartbeat in the same time, reconnects once the link is back, and
+    POSTs reach the origin again. The
     origin never sees a POST twice."""
     hb, misses = 0.5, 5
     with _netns(ctx, "pt") as ns:
@@ -345,9 +346,12 @@ def test_partition_then_heal_fails_fast_reconnects_and_delivers_no_post_twice(ct
             ctx.skip("cannot drop packets on the veth: %s" % why)
         t_cut = time.monotonic()
         t_drop = None
+        t_conn_dead = None  # the connector's own heartbeat gave up on both connections
         while time.monotonic() < t_cut + 5.0:
             if t_drop is None and not _conn_ids(edge):
                 t_drop = time.monotonic()
+            if t_conn_dead is None and lib.tail(conn_proc.log, 200).count("heartbeat lost") >= 2:
+                t_conn_dead = time.monotonic()
             time.sleep(0.05)
         _cut(ns, False)
         t_heal = time.monotonic()
@@ -357,14 +361,21 @@ def test_partition_then_heal_fails_fast_reconnects_and_delivers_no_post_twice(ct
         time.sleep(1.0)
         poster.stop()
         res = list(poster.results)
-        ctx.note("cut at 0; edge dropped the connections at %s; healed at %.2f; back at %.2f" % (
-            "%.2f" % (t_drop - t_cut) if t_drop else None, t_heal - t_cut, t_back - t_cut))
+        ctx.note("cut at 0; edge dropped the connections at %s, the connector at %s; healed at %.2f; "
+                 "back at %.2f" % ("%.2f" % (t_drop - t_cut) if t_drop else None,
+                                   "%.2f" % (t_conn_dead - t_cut) if t_conn_dead else None,
+                                   t_heal - t_cut, t_back - t_cut))
         ctx.note("POSTs (seq, start, seconds, status): %s" % " ".join(
             "%d@%.2f+%.2f=%s" % (q, t0 - t_cut, t1 - t0, st) for q, t0, t1, st, _ in res))
         expect(t_drop is not None, "the edge still listed the connections 5 s into the partition")
         drop = t_drop - t_cut
         expect(drop <= (misses + 1) * hb + 0.5 * ctx.slow,
                "the edge took %.2fs to find the link dead (heartbeat %.1fs x %d misses)" % (drop, hb, misses))
+        expect(t_conn_dead is not None, "the connector did not find its connections dead by its own "
+               "heartbeat within 5 s of the cut")
+        # Its pings run on their own phase: up to one more interval than the edge's count.
+        expect(t_conn_dead - t_cut <= (misses + 2) * hb + 0.5 * ctx.slow,
+               "the connector took %.2fs to find the link dead" % (t_conn_dead - t_cut))
         expect(set(_conn_ids(edge)).isdisjoint(before), "the connections after the heal are new ones")
         expect(t_back - t_heal <= 10 * ctx.slow, "the connector took %.2fs to come back after the heal" % (
             t_back - t_heal))
