@@ -197,7 +197,7 @@ def _conn_ids(edge):
 @lib.timeout(150)
 def test_transfers_over_a_lossy_link_arrive_intact_and_no_connection_is_taken_for_dead(ctx):
     """RELIABILITY.md T-31, smaller: 5% of packets dropped each way on the link between the
-    connector and the edge (the origin is across it too). 16 downloads and 16 uploads of 1 MiB, 8
+    connector and the edge (the origin is across it too). 12 downloads and 12 uploads of 1 MiB, 8
     at a time, all complete with the right bytes; the tunnel connections the edge listed before are
     the ones it lists after (the 1 s heartbeat, 5 misses, never fired), and nothing was reset."""
     with _netns(ctx, "ls") as ns:
@@ -211,7 +211,7 @@ def test_transfers_over_a_lossy_link_arrive_intact_and_no_connection_is_taken_fo
         data = os.urandom(size)
         lib.write_file(upload, data)
         want_up = {"length": size, "sha256": hashlib.sha256(data).hexdigest()}
-        jobs = [j for i in range(16) for j in (("down", i), ("up", i))]
+        jobs = [j for i in range(12) for j in (("down", i), ("up", i))]
         failures = []
         t0 = time.monotonic()
         while jobs:
@@ -250,7 +250,7 @@ def test_transfers_over_a_lossy_link_arrive_intact_and_no_connection_is_taken_fo
                 os.unlink(body)
         secs = time.monotonic() - t0
         dropped = _nft_counted(ns, "cvloss")
-        ctx.note("32 MiB over the lossy link in %.1fs; %d packets dropped" % (secs, dropped))
+        ctx.note("24 MiB over the lossy link in %.1fs; %d packets dropped" % (secs, dropped))
         expect(not failures, "transfers over a lossy link failed:\n  " + "\n  ".join(failures))
         expect(dropped >= 100, "only %d packets were dropped: the link was not lossy" % dropped)
         expect_eq(_conn_ids(edge), before, "tunnel connections after the transfers (none replaced)")
