@@ -255,6 +255,35 @@ def test_headers_at_the_origin(ctx):
 
 
 @lib.timeout(60)
+def test_connection_cannot_remove_the_forwarding_fields(ctx):
+    """RELIABILITY.md T-24 and CVE-2022-31813: a visitor that names the forwarding fields in
+    Connection (as hop-by-hop, to be removed) does not keep them from the origin: X-Forwarded-For
+    still ends with the visitor's real address, Culvert-Connecting-IP, X-Forwarded-Proto and Host
+    are the edge's. A field it names that is not the edge's own is removed."""
+    st = lib.Stack(ctx)
+    r = st.get("/echo", headers=[
+        "Connection: close, X-Forwarded-For, Culvert-Connecting-IP, X-Forwarded-Proto, "
+        "X-Forwarded-Host, Host, Culvert-Request-Id, CDN-Loop, X-Hop",
+        "X-Forwarded-For: 203.0.113.9", "X-Hop: 1"])
+    expect_eq(r.status, 200, "GET /echo with forwarding fields named in Connection")
+    got = r.json()["headers"]
+
+    def one(name):
+        vs = [v for k, v in got if k.lower() == name.lower()]
+        expect(len(vs) == 1, "origin got %d %s fields: %r" % (len(vs), name, got))
+        return vs[0]
+
+    expect_eq(one("X-Forwarded-For"), "203.0.113.9, 127.0.0.1", "X-Forwarded-For at the origin")
+    expect_eq(one("Culvert-Connecting-IP"), "127.0.0.1", "Culvert-Connecting-IP at the origin")
+    expect_eq(one("X-Forwarded-Proto"), "https", "X-Forwarded-Proto at the origin")
+    expect_eq(one("X-Forwarded-Host"), st.host, "X-Forwarded-Host at the origin")
+    expect_eq(one("Host").split(":")[0], st.host, "Host at the origin")
+    expect_eq(one("Culvert-Request-Id"), request_id_of(r), "Culvert-Request-Id at the origin")
+    expect(re.search(r"culvert-test\s*$", one("CDN-Loop")), "CDN-Loop at the origin: %r" % one("CDN-Loop"))
+    expect("x-hop" not in [k.lower() for k, _ in got], "a field named in Connection reached the origin")
+
+
+@lib.timeout(60)
 def test_own_loop_marker_508(ctx):
     st = lib.Stack(ctx)
     for v in ("culvert-test", "other-cdn, culvert-test", "culvert-test; x=1"):
