@@ -1794,8 +1794,8 @@ static int text_ok(const char *s, size_t n)
     return 1;
 }
 
-/* Trims OWS from |*v|/|*n| and validates what is left. */
-static int value_ok(const char **v, size_t *n)
+/* Trims OWS from both ends of |*v|/|*n|. */
+static void trim_ows(const char **v, size_t *n)
 {
     while (*n > 0 && is_ows((*v)[0])) {
         (*v)++;
@@ -1803,6 +1803,12 @@ static int value_ok(const char **v, size_t *n)
     }
     while (*n > 0 && is_ows((*v)[*n - 1]))
         (*n)--;
+}
+
+/* Trims OWS from |*v|/|*n| and validates what is left. */
+static int value_ok(const char **v, size_t *n)
+{
+    trim_ows(v, n);
     return text_ok(*v, *n);
 }
 
@@ -1875,7 +1881,7 @@ static uint8_t *put_fields(uint8_t *w, const struct http1_field *f, size_t n)
     for (i = 0; i < n; i++) {
         v = f[i].value;
         vn = f[i].value_len;
-        (void)value_ok(&v, &vn);
+        trim_ows(&v, &vn); /* fields_size() validated them */
         w = put_field(w, f[i].name, f[i].name_len, v, vn);
     }
     return w;
@@ -1970,6 +1976,25 @@ int http1_write_field(struct buf *b, const char *name, size_t name_len, const ch
 int http1_write_head_end(struct buf *b)
 {
     return buf_append(b, "\r\n", 2);
+}
+
+int http1_write_fields_end(struct buf *b, const struct http1_field *f, size_t n)
+{
+    size_t total;
+    uint8_t *w;
+    int ok;
+    int err = 0;
+
+    total = fields_size(f, n, &ok);
+    if (!ok)
+        return CV_EINVAL;
+    w = buf_reserve(b, total + 2, &err);
+    if (w == NULL)
+        return err;
+    w = put_fields(w, f, n);
+    put(w, "\r\n", 2);
+    buf_commit(b, total + 2);
+    return 0;
 }
 
 int http1_write_request_head(struct buf *b, const char *method, const char *target,

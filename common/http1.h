@@ -286,6 +286,9 @@ int http1_write_field(struct buf *b, const char *name, size_t name_len, const ch
                       size_t value_len);
 /* The blank line ending a head: "\r\n". */
 int http1_write_head_end(struct buf *b);
+/* The |n| fields of |f| in order, then the blank line ending the head: every field is checked
+ * before anything is written, and all go in with one reservation. */
+int http1_write_fields_end(struct buf *b, const struct http1_field *f, size_t n);
 /* A whole request head: request line, the |n| fields of |f| in order, blank line. */
 int http1_write_request_head(struct buf *b, const char *method, const char *target,
                              const struct http1_field *f, size_t n);

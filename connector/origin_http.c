@@ -1024,27 +1024,32 @@ static int build_head(struct oreq *rq, const struct meta *md, int end)
     const char *base = rq->rule->service.base_path;
     size_t blen = base != NULL ? strlen(base) : 0;
     struct buf *b = &rq->head;
-    char *target;
+    size_t tlen = blen + path->value_len;
+    char tbuf[512];
+    char *target = tlen <= sizeof(tbuf) ? tbuf : mem_alloc(tlen);
+    struct http1_field fs[META_MAX_FIELDS + 2]; /* Host first, Connection or Transfer-Encoding last */
+    size_t nf = 0;
     int has_cl = 0;
     int rv;
 
     strx_copy(rq->authority, sizeof(rq->authority), auth->value, auth->value_len);
-    target = mem_alloc(blen + path->value_len + 1);
     if (target == NULL)
         return CV_ENOMEM;
     if (blen > 0)
         memcpy(target, base, blen);
     memcpy(target + blen, path->value, path->value_len);
-    target[blen + path->value_len] = '\0';
     buf_init(b, 96 * 1024);
-    rv = http1_write_request_line(b, method->value, method->value_len, target, blen + path->value_len);
-    mem_free(target);
-    if (rv == 0) {
+    rv = http1_write_request_line(b, method->value, method->value_len, target, tlen);
+    if (target != tbuf)
+        mem_free(target);
+    if (rv != 0)
+        return rv;
+    {
         const char *host = orq->http_host_header != NULL ? orq->http_host_header : rq->authority;
 
-        rv = http1_write_field(b, "Host", 4, host, strlen(host));
+        fs[nf++] = (struct http1_field){"Host", host, 4, strlen(host)};
     }
-    for (unsigned i = meta_first_regular(md); i < md->count && rv == 0; i++) {
+    for (unsigned i = meta_first_regular(md); i < md->count; i++) {
         const struct meta_field *f = &md->fields[i];
 
         if ((f->name_len == 4 && strncasecmp(f->name, "host", 4) == 0) ||
@@ -1053,18 +1058,16 @@ static int build_head(struct oreq *rq, const struct meta *md, int end)
             continue;
         if (f->name_len == 14 && strncasecmp(f->name, "content-length", 14) == 0)
             has_cl = 1;
-        rv = http1_write_field(b, f->name, f->name_len, f->value, f->value_len);
+        fs[nf++] = (struct http1_field){f->name, f->value, f->name_len, f->value_len};
     }
-    if (rv == 0 && (rq->flags & RQ_F_UPGRADE))
-        rv = http1_write_field(b, "Connection", 10, "Upgrade", 7);
-    else if (rv == 0 && !end && !has_cl) {
+    if (rq->flags & RQ_F_UPGRADE) {
+        fs[nf++] = (struct http1_field){"Connection", "Upgrade", 10, 7};
+    } else if (!end && !has_cl) {
         /* A body of unknown length: chunked towards the origin. */
         rq->flags |= RQ_F_CHUNKED;
-        rv = http1_write_field(b, "Transfer-Encoding", 17, "chunked", 7);
+        fs[nf++] = (struct http1_field){"Transfer-Encoding", "chunked", 17, 7};
     }
-    if (rv == 0)
-        rv = http1_write_head_end(b);
-    return rv;
+    return http1_write_fields_end(b, fs, nf);
 }
 
 int origin_http_start(struct connector *c, struct ingress_ref *ing, const struct ingress_rule *rule,

@@ -849,6 +849,8 @@ static void write_response_head(struct preq *rq, const struct meta *md, int end)
     unsigned i;
     int rv = 0;
     char line[128];
+    struct http1_field fs[META_MAX_FIELDS + 4]; /* the connector's fields and the edge's four */
+    size_t nf = 0;
 
     rq->resp_clen = -1;
     if (rq->status == 101) {
@@ -897,28 +899,25 @@ static void write_response_head(struct preq *rq, const struct meta *md, int end)
         pc->flags |= PC_F_CLOSE_AFTER;
     if (pc->ps->e->draining)
         pc->flags |= PC_F_CLOSE_AFTER;
-    buf_consume(b, buf_len(b));
-    rv |= http1_write_status_line(b, rq->status, NULL);
-    for (i = meta_first_regular(md); i < md->count && rv == 0; i++) {
+    /* The whole head at once: every field checked, then one reservation and one pass of copies. */
+    for (i = meta_first_regular(md); i < md->count; i++) {
         const struct meta_field *f = &md->fields[i];
 
-        if (is_hop_by_hop_response(f->name, f->name_len))
-            continue;
-        rv |= http1_write_field(b, f->name, f->name_len, f->value, f->value_len);
+        if (!is_hop_by_hop_response(f->name, f->name_len))
+            fs[nf++] = (struct http1_field){f->name, f->value, f->name_len, f->value_len};
     }
-    if (rq->resp_clen >= 0 && rq->status != 204 && !(rq->status >= 100 && rq->status < 200)) {
-        size_t n = strx_u64(line, (uint64_t)rq->resp_clen);
-
-        rv |= http1_write_field(b, "Content-Length", 14, line, n);
-    }
+    if (rq->resp_clen >= 0 && rq->status != 204 && !(rq->status >= 100 && rq->status < 200))
+        fs[nf++] = (struct http1_field){"Content-Length", line, 14,
+                                        strx_u64(line, (uint64_t)rq->resp_clen)};
     if (rq->flags & RQ_F_RESP_CHUNKED)
-        rv |= http1_write_field(b, "Transfer-Encoding", 17, "chunked", 7);
-    rv |= http1_write_field(b, "Culvert-Request-Id", 18, rq->id, 16);
+        fs[nf++] = (struct http1_field){"Transfer-Encoding", "chunked", 17, 7};
+    fs[nf++] = (struct http1_field){"Culvert-Request-Id", rq->id, 18, 16};
     if (pc->flags & PC_F_CLOSE_AFTER)
-        rv |= http1_write_field(b, "Connection", 10, "close", 5);
+        fs[nf++] = (struct http1_field){"Connection", "close", 10, 5};
     else if (rq->version_minor == 0)
-        rv |= http1_write_field(b, "Connection", 10, "keep-alive", 10);
-    rv |= http1_write_head_end(b);
+        fs[nf++] = (struct http1_field){"Connection", "keep-alive", 10, 10};
+    buf_consume(b, buf_len(b));
+    rv = http1_write_response_head(b, rq->status, NULL, fs, nf);
     if (rv != 0) {
         buf_consume(b, buf_len(b));
         LOG_W("public rid=%s response head from the connector cannot be written", rq->id);

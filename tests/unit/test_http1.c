@@ -1437,6 +1437,12 @@ static void test_writers_reject_invalid_input_and_leave_the_buffer(void **state)
     assert_int_equal(http1_write_request_head(&b, "GET", "/", &f, 1), CV_EINVAL);
     assert_int_equal(http1_write_response_head(&b, 200, NULL, &f, 1), CV_EINVAL);
     assert_int_equal(http1_write_response_head(&b, 1000, NULL, NULL, 0), CV_EINVAL);
+    {
+        /* A bad field anywhere: nothing of the good ones before it is written either. */
+        const struct http1_field two[] = {{"X-Good", "fine", 6, 4}, {"X-Bad", "a\r\nb", 5, 4}};
+
+        assert_int_equal(http1_write_fields_end(&b, two, 2), CV_EINVAL);
+    }
     assert_int_equal(http1_write_chunk_header(&b, 0), CV_EINVAL);
     assert_int_equal(buf_len(&b), 4);
     assert_memory_equal(b.pos, "keep", 4);
@@ -1455,6 +1461,7 @@ static void test_writers_fail_whole_on_a_full_buffer(void **state)
     assert_int_equal(buf_len(&b), 5);
     assert_int_equal(http1_write_request_line(&b, "GET", 3, "/", 1), 0);
     assert_int_equal(http1_write_field(&b, "Host", 4, "a.test", 6), CV_EFULL);
+    assert_int_equal(http1_write_fields_end(&b, f, 2), CV_EFULL); /* 22 bytes, 9 left */
     assert_int_equal(buf_len(&b), 5 + 16);
     buf_cleanup(&b);
 }
@@ -1469,6 +1476,14 @@ static void test_writers_trim_value_whitespace(void **state)
     assert_int_equal(http1_write_head_end(&b), 0);
     assert_int_equal(buf_append(&b, "", 1), 0);
     assert_string_equal((const char *)b.pos, "X-A: v v\r\n\r\n");
+    buf_consume(&b, buf_len(&b));
+    {
+        const struct http1_field f[] = {{"X-A", " a ", 3, 3}, {"X-B", "\tb", 3, 2}, {"X-C", "", 3, 0}};
+
+        assert_int_equal(http1_write_fields_end(&b, f, 3), 0);
+        assert_int_equal(buf_append(&b, "", 1), 0);
+        assert_string_equal((const char *)b.pos, "X-A: a\r\nX-B: b\r\nX-C: \r\n\r\n");
+    }
     buf_cleanup(&b);
 }
 
