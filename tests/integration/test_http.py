@@ -616,7 +616,7 @@ def test_per_host_response_header_timeout(ctx):
 @lib.full_only("waits for timeouts")
 def test_header_read_timeout_408_per_sni(ctx):
     st = lib.Stack(ctx, hosts=[h("quick"), h("calm")], edge_kw={"extra": {
-        "timeouts": {"header_read": "3s"},
+        "timeouts": {"header_read": "2s"},
         "hosts": [{"hostname": h("quick"), "timeouts": {"header_read": "1s"}}]}})
     half = b"GET /name HTTP/1.1\r\nHost: %s\r\nX-Half: "
 
@@ -658,12 +658,12 @@ def test_header_read_timeout_408_per_sni(ctx):
     expect(r is not None and r.status == 408, "a head started late: %r" % (r,))
     expect(secs <= 1.5 * ctx.slow, "a head started 0.9 s after the handshake got its 408 after %.2fs "
            "(header_read 1s counts from the handshake)" % secs)
-    # The other SNI has the global 3 s: still waiting after 1.8 s, then completes normally.
+    # The other SNI has the global 2 s: still waiting after 1.4 s, then completes normally.
     s, rd = connect(ctx, st, host=h("calm"))
     try:
         s.sendall(half % h("calm").encode())
-        r, secs = time_to_first_response(s, rd, 1.8)
-        expect(r is None, "an answer after %.2fs for half a head on the SNI with header_read 3s: %r" % (secs, r))
+        r, secs = time_to_first_response(s, rd, 1.4)
+        expect(r is None, "an answer after %.2fs for half a head on the SNI with header_read 2s: %r" % (secs, r))
         s.sendall(b"1\r\n\r\n")
         s.settimeout(10 * ctx.slow)
         r = rd.read_response()
@@ -671,8 +671,8 @@ def test_header_read_timeout_408_per_sni(ctx):
     finally:
         s.close()
     r, secs, closed = half_head(h("calm"))
-    expect(r is not None and r.status == 408, "half a head, header_read 3s: %r" % (r,))
-    expect(2.7 <= secs <= 4.5 * ctx.slow, "the 408 came after %.2fs (header_read 3s)" % secs)
+    expect(r is not None and r.status == 408, "half a head, header_read 2s: %r" % (r,))
+    expect(1.8 <= secs <= 3.0 * ctx.slow, "the 408 came after %.2fs (header_read 2s)" % secs)
 
 
 @lib.timeout(60)

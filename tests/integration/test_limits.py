@@ -366,8 +366,8 @@ def test_visitor_limits_keepalive_requests_per_ip_body_idle_send_idle(ctx):
 def test_send_idle_spares_a_slow_steady_reader(ctx):
     """send_idle_ms is a send timeout, like nginx's send_timeout: it restarts with every byte the
     visitor takes. The kernel asks the edge for more only once half its send buffer (tcp_wmem's
-    maximum, 4 MiB by default, on loopback) drained; a visitor reading 64 KiB every 100 ms takes
-    about 3 s for that. With send_idle_ms 1s it still gets a response larger than that buffer
+    maximum, 4 MiB by default, on loopback) drained; a visitor reading 128 KiB every 100 ms takes
+    about 1.6 s for that. With send_idle_ms 1s it still gets a response larger than that buffer
     whole: its progress counts while the edge's own queue waits. With keepalive_idle_ms 1s the
     keep-alive deadline, which starts once the whole body is queued, ends the connection while
     the visitor still reads the tail: that close flushes the tail under the same send timeout,
@@ -384,7 +384,7 @@ def test_send_idle_spares_a_slow_steady_reader(ctx):
         time.sleep(0.5)  # the edge fills the kernel's buffer and queues the rest
         t0 = time.monotonic()
         while len(body) < n:
-            step = min(len(body) + 64 * 1024, n)
+            step = min(len(body) + 128 * 1024, n)
             while len(body) < step:
                 try:
                     d = s.recv(step - len(body))
