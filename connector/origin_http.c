@@ -1026,29 +1026,31 @@ static int build_head(struct oreq *rq, const struct meta *md, int end)
     struct buf *b = &rq->head;
     size_t tlen = blen + path->value_len;
     char tbuf[512];
-    char *target = tlen <= sizeof(tbuf) ? tbuf : mem_alloc(tlen);
+    const char *target = path->value; /* without a base path, the path as it came */
+    char *joined = NULL;
+    const char *host;
     struct http1_field fs[META_MAX_FIELDS + 2]; /* Host first, Connection or Transfer-Encoding last */
     size_t nf = 0;
     int has_cl = 0;
     int rv;
 
     strx_copy(rq->authority, sizeof(rq->authority), auth->value, auth->value_len);
-    if (target == NULL)
-        return CV_ENOMEM;
-    if (blen > 0)
-        memcpy(target, base, blen);
-    memcpy(target + blen, path->value, path->value_len);
+    if (blen > 0) {
+        joined = tlen <= sizeof(tbuf) ? tbuf : mem_alloc(tlen);
+        if (joined == NULL)
+            return CV_ENOMEM;
+        memcpy(joined, base, blen);
+        memcpy(joined + blen, path->value, path->value_len);
+        target = joined;
+    }
     buf_init(b, 96 * 1024);
     rv = http1_write_request_line(b, method->value, method->value_len, target, tlen);
-    if (target != tbuf)
-        mem_free(target);
+    if (joined != NULL && joined != tbuf)
+        mem_free(joined);
     if (rv != 0)
         return rv;
-    {
-        const char *host = orq->http_host_header != NULL ? orq->http_host_header : rq->authority;
-
-        fs[nf++] = (struct http1_field){"Host", host, 4, strlen(host)};
-    }
+    host = orq->http_host_header != NULL ? orq->http_host_header : rq->authority;
+    fs[nf++] = (struct http1_field){"Host", host, 4, strlen(host)};
     for (unsigned i = meta_first_regular(md); i < md->count; i++) {
         const struct meta_field *f = &md->fields[i];
 
