@@ -102,21 +102,29 @@ static void check_output(struct mux *m, int short_write)
 
 static uint8_t bulk[20000];
 
+/* Queues what the send queue takes of |n| bytes at |p| with the zero-copy writer; returns how
+ * many (0: nothing fits). */
+static size_t reserve_copy(struct mux_stream *s, const uint8_t *p, size_t n)
+{
+    size_t len = n;
+    uint8_t *q = mux_stream_reserve(s, &len);
+
+    if (q == NULL)
+        return 0;
+    if (len == 0 || len > n)
+        abort();
+    memcpy(q, p, len);
+    mux_stream_commit(s, len);
+    return len;
+}
+
 /* Queues up to |n| bytes of body with the zero-copy writer, as much as the send queue takes. */
 static void reserve_bulk(struct mux_stream *s, size_t n)
 {
-    while (n > 0) {
-        size_t len = n;
-        uint8_t *q = mux_stream_reserve(s, &len);
+    size_t done;
 
-        if (q == NULL)
-            return;
-        if (len == 0 || len > n)
-            abort();
-        memcpy(q, bulk, len);
-        mux_stream_commit(s, len);
-        n -= len;
-    }
+    while (n > 0 && (done = reserve_copy(s, bulk, n)) > 0)
+        n -= done;
 }
 
 static void on_headers(struct mux_stream *s, const struct meta *md, int end, void *sdata)
@@ -131,20 +139,10 @@ static void on_headers(struct mux_stream *s, const struct meta *md, int end, voi
 /* Echoes |n| bytes at |p| with whichever writer this input uses. */
 static void echo(struct mux_stream *s, const uint8_t *p, size_t n)
 {
-    size_t len = n;
-    uint8_t *q;
-
-    if (!bulk_mode) {
+    if (!bulk_mode)
         mux_stream_write(s, p, n, 0);
-        return;
-    }
-    q = mux_stream_reserve(s, &len);
-    if (q == NULL)
-        return;
-    if (len == 0 || len > n)
-        abort();
-    memcpy(q, p, len);
-    mux_stream_commit(s, len);
+    else
+        (void)reserve_copy(s, p, n);
 }
 
 static void on_data(struct mux_stream *s, const uint8_t *p, size_t n, void *sdata)
