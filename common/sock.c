@@ -228,6 +228,11 @@ static void on_sweep(uv_timer_t *t)
     }
 }
 
+void sock_loop_set_sweep_ms(struct sock_loop *sl, uint64_t ms)
+{
+    uv_timer_start(&sl->sweep, on_sweep, ms, ms);
+}
+
 static void on_loop_handle_close(uv_handle_t *h)
 {
     struct sock_loop *sl = h->data;

@@ -72,6 +72,9 @@ int sock_loop_init(struct sock_loop **sl, uv_loop_t *loop);
 /* Closes the loop's handles; call when no sock is left (and no sock_resolve() is pending). The
  * memory goes in their close callbacks: run the loop once more (uv_run) before uv_loop_close. */
 void sock_loop_cleanup(struct sock_loop *sl);
+/* Sets the idle-buffer sweep interval (default 1000 ms; a socket idle for a whole interval gives
+ * its buffers back). For tests, which would otherwise wait two seconds to see a release. */
+void sock_loop_set_sweep_ms(struct sock_loop *sl, uint64_t ms);
 
 struct sock_opts {
     SSL_CTX *tls_ctx;         /* NULL: plain */

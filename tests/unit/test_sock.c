@@ -264,7 +264,7 @@ static void h_data(struct sock *s, void *arg)
     if (p->close_after_rx > 0 && p->rx >= p->close_after_rx)
         sock_close(s);
     if (p->idle_after_rx > 0 && p->rx >= p->idle_after_rx)
-        uv_timer_start(&p->e->aux, on_idle_check, 2100, 0); /* two sweeps: idle for one whole */
+        uv_timer_start(&p->e->aux, on_idle_check, 210, 0); /* two sweeps: idle for one whole */
     if (p->pause_each_data) {
         p->pauses++;
         p->paused = 1;
@@ -582,6 +582,7 @@ static void idle_case(struct env *e)
     e->server.close_on_eof = 1;
     e->client.to_send = 200000;
     e->client.idle_after_rx = 200000;
+    sock_loop_set_sweep_ms(e->sl, 100);
     e->client.close_on_eof = 1;
     connect_client(e);
     run(e);
