@@ -168,11 +168,17 @@ integration: all
 build-tests: all $(UNIT_BIN) $(FUZZ_REPLAY)
 
 # `make test`: deps, plain build + unit + integration, then the ASan+UBSan build + unit + reduced
-# integration (small bodies, no long waits). Builds use both cores; tests run one at a time.
+# integration (small bodies, no long waits). Tests run one at a time. The sanitizer build runs at
+# nice 19 while the plain tests run: it takes the CPU they leave idle (most of them wait for
+# timeouts), and any time it wants they get first. Its log is printed when it is done.
 test: deps
 	$(MAKE) --no-print-directory -j2 build-tests
-	$(MAKE) --no-print-directory unit integration
-	$(MAKE) --no-print-directory SANITIZE=1 -j2 build-tests
+	@mkdir -p build; \
+	nice -n 19 $(MAKE) --no-print-directory SANITIZE=1 -j2 build-tests >build/asan-build.log 2>&1 & asan=$$!; \
+	$(MAKE) --no-print-directory unit integration; rc=$$?; \
+	wait $$asan; arc=$$?; \
+	echo "== sanitizer build (ran alongside the plain tests), exit $$arc"; cat build/asan-build.log; \
+	[ $$rc -eq 0 ] && [ $$arc -eq 0 ]
 	$(MAKE) --no-print-directory SANITIZE=1 unit integration
 
 # ---- demo -------------------------------------------------------------------------------------
