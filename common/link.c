@@ -267,6 +267,7 @@ struct link *link_new(struct sock *s, enum mux_role role, const struct cv_limits
     }
     sock_set_hooks(s, &link_sock_hooks);
     sock_set_arg(s, l);
+    sock_set_flush_last(s);
     if (deadline_ms > 0)
         sock_set_timeout(s, deadline_ms);
     return l;

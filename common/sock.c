@@ -80,6 +80,7 @@ enum sock_state {
 #define SOCK_F_BULK_IN (1u << 24)     /* TLS reads fill their room: read SOCK_READ_CHUNK at once */
 #define SOCK_F_SEND_STALLED (1u << 25) /* on_timeout is the send timeout's (sock_send_stalled) */
 #define SOCK_F_CLOSE_SEND (1u << 26)  /* closing: the send timeout bounds the flush */
+#define SOCK_F_FLUSH_LAST (1u << 27)  /* flushed after the other socks of a pass (sock_set_flush_last) */
 
 struct sock_loop {
     uv_loop_t *loop;
@@ -87,6 +88,7 @@ struct sock_loop {
     uv_idle_t idle;   /* keeps poll from blocking while the flush list is non-empty */
     int active;       /* check and idle started */
     struct list_node flush_list;
+    struct list_node flush_last; /* socks of sock_set_flush_last(): after flush_list in a pass */
     unsigned long pass;
     unsigned long next_id;
     unsigned nsocks;
@@ -191,6 +193,7 @@ int sock_loop_init(struct sock_loop **out, uv_loop_t *loop)
     }
     sl->loop = loop;
     list_init(&sl->flush_list);
+    list_init(&sl->flush_last);
     list_init(&sl->all);
     uv_timer_init(loop, &sl->sweep);
     sl->sweep.data = sl;
@@ -330,12 +333,26 @@ static void sock_leave(struct sock *s)
 
 /* ---- scheduling ------------------------------------------------------------------------------ */
 
+static void flush_enqueue(struct sock *s)
+{
+    list_push_back((s->flags & SOCK_F_FLUSH_LAST) ? &s->sl->flush_last : &s->sl->flush_list, &s->flush_node);
+}
+
 static void sock_schedule(struct sock *s)
 {
     if (s->state == SOCK_S_CLOSED || list_linked(&s->flush_node))
         return;
-    list_push_back(&s->sl->flush_list, &s->flush_node);
+    flush_enqueue(s);
     loop_activate(s->sl);
+}
+
+void sock_set_flush_last(struct sock *s)
+{
+    s->flags |= SOCK_F_FLUSH_LAST;
+    if (list_linked(&s->flush_node)) {
+        list_remove(&s->flush_node);
+        flush_enqueue(s);
+    }
 }
 
 size_t sock_write_queued(const struct sock *s)
@@ -1096,7 +1113,9 @@ static void on_check(uv_check_t *h)
     struct list_node *n;
 
     list_init(&later);
-    while ((n = list_first(&sl->flush_list)) != NULL) {
+    /* Every ordinary sock first, then the flush-last ones (tunnel connections), again ordinary
+     * ones that those scheduled, and so on. */
+    while ((n = list_first(&sl->flush_list)) != NULL || (n = list_first(&sl->flush_last)) != NULL) {
         struct sock *s = container_of(n, struct sock, flush_node);
 
         list_remove(n);
@@ -1109,9 +1128,9 @@ static void on_check(uv_check_t *h)
     }
     while ((n = list_first(&later)) != NULL) {
         list_remove(n);
-        list_push_back(&sl->flush_list, n);
+        flush_enqueue(container_of(n, struct sock, flush_node));
     }
-    if (list_empty(&sl->flush_list)) {
+    if (list_empty(&sl->flush_list) && list_empty(&sl->flush_last)) {
         uv_check_stop(&sl->check);
         uv_idle_stop(&sl->idle);
         sl->active = 0;

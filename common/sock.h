@@ -72,6 +72,11 @@ int sock_loop_init(struct sock_loop **sl, uv_loop_t *loop);
 /* Closes the loop's handles; call when no sock is left (and no sock_resolve() is pending). The
  * memory goes in their close callbacks: run the loop once more (uv_run) before uv_loop_close. */
 void sock_loop_cleanup(struct sock_loop *sl);
+/* Flushes |s| after every other sock in each flush pass. The connector's tunnel connections are:
+ * a request written to an origin in a loop turn reaches the origin's socket before the DISPATCHED
+ * announcing it (PROTOCOL.md §7.7) leaves for the edge, so a connector killed in between cannot
+ * have told the edge "handed over" for a request its origin never got. */
+void sock_set_flush_last(struct sock *s);
 /* Sets the idle-buffer sweep interval (default 1000 ms; a socket idle for a whole interval gives
  * its buffers back). For tests, which would otherwise wait two seconds to see a release. */
 void sock_loop_set_sweep_ms(struct sock_loop *sl, uint64_t ms);

@@ -52,6 +52,7 @@ struct peer {
     int stalled_at[4];      /* sock_send_stalled() in the first on_timeouts */
     uint64_t timeout_at_ms; /* loop time of the last on_timeout */
     int flushes;
+    int flush_seq; /* e->seq at the last on_flush */
     int connect_seq;
     int close_seq;
     char err_text[256];
@@ -334,6 +335,7 @@ static void h_flush(struct sock *s, void *arg)
     struct peer *p = arg;
 
     p->flushes++;
+    p->flush_seq = ++p->e->seq;
     p->to_send += 1000;
     (void)s;
     send_more(p);
@@ -1603,6 +1605,34 @@ static void test_write_from_timer_and_on_flush_are_sent(void **state)
     finish(e);
 }
 
+static void on_timer_flush_both(uv_timer_t *t)
+{
+    struct env *e = t->data;
+
+    /* Asked client first, but the client is a flush-last sock (like a tunnel connection). */
+    sock_set_flush_last(e->client.s);
+    sock_want_flush(e->client.s);
+    sock_want_flush(e->server.s);
+}
+
+static void test_flush_last_sock_is_flushed_after_the_others(void **state)
+{
+    struct env *e = *state;
+
+    e->server.close_after_rx = 1000; /* each on_flush writes 1000 bytes */
+    e->client.close_on_eof = 1;
+    connect_client(e);
+    uv_timer_start(&e->aux, on_timer_flush_both, 100, 0);
+    run(e);
+    assert_int_equal(e->client.flushes, 1);
+    assert_int_equal(e->server.flushes, 1);
+    assert_true(e->server.flush_seq < e->client.flush_seq);
+    assert_int_equal(e->server.rx, 1000);
+    assert_false(e->server.rx_bad);
+    assert_closed_once(e);
+    finish(e);
+}
+
 static void on_pipe_connection(uv_stream_t *server, int status)
 {
     on_connection(server, status);
@@ -1841,6 +1871,7 @@ int main(void)
         T(test_tls_verification_failure_reaches_both_sides),
         T(test_plain_client_to_tls_server_fails_handshake),
         T(test_write_from_timer_and_on_flush_are_sent),
+        T(test_flush_last_sock_is_flushed_after_the_others),
         T(test_unix_socket_echo),
         T(test_unix_connect_to_missing_path_fails),
         T(test_creation_failures_leave_nothing_behind),
