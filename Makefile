@@ -36,7 +36,7 @@ LIBS := -luv -lssl -lcrypto -lyaml -lpcre2-8 -lm
 # Debian packages that building and testing need; `make deps` installs the missing ones.
 DEPS := gcc make libc6-dev pkg-config libssl-dev libuv1-dev libyaml-dev libcmocka-dev node-llhttp \
         libpcre2-dev curl openssl ca-certificates python3 procps iproute2 openssh-server \
-        openssh-client netcat-openbsd python3-yaml nftables
+        openssh-client netcat-openbsd python3-yaml nftables nginx haproxy
 
 COMMON_SRC := $(sort $(wildcard common/*.c))
 EDGE_SRC := $(sort $(filter-out edge/main.c,$(wildcard edge/*.c)))
@@ -192,18 +192,7 @@ bench: deps all
 # ---- dependencies ------------------------------------------------------------------------------
 
 deps:
-	@missing=""; for p in $(DEPS); do \
-		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
-	done; \
-	if [ -n "$$missing" ]; then \
-		echo "installing missing Debian packages:$$missing"; \
-		if [ "$$(id -u)" != 0 ]; then \
-			echo "error: not root; run: sudo apt-get install -y$$missing" >&2; exit 1; \
-		fi; \
-		export DEBIAN_FRONTEND=noninteractive; \
-		apt-get install -y -q --no-install-recommends $$missing >/dev/null 2>&1 || \
-		{ apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends $$missing; } || exit 1; \
-	fi
+	@sh tests/tools/apt-install.sh make $(DEPS)
 
 # ---- installing --------------------------------------------------------------------------------
 

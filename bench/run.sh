@@ -12,32 +12,8 @@ cd "$(dirname "$0")/.."
 
 PKGS="nginx haproxy wrk openssh-server openssh-client curl valgrind python3 openssl iproute2 procps"
 
-missing=""
-for p in $PKGS; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"
-done
-if [ -n "$missing" ]; then
-    echo "bench: installing Debian packages:$missing"
-    if [ "$(id -u)" != 0 ]; then
-        echo "bench: not root; run: sudo apt-get install -y$missing" >&2
-        exit 1
-    fi
-    # Package scripts must not start system services (nginx on :80, sshd on :22, haproxy): the
-    # benchmark starts its own instances on loopback ports and leaves nothing running.
-    made_policy=0
-    if [ ! -e /usr/sbin/policy-rc.d ]; then
-        printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
-        chmod 755 /usr/sbin/policy-rc.d
-        made_policy=1
-    fi
-    export DEBIAN_FRONTEND=noninteractive
-    rc=0
-    apt-get install -y -q --no-install-recommends $missing >/dev/null 2>&1 ||
-        { apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends $missing; } ||
-        rc=$?
-    [ "$made_policy" = 1 ] && rm -f /usr/sbin/policy-rc.d
-    [ "$rc" = 0 ] || { echo "bench: apt-get failed" >&2; exit 1; }
-fi
+# shellcheck disable=SC2086 # one word per package
+sh tests/tools/apt-install.sh bench $PKGS
 # linux-perf is for profiling by hand (NOTES.md); the run itself does not need it.
 dpkg-query -W -f='${Status}' linux-perf 2>/dev/null | grep -q 'install ok installed' ||
     apt-get install -y -q --no-install-recommends linux-perf >/dev/null 2>&1 || true
