@@ -139,12 +139,13 @@ class Result:
 
 class Load:
     """|threads| workers, each with its own keep-alive TLS connection to |edge| (SNI and Host
-    |host|), sending `GET path?i=K` one after another until |total| requests were started, stop()
-    is called, or |duration| seconds (scaled by ctx.slow) pass. A failed connection is reopened
+    |host|), sending `GET path?i=K` one after another (or, with |rate|, at |rate| requests per
+    second in all, as wrk2 would) until |total| requests were started, stop() is called, or
+    |duration| seconds (scaled by ctx.slow) pass. A failed connection is reopened
     after |reconnect_pause| s. Every request is recorded as a Result, failures included."""
 
     def __init__(self, ctx, edge, host, path="/name", threads=8, total=None, duration=60.0,
-                 timeout=10.0, reconnect_pause=0.02, port=None):
+                 timeout=10.0, reconnect_pause=0.02, port=None, rate=None):
         self.ctx = ctx
         self.host = host
         self.port = port if port is not None else edge.https_port
@@ -155,6 +156,7 @@ class Load:
         self.duration = duration * ctx.slow
         self.timeout = timeout * ctx.slow
         self.reconnect_pause = reconnect_pause
+        self.interval = threads / rate if rate else 0.0  # each worker's pace at |rate| req/s in all
         self.results = []
         self.lock = threading.Lock()
         self.next_i = 0
@@ -200,7 +202,12 @@ class Load:
     def _worker(self, w):
         sock = None
         rd = None
+        due = time.monotonic() + w * self.interval / self.nthreads
         while True:
+            if self.interval:  # paced: the next request at its slot, not at once
+                due += self.interval
+                if self.stopping.wait(max(0.0, due - time.monotonic())):
+                    break
             i = self._take()
             if i is None:
                 break
