@@ -132,8 +132,8 @@ class _Peer:
                         del self.out[:k]
                         if not self.out:
                             self.flushed.notify_all()
-        except (EOFError, OSError, ssl.SSLError):
-            pass
+        except (EOFError, OSError, ValueError, ssl.SSLError):
+            pass  # ValueError: close() closed the socket under select()
         finally:
             with self.lock:
                 self.closed.set()
@@ -173,7 +173,8 @@ class _Peer:
 
 
 class FakeConnector(_Peer):
-    def __init__(self, ctx, edge, token, settings=(262144, 16777216, 16384, 256, 65536), src="127.0.0.1"):
+    def __init__(self, ctx, edge, token, settings=(262144, 16777216, 16384, 256, 65536), src="127.0.0.1",
+                 version=b"fake-peer", region=b""):
         doc = lib.decode_token(token)
         secret = lib.b64url_decode(doc["secret"])  # also takes the standard alphabet
         tls = ssl.create_default_context(cafile=os.path.join(ctx.pki, "ca.pem"))
@@ -183,7 +184,6 @@ class FakeConnector(_Peer):
                                        source_address=(src, 0))
         self.sock = tls.wrap_socket(raw, server_hostname="localhost")
         self._setup_io()
-        version, region = b"fake-peer", b""
         reg = (struct.pack(">HH", 1, 1) + uuid.UUID(doc["id"]).bytes + secret + uuid.uuid4().bytes
                + struct.pack(">BBH", 0, 0, 0) + struct.pack(">IIIII", *settings)
                + bytes([len(version)]) + version + bytes([len(region)]) + region)

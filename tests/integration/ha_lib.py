@@ -73,24 +73,17 @@ class Relay:
 # origin.py unchanged, with TCP_NODELAY on its sockets: http.server writes the head and the body
 # separately, and Nagle plus the peer's delayed ACK then costs ~40 ms per response, which would cap
 # a keep-alive load at ~25 requests/s per connection.
-_NODELAY_ORIGIN = (
-    "import sys; sys.path.insert(0, %r); import origin; "
-    "origin.Handler.disable_nagle_algorithm = True; sys.argv[0] = origin.__file__; "
-    "sys.exit(origin.main())"
-)
-
-
 class Origin(lib.Origin):
-    """lib.Origin (origin.py, same endpoints and request log) with TCP_NODELAY on its connections."""
+    """lib.Origin (origin.py, same endpoints and request log) listening on |host|."""
 
-    def __init__(self, ctx, name="origin", host="127.0.0.1"):  # not super(): it starts plain origin.py
+    def __init__(self, ctx, name="origin", host="127.0.0.1"):  # not super(): no TLS, unix or event log
         self.ctx = ctx
         self.name = name
         self.dir = ctx.mkdir(name)
         self.ready_file = os.path.join(self.dir, "port")
         self.request_log = os.path.join(self.dir, "requests.jsonl")
         lib.write_file(self.request_log, "")
-        self.proc = ctx.spawn(name, [lib.PYTHON, "-c", _NODELAY_ORIGIN % lib.HERE, "--name", name,
+        self.proc = ctx.spawn(name, [lib.PYTHON, lib.ORIGIN_PY, "--name", name,
                                      "--ready-file", self.ready_file, "--log", self.request_log,
                                      "--host", host])
 

@@ -195,13 +195,6 @@ WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    def setup(self):
-        # http.server writes the head and the body separately: without TCP_NODELAY, Nagle plus the
-        # peer's delayed ACK hold every keep-alive response back by about 40 ms (TCP only: the
-        # option does not exist on unix sockets).
-        if self.request.family in (socket.AF_INET, socket.AF_INET6):
-            self.disable_nagle_algorithm = True
-        super().setup()
     server_version = "culvert-test-origin"
     sys_version = ""
 
@@ -228,6 +221,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
         else:
             self.tls_failed = False
         self.event("conn_open", sni=self.sni)
+        # http.server writes the head and the body separately: without TCP_NODELAY, Nagle plus the
+        # peer's delayed ACK hold every keep-alive response back by about 40 ms (TCP only: the
+        # option does not exist on unix sockets). (A first setup() of the class set it, but this
+        # one replaced it.)
+        self.disable_nagle_algorithm = self.request.family in (socket.AF_INET, socket.AF_INET6)
         super().setup()
 
     def handle(self):

@@ -7,6 +7,7 @@ import struct
 import time
 
 import fake_peer
+import ha_lib
 import lib
 import origin as origin_mod
 from fake_peer import PING, PONG
@@ -160,3 +161,78 @@ def test_valid_token_that_keeps_breaking_the_protocol_is_tarpitted(ctx):
     other = fake_peer.FakeConnector(ctx, edge, tb["token"], src="127.0.0.2")
     expect(_sync(other), "a connector from 127.0.0.2 registered and answers PING")
     other.close()
+
+
+@lib.timeout(90)
+def test_connector_cannot_claim_another_tunnels_hostnames(ctx):
+    """RELIABILITY.md T-11, hostname hijack: tunnel B's connector (valid token) names tunnel A's
+    hostnames in everything it can send: the software version and region of its REGISTER, frames
+    of unknown types, a request block of its own on a stream it opens, a response block carrying
+    `:authority` and `host`, GOAWAY debug data; in the exact name, upper case, with a trailing dot,
+    as a wildcard. Nothing a connector sends names a hostname to the edge (routes are set by the
+    operator), so: the routes and tunnels the edge lists are unchanged, every request for A's
+    names (exact, upper case, trailing dot, a name under A's wildcard) reaches A's origin and none
+    reaches B, and the edge logged each connection that broke the protocol."""
+    edge = ctx.edge()
+    wild_a = "*.wild." + DOMAIN
+    ta = edge.tunnel_with_route("ta", [HOST_A, wild_a])
+    tb = edge.tunnel_with_route("tb", [HOST_B])
+    org = ctx.origin("origin-a")
+    ctx.connector(edge, ta["token"], ingress=[{"service": org.url}], ha=1)
+    routes0 = edge.cli("route", "list", output_json=True).json
+    tunnels0 = sorted((t["name"], t["id"]) for t in edge.cli("tunnel", "list", output_json=True).json)
+    claims = [HOST_A, HOST_A.upper(), HOST_A + ".", wild_a, "x.wild." + DOMAIN, "*." + DOMAIN]
+    fakes = []
+    # REGISTER: A's names as the software version and region label (printable, [A-Za-z0-9._-]).
+    for c in claims:
+        label = c.replace("*", "x").encode()
+        fakes.append(fake_peer.FakeConnector(ctx, edge, tb["token"], version=label, region=label))
+    keep = fakes[0]
+    for c in claims:
+        # Unknown frame types, ignored (under the flood limit); the connection stays.
+        keep.send(fake_peer.frame(0x20, c.encode()) + fake_peer.frame(0x7f, c.encode(), stream=1))
+    expect(_sync(keep), "B's connector answers PING after unknown frames naming A's hostnames")
+    broken = 0
+    src = 0
+    for c in claims:
+        for bad in (
+                # a request of its own on a stream the connector opens (§7.1: the edge opens them)
+                fake_peer.frame(fake_peer.HEADERS, fake_peer.block(0x01, [
+                    (":method", "GET"), (":scheme", "https"), (":authority", c), (":path", "/")]),
+                    fake_peer.END_HEADERS, 2),
+                # a response on a stream that was never opened, naming the host
+                fake_peer.frame(fake_peer.HEADERS, fake_peer.block(fake_peer.RESPONSE, [
+                    (":status", "200"), (":authority", c), ("host", c)]), fake_peer.END_HEADERS, 1),
+                # GOAWAY whose debug data names the host
+                fake_peer.frame(fake_peer.GOAWAY, struct.pack(">II", 0, 0) + c.encode())):
+            # each from an address of its own: ten broken connections a minute from one address
+            # get its registrations held (test above)
+            src += 1
+            f = fake_peer.FakeConnector(ctx, edge, tb["token"], src="127.0.4.%d" % src)
+            f.send(bad)
+            g = f.next_frame((fake_peer.GOAWAY,), 5 * ctx.slow) if bad[3] != fake_peer.GOAWAY else None
+            if bad[3] != fake_peer.GOAWAY:
+                expect(g is not None, "no GOAWAY for a frame naming %s: %r" % (c, bad[:12]))
+                broken += 1
+            f.close()
+    expect_eq(edge.cli("route", "list", output_json=True).json, routes0, "routes after B's claims")
+    expect_eq(sorted((t["name"], t["id"]) for t in edge.cli("tunnel", "list", output_json=True).json),
+              tunnels0, "tunnels after B's claims")
+    n = 200 if ctx.reduced else 2000
+    for host in (HOST_A, "x.wild." + DOMAIN):
+        load = ha_lib.Load(ctx, edge, host, threads=4, total=n).start().wait(60)
+        expect(not load.failures(), "requests for %s: %s" % (host, load.describe_failures()))
+        expect_eq(dict(load.names()), {"origin-a": n}, "who answered %d requests for %s" % (n, host))
+    for host in (HOST_A.upper(), HOST_A + "."):
+        r, rd = ctx.raw_request(edge.https_port, b"GET /name HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n"
+                                % host.encode(), sni=HOST_A)
+        rd.sock.close()
+        expect(r is not None and (r.status, r.body) == (200, b"origin-a"), "Host: %s -> %r" % (host, r))
+    for f in fakes:
+        expect(f.next_frame((fake_peer.HEADERS,), 0.1) is None, "a request reached tunnel B's connector")
+        f.close()
+    log = edge.proc.text()
+    errors = log.count("PROTOCOL_ERROR")
+    ctx.note("edge log: %d lines with PROTOCOL_ERROR for %d connections that broke the protocol" % (errors, broken))
+    expect(errors >= broken, "the edge logged %d protocol errors for %d connections that broke the "
+           "protocol" % (errors, broken))
