@@ -84,6 +84,16 @@ async def trickle(writer, data, interval, done):
             pass
 
 
+async def hold(reader, writer, data, interval, rec):
+    """Trickles |data| while watching for the edge's close; then closes our side."""
+    done = asyncio.Event()
+    t = asyncio.ensure_future(trickle(writer, data, interval, done))
+    await watch(reader, rec)
+    done.set()
+    await t
+    writer.close()
+
+
 async def slow_header(i, a, tls, rec, gate, opened):
     async with gate:  # a few TLS handshakes at a time: the client's own CPU stays low
         rec.update(kind="header", src=source(i), opened=time.monotonic())
@@ -98,12 +108,7 @@ async def slow_header(i, a, tls, rec, gate, opened):
         rec["handshake"] = time.monotonic()
     opened()
     head = b"GET /name HTTP/1.1\r\nHost: %s\r\nX-Slow: " % a.sni.encode() + b"a" * 200
-    done = asyncio.Event()
-    t = asyncio.ensure_future(trickle(writer, head, a.interval, done))
-    await watch(reader, rec)
-    done.set()
-    await t
-    writer.close()
+    await hold(reader, writer, head, a.interval, rec)
 
 
 async def slow_handshake(i, a, hello, rec, opened, after):
@@ -117,12 +122,7 @@ async def slow_handshake(i, a, hello, rec, opened, after):
         return
     rec["connected"] = time.monotonic()
     opened()
-    done = asyncio.Event()
-    t = asyncio.ensure_future(trickle(writer, hello, a.interval, done))
-    await watch(reader, rec)
-    done.set()
-    await t
-    writer.close()
+    await hold(reader, writer, hello, a.interval, rec)
 
 
 async def main(a):
