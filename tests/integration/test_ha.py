@@ -636,3 +636,50 @@ def test_silent_connector_is_dropped_after_missed_heartbeats_and_reconnects_afte
     ctx.note("A back %.3fs after SIGCONT" % (time.monotonic() - t_cont))
     ctx.wait_until(lambda: ha_lib.curl_name(ctx, edge, HOST) == (200, "o-a"), 5,
                    "requests to reach A again (nearest)", interval=0.2)
+
+
+@lib.timeout(120)
+@lib.full_only("50 connector processes and a timing histogram")
+def test_edge_restart_reconnect_storm_is_spread_by_jitter(ctx):
+    """RELIABILITY.md T-30's reconnect storm: 50 connectors (100 connections) lose their edge for
+    2 s. When it is back, their first dials spread over the backoff windows they had reached (full
+    jitter) instead of arriving together: no window of one backoff base (100 ms here, RELIABILITY.md's
+    "1 s bucket" at the default 1 s base) holds more than 30% of them, and all 100 are back. The dial
+    times come from the connectors' logs (each retry line gives its delay)."""
+    base_ms = 100
+    n_conn, ha = 50, 2
+    edge, t = _stack(ctx)
+    origin = ha_lib.Origin(ctx, "o1")
+    conns = []
+    for i in range(n_conn):
+        c = ctx.connector(edge, t["token"], ingress=[{"service": origin.url}], ha=ha, name="c%d" % i,
+                          args=["--region", "r"], start=False, wait_ready=False)
+        c.argv[c.argv.index("--retry-base") + 1] = "%dms" % base_ms
+        c.start(wait_ready=False)
+        conns.append(c)
+    ha_lib.wait_connections(ctx, edge, "app", {"r": n_conn * ha}, 30, "all 100 connections")
+    time.sleep(1.5)  # up for > 10 * base: the outage starts again from attempt 1
+    offsets = [c.proc.log_size() for c in conns]
+    expect_eq(edge.stop(), 0, "exit code of the edge after SIGTERM")
+    time.sleep(2.0)  # windows 100, 200, 400, 800, 1600 ms: attempts 4-6 by now
+    t_up = time.time()
+    edge.start()
+    ha_lib.wait_connections(ctx, edge, "app", {"r": n_conn * ha}, 30, "all 100 connections back")
+    first = []  # per connection, its first dial after the edge was back (s after t_up)
+    for c, off in zip(conns, offsets):
+        dials = {}
+        for ts, idx, delay, _, _ in RETRY_RE.findall(c.proc.text()[off:]):
+            at = _ts(ts) + int(delay) / 1000.0 - t_up
+            if at >= 0:
+                dials.setdefault(idx, []).append(at)
+        first += [min(v) for v in dials.values()]
+    expect(len(first) == n_conn * ha, "%d connections logged a dial after the restart" % len(first))
+    buckets = {}
+    for x in first:
+        b = int(x * 1000 // base_ms)
+        buckets[b] = buckets.get(b, 0) + 1
+    top = max(buckets.values())
+    ctx.note("first dials after the restart over %.2fs; per %d ms: %s" % (
+        max(first) - min(first), base_ms, " ".join("%d" % buckets.get(b, 0) for b in range(max(buckets) + 1))))
+    expect(top <= 0.3 * len(first), "%d of %d connections dialled within one %d ms window" % (
+        top, len(first), base_ms))
