@@ -174,7 +174,7 @@ class _Peer:
 
 class FakeConnector(_Peer):
     def __init__(self, ctx, edge, token, settings=(262144, 16777216, 16384, 256, 65536), src="127.0.0.1",
-                 version=b"fake-peer", region=b""):
+                 version=b"fake-peer", region=b"", connector_id=None, index=0):
         doc = lib.decode_token(token)
         secret = lib.b64url_decode(doc["secret"])  # also takes the standard alphabet
         tls = ssl.create_default_context(cafile=os.path.join(ctx.pki, "ca.pem"))
@@ -184,8 +184,9 @@ class FakeConnector(_Peer):
                                        source_address=(src, 0))
         self.sock = tls.wrap_socket(raw, server_hostname="localhost")
         self._setup_io()
-        reg = (struct.pack(">HH", 1, 1) + uuid.UUID(doc["id"]).bytes + secret + uuid.uuid4().bytes
-               + struct.pack(">BBH", 0, 0, 0) + struct.pack(">IIIII", *settings)
+        cid = uuid.UUID(connector_id) if connector_id else uuid.uuid4()
+        reg = (struct.pack(">HH", 1, 1) + uuid.UUID(doc["id"]).bytes + secret + cid.bytes
+               + struct.pack(">BBH", index, 0, 0) + struct.pack(">IIIII", *settings)
                + bytes([len(version)]) + version + bytes([len(region)]) + region)
         self.sock.sendall(b"CVTUNNEL" + frame(REGISTER, reg))
         t, _, _, p = self._read_frame()

@@ -236,3 +236,37 @@ def test_connector_cannot_claim_another_tunnels_hostnames(ctx):
     ctx.note("edge log: %d lines with PROTOCOL_ERROR for %d connections that broke the protocol" % (errors, broken))
     expect(errors >= broken, "the edge logged %d protocol errors for %d connections that broke the "
            "protocol" % (errors, broken))
+
+
+@lib.timeout(60)
+def test_same_connector_id_and_index_displaces_nothing(ctx):
+    """RELIABILITY.md T-18, session displacement: a second registration with the token, the
+    connector id and the connection indexes of a connector already up (what a copied config or a
+    hostile holder of the token would send) is one more connection of that connector, never a
+    replacement: the real connector's connections all stay, and once the impostor's are gone,
+    requests reach the real connector's origin. (While they are there, the impostor may be sent
+    requests: holding the token is holding the tunnel, as with cloudflared.)"""
+    edge = ctx.edge()
+    ta = edge.tunnel_with_route("ta", [HOST_A])
+    org = ctx.origin("origin-a")
+    ctx.connector(edge, ta["token"], ingress=[{"service": org.url}], ha=2)
+    ha_lib.wait_connections(ctx, edge, "ta", {"": 2}, 10)
+    real = ha_lib.connectors(edge, "ta")
+    expect_eq(len(real), 1, "connectors before the impostor")
+    cid = real[0]["id"]
+    ids0 = sorted(c["id"] for c in real[0]["connections"])
+    fakes = [fake_peer.FakeConnector(ctx, edge, ta["token"], connector_id=cid, index=i) for i in (0, 1)]
+    for f in fakes:
+        expect(_sync(f), "the impostor's connection answers PING")
+    now = ha_lib.connectors(edge, "ta")
+    expect_eq([k["id"] for k in now], [cid], "connectors with the impostor (one id)")
+    ids1 = sorted(c["id"] for c in now[0]["connections"])
+    expect(set(ids0) <= set(ids1) and len(ids1) == 4,
+           "the real connector's connections %r, with the impostor's: %r" % (ids0, ids1))
+    for f in fakes:
+        f.close()
+    ha_lib.wait_connections(ctx, edge, "ta", {"": 2}, 10, "the impostor's connections to go")
+    expect_eq(sorted(c["id"] for c in ha_lib.connectors(edge, "ta")[0]["connections"]), ids0,
+              "the real connector's connections after the impostor left")
+    r = edge.get(HOST_A, "/name")
+    expect_eq((r.status, r.body), (200, b"origin-a"), "GET through the real connector")
