@@ -144,6 +144,12 @@ struct pconn {
 #define RQ_F_QUEUED 0x20000       /* in ps->waiting: every connection of the tunnel is at its limit */
 #define RQ_F_WANT_100 0x40000     /* Expect: 100-continue, timed once the stream is open */
 
+/* A request body is kept (in preq.replay) until the connector says DISPATCHED, up to this much: a
+ * stream refused before that (a connector going away, PROTOCOL.md §7.7) is retried elsewhere with
+ * its body, as PRODUCT.md promises for requests not yet handed to an origin. A body that got
+ * further before DISPATCHED came (a slow connector) makes the request not retryable. */
+#define REPLAY_MAX (64 * 1024)
+
 struct preq {
     struct pconn *pc;
     struct mux_stream *stream;
@@ -161,6 +167,7 @@ struct preq {
     char host[HOSTNAME_MAX + 1];
     size_t host_len;
     struct buf meta;          /* the request block, kept for one retry until DISPATCHED */
+    struct buf replay;        /* the body given to the stream so far, kept with |meta| (REPLAY_MAX) */
     uint64_t body_sent;       /* request body bytes given to the stream */
     uint64_t body_progress;   /* body bytes read since the deadline last started (preq_arm) */
     int64_t resp_clen;
@@ -347,6 +354,13 @@ static char *dup_bounded(const char *s, size_t n, size_t max)
 
 static void waiting_remove(struct preq *rq);
 
+/* The request can no longer be retried: its block and its body copy go. */
+static void no_retry(struct preq *rq)
+{
+    buf_cleanup(&rq->meta);
+    buf_cleanup(&rq->replay);
+}
+
 static void preq_free(struct preq *rq)
 {
     if (rq == NULL)
@@ -359,7 +373,7 @@ static void preq_free(struct preq *rq)
     }
     if (!pc_closing(rq->pc)) /* the next request (or WebSocket) starts from the configured mark */
         sock_set_out_high(rq->pc->sock, (size_t)rq->pc->ps->e->limits.client_output_buffer);
-    buf_cleanup(&rq->meta);
+    no_retry(rq);
     mem_free(rq->path);
     mem_free(rq->referer);
     mem_free(rq->ua);
@@ -378,14 +392,14 @@ static int over_budget(const struct public_side *ps, unsigned pct)
 
 /* What closing a visitor connection frees of the buffers: its unsent output (response bytes the
  * stream delivered, waiting for the visitor to read), unread input, and its request's send queue
- * (body bytes waiting for the tunnel) and kept request block, as storage. */
+ * (body bytes waiting for the tunnel), kept request block and body copy, as storage. */
 static size_t pconn_buffered(struct pconn *pc)
 {
     size_t n = sock_buffer_bytes(pc->sock);
     const struct preq *rq = pc->req;
 
     if (rq != NULL) {
-        n += (size_t)(rq->meta.end - rq->meta.base);
+        n += (size_t)(rq->meta.end - rq->meta.base) + (size_t)(rq->replay.end - rq->replay.base);
         if (rq->stream != NULL)
             n += mux_stream_buffer_bytes(rq->stream);
     }
@@ -754,7 +768,7 @@ static void enter_tunnel(struct preq *rq)
 
     pc->state = PC_S_TUNNEL;
     rq->flags |= RQ_F_RESP_HEAD;
-    buf_cleanup(&rq->meta);
+    no_retry(rq);
     /* RELIABILITY.md 1.4 and §10: WebSocket streams have no idle timeout; tunnel PINGs keep the
      * connection to the connector alive. */
     sock_set_timeout(pc->sock, 0);
@@ -940,7 +954,7 @@ static void st_on_headers(struct mux_stream *s, const struct meta *md, int end, 
     if (md->type == META_TRAILERS)
         return; /* dropped (PROTOCOL.md §8.1); the body's end comes with on_end */
     rq->flags |= RQ_F_DISPATCHED;
-    buf_cleanup(&rq->meta);
+    no_retry(rq);
     expect_cancel(rq);
     status = (st->value[0] - '0') * 100 + (st->value[1] - '0') * 10 + (st->value[2] - '0');
     if (status < 200 && status != 101) {
@@ -1115,6 +1129,21 @@ static void st_on_end(struct mux_stream *s, void *sdata)
 
 static int open_stream(struct preq *rq, const struct mux *avoid);
 
+/* The retried stream is open: it gets the body sent so far, and its end if the body was done. */
+static void retry_started(struct preq *rq)
+{
+    size_t n = buf_len(&rq->replay);
+
+    if (n > 0 && mux_stream_write(rq->stream, rq->replay.pos, n, 0) != (ssize_t)n) {
+        answer_local(rq, 502, NULL, NULL);
+        return;
+    }
+    if ((rq->flags & RQ_F_HAS_BODY) && (rq->flags & RQ_F_IN_DONE) && !(rq->flags & RQ_F_UPGRADE))
+        mux_stream_end(rq->stream);
+    no_retry(rq); /* retried once: never again */
+    pconn_process(rq->pc);
+}
+
 static void st_on_reset(struct mux_stream *s, uint32_t code, void *sdata)
 {
     struct preq *rq = sdata;
@@ -1143,15 +1172,13 @@ static void st_on_reset(struct mux_stream *s, uint32_t code, void *sdata)
         return;
     }
     /* PROTOCOL.md §7.7: never reached an origin, nothing of the body lost: retry once elsewhere. */
-    if (code == CODE_REFUSED_STREAM && !dispatched && !(rq->flags & RQ_F_RETRIED) &&
-        rq->body_sent == 0 && buf_len(&rq->meta) > 0) {
+    if (code == CODE_REFUSED_STREAM && !dispatched && !(rq->flags & RQ_F_RETRIED) && buf_len(&rq->meta) > 0) {
         rq->flags |= RQ_F_RETRIED;
-        LOG_I("public rid=%s retrying on another connection (stream refused)", rq->id);
-        if (open_stream(rq, failed) == 0) {
-            pconn_process(rq->pc);
-            return;
-        }
-        return; /* open_stream answered */
+        LOG_I("public rid=%s retrying on another connection (stream refused%s)", rq->id,
+              rq->body_sent > 0 ? ", with the body sent so far" : "");
+        if (open_stream(rq, failed) == 0)
+            retry_started(rq);
+        return; /* open_stream answered otherwise */
     }
     switch (code) {
     case CODE_ORIGIN_TIMEOUT:
@@ -1199,7 +1226,7 @@ static void st_on_dispatched(struct mux_stream *s, void *sdata)
 
     (void)s;
     rq->flags |= RQ_F_DISPATCHED;
-    buf_cleanup(&rq->meta); /* no retry after this: the block is not needed any more */
+    no_retry(rq); /* the block and the body copy are not needed any more */
 }
 
 static const struct mux_stream_hooks stream_hooks = {
@@ -1567,6 +1594,7 @@ static int on_request_head(struct http1_parser *p, const struct http1_head *h, v
     if (rq == NULL)
         return CV_ENOMEM;
     rq->pc = pc;
+    buf_init(&rq->replay, REPLAY_MAX);
     list_init(&rq->expect_node);
     list_init(&rq->wait_node);
     pc->req = rq;
@@ -1717,8 +1745,8 @@ static int on_request_body(struct http1_parser *p, const uint8_t *data, size_t n
         return 0;
     }
     rq->body_sent += n;
-    if (rq->body_sent > 0 && !(rq->flags & RQ_F_DISPATCHED))
-        buf_cleanup(&rq->meta); /* body bytes are gone: this request can no longer be retried */
+    if (buf_len(&rq->meta) > 0 && (rq->body_sent > REPLAY_MAX || buf_append(&rq->replay, data, n) < 0))
+        no_retry(rq); /* the body is gone past what is kept: this request can no longer be retried */
     return 0;
 }
 

@@ -2,6 +2,7 @@
 §2.3, T-09, T-15, T-35): tunnel A's visitors stay unaffected and the edge's memory stays bounded.
 The hostile connector is tests/integration/fake_peer.py."""
 
+import hashlib
 import os
 import struct
 import time
@@ -270,3 +271,85 @@ def test_same_connector_id_and_index_displaces_nothing(ctx):
               "the real connector's connections after the impostor left")
     r = edge.get(HOST_A, "/name")
     expect_eq((r.status, r.body), (200, b"origin-a"), "GET through the real connector")
+
+
+def _two_fakes(ctx):
+    """Tunnel A served by two fake connectors: the test makes the one that gets a stream refuse
+    it and watches what the other gets."""
+    edge = ctx.edge()
+    ta = edge.tunnel_with_route("ta", [HOST_A])
+    return edge, [fake_peer.FakeConnector(ctx, edge, ta["token"]) for _ in range(2)]
+
+
+def _post_while_refused(ctx, edge, fakes, body, refuse_after):
+    """POSTs |body| to /upload. The fake connector that takes the stream reads |refuse_after| body
+    bytes, then refuses it (RESET REFUSED_STREAM, no DISPATCHED), as a connector going away does.
+    Returns (the visitor's response, the body bytes the other fake got on a retried stream, or
+    None if no stream reached it)."""
+    s = ctx.tls_connect(edge.https_port, HOST_A, timeout=20)
+    try:
+        s.sendall(b"POST /upload HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n\r\n" % (HOST_A.encode(), len(body))
+                  + body)
+        first = None
+        for _ in range(100):
+            for f in fakes:
+                h = f.next_frame((fake_peer.HEADERS,), 0.05)
+                if h is not None:
+                    first = f
+                    break
+            if first is not None:
+                break
+        expect(first is not None, "no fake connector got the request")
+        got = 0
+        while got < refuse_after:
+            d = first.next_frame((fake_peer.DATA,), 10)
+            expect(d is not None, "the fake connector got %d body bytes, waiting for %d" % (got, refuse_after))
+            got += len(d[3])
+        first.send(fake_peer.frame(fake_peer.RESET, struct.pack(">I", 0x07), stream=h[2]))
+        other = fakes[1 - fakes.index(first)]
+        retried = None
+        h2 = other.next_frame((fake_peer.HEADERS,), 2)
+        if h2 is not None:
+            retried = b""
+            while True:
+                d = other.next_frame((fake_peer.DATA,), 10)
+                expect(d is not None, "the retried stream stopped after %d body bytes" % len(retried))
+                retried += d[3]
+                if d[1] & fake_peer.END_STREAM:
+                    break
+            other.send(fake_peer.response(h2[2], 200, [("content-length", "2")])
+                       + fake_peer.frame(fake_peer.DATA, b"ok", fake_peer.END_STREAM, h2[2]))
+        r = lib.RawHTTP(s).read_response()
+        ctx.note("refused after %d body bytes; retried with %s; answer %r" % (
+            got, "nothing" if retried is None else "%d bytes" % len(retried), r and (r.status, r.body[:100])))
+        return r, retried
+    finally:
+        s.close()
+
+
+@lib.timeout(60)
+def test_upload_refused_before_dispatch_is_retried_with_its_body(ctx):
+    """PRODUCT.md: requests a connector had not yet handed to its origin are retried on another
+    connector. A POST whose stream is refused (RESET REFUSED_STREAM, what a connector going away
+    answers for streams it will not take) after part of its body went out is retried on the other
+    connector with the whole body, each byte once."""
+    edge, fakes = _two_fakes(ctx)
+    body = os.urandom(40000)
+    r, retried = _post_while_refused(ctx, edge, fakes, body, 1)
+    expect(retried is not None, "the refused upload was not retried: %r" % (r and (r.status, r.body[:200]),))
+    expect(retried == body, "the retried stream carried %d bytes, not the %d-byte body" % (len(retried), len(body)))
+    expect(r is not None and (r.status, r.body) == (200, b"ok"), "the answer: %r" % (r and (r.status, r.body[:200]),))
+    expect("retrying on another connection (stream refused, with the body sent so far)" in edge.proc.text(),
+           "the edge logged no retry with the body")
+
+
+@lib.timeout(60)
+def test_upload_refused_after_more_than_the_kept_body_is_not_retried(ctx):
+    """The copy of a request body kept for a retry is bounded (64 KiB, edge/public.c REPLAY_MAX):
+    a stream refused after more than that went out is answered 502, not retried with part of a
+    body."""
+    edge, fakes = _two_fakes(ctx)
+    body = os.urandom(200000)
+    r, retried = _post_while_refused(ctx, edge, fakes, body, 64 * 1024 + 1)
+    expect(retried is None, "an upload refused after more than 64 KiB was retried (%d bytes)" % len(retried or b""))
+    expect(r is not None and r.status == 502, "the answer: %r" % (r and (r.status, r.body[:200]),))
