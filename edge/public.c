@@ -146,9 +146,11 @@ struct pconn {
 
 /* A request body is kept (in preq.replay) until the connector says DISPATCHED, up to this much: a
  * stream refused before that (a connector going away, PROTOCOL.md §7.7) is retried elsewhere with
- * its body, as PRODUCT.md promises for requests not yet handed to an origin. A body that got
- * further before DISPATCHED came (a slow connector) makes the request not retryable. */
-#define REPLAY_MAX (64 * 1024)
+ * its body, as PRODUCT.md promises for requests not yet handed to an origin. The connector's
+ * initial stream window (256 KiB by default) bounds what a stream carries before the connector
+ * returns credit, which it does only once it writes the body to its origin, after DISPATCHED: with
+ * the default window every stream refused before DISPATCHED can be retried. */
+#define REPLAY_MAX (256 * 1024)
 
 struct preq {
     struct pconn *pc;
@@ -944,15 +946,19 @@ static void write_response_head(struct preq *rq, const struct meta *md, int end)
     (void)end;
 }
 
+static void body_resume(struct preq *rq);
+
 static void st_on_headers(struct mux_stream *s, const struct meta *md, int end, void *sdata)
 {
     struct preq *rq = sdata;
     const struct meta_field *st = meta_get(md, ":status");
     int status;
+    int capped; /* the body may have waited at REPLAY_MAX for a DISPATCHED this stands for */
 
     (void)s;
     if (md->type == META_TRAILERS)
         return; /* dropped (PROTOCOL.md §8.1); the body's end comes with on_end */
+    capped = buf_len(&rq->meta) > 0 && (rq->flags & RQ_F_HAS_BODY) && !(rq->flags & RQ_F_IN_DONE);
     rq->flags |= RQ_F_DISPATCHED;
     no_retry(rq);
     expect_cancel(rq);
@@ -1013,6 +1019,8 @@ static void st_on_headers(struct mux_stream *s, const struct meta *md, int end, 
     rq->status = status;
     write_response_head(rq, md, end);
     preq_arm(rq);
+    if (capped && !pc_closing(rq->pc))
+        body_resume(rq);
 }
 
 /*
@@ -1202,16 +1210,11 @@ static void st_on_reset(struct mux_stream *s, uint32_t code, void *sdata)
     }
 }
 
-static void st_on_writable(struct mux_stream *s, void *sdata)
+/* The request body may flow again (the stream has room, or DISPATCHED lifted the retry cap). */
+static void body_resume(struct preq *rq)
 {
-    struct preq *rq = sdata;
     struct pconn *pc = rq->pc;
 
-    (void)s;
-    if (pc->state == PC_S_TUNNEL) {
-        pipe_on_stream_writable(&pc->pipe);
-        return;
-    }
     if (pc->flags & PC_F_READ_STOPPED) {
         pc->flags &= ~PC_F_READ_STOPPED;
         sock_read_start(pc->sock);
@@ -1220,13 +1223,30 @@ static void st_on_writable(struct mux_stream *s, void *sdata)
     pconn_process(pc);
 }
 
+static void st_on_writable(struct mux_stream *s, void *sdata)
+{
+    struct preq *rq = sdata;
+
+    (void)s;
+    if (rq->pc->state == PC_S_TUNNEL) {
+        pipe_on_stream_writable(&rq->pc->pipe);
+        return;
+    }
+    body_resume(rq);
+}
+
 static void st_on_dispatched(struct mux_stream *s, void *sdata)
 {
     struct preq *rq = sdata;
 
     (void)s;
     rq->flags |= RQ_F_DISPATCHED;
-    no_retry(rq); /* the block and the body copy are not needed any more */
+    if (buf_len(&rq->meta) > 0 && (rq->flags & RQ_F_HAS_BODY) && !(rq->flags & RQ_F_IN_DONE)) {
+        no_retry(rq); /* the block and the body copy are not needed any more */
+        body_resume(rq); /* reading may have waited at REPLAY_MAX */
+        return;
+    }
+    no_retry(rq);
 }
 
 static const struct mux_stream_hooks stream_hooks = {
@@ -1745,8 +1765,8 @@ static int on_request_body(struct http1_parser *p, const uint8_t *data, size_t n
         return 0;
     }
     rq->body_sent += n;
-    if (buf_len(&rq->meta) > 0 && (rq->body_sent > REPLAY_MAX || buf_append(&rq->replay, data, n) < 0))
-        no_retry(rq); /* the body is gone past what is kept: this request can no longer be retried */
+    if (buf_len(&rq->meta) > 0 && buf_append(&rq->replay, data, n) < 0)
+        no_retry(rq); /* no room for the copy: this request can no longer be retried */
     return 0;
 }
 
@@ -1836,6 +1856,10 @@ static void pconn_process(struct pconn *pc)
         } else if (rq->stream != NULL && !(rq->flags & RQ_F_LOCAL)) {
             size_t space = mux_stream_write_space(rq->stream);
 
+            /* Until DISPATCHED, no more body than is kept for a retry: the stream window would not
+             * let much more out before the connector's credit anyway (REPLAY_MAX). */
+            if (buf_len(&rq->meta) > 0 && (rq->flags & RQ_F_HAS_BODY) && space > REPLAY_MAX - rq->body_sent)
+                space = (size_t)(REPLAY_MAX - rq->body_sent);
             if (space == 0) {
                 if (!(pc->flags & PC_F_READ_STOPPED)) {
                     pc->flags |= PC_F_READ_STOPPED;

@@ -283,8 +283,8 @@ def _two_fakes(ctx):
 
 def _post_while_refused(ctx, edge, fakes, body, refuse_after):
     """POSTs |body| to /upload. The fake connector that takes the stream reads |refuse_after| body
-    bytes, then refuses it (RESET REFUSED_STREAM, no DISPATCHED), as a connector going away does.
-    Returns (the visitor's response, the body bytes the other fake got on a retried stream, or
+    bytes, then refuses it (RESET REFUSED_STREAM, no DISPATCHED), as a connector going away
+    does. Returns (the visitor's response, the body bytes the other fake got on a retried stream, or
     None if no stream reached it)."""
     s = ctx.tls_connect(edge.https_port, HOST_A, timeout=20)
     try:
@@ -310,6 +310,7 @@ def _post_while_refused(ctx, edge, fakes, body, refuse_after):
         retried = None
         h2 = other.next_frame((fake_peer.HEADERS,), 2)
         if h2 is not None:
+            other.send(fake_peer.frame(fake_peer.WINDOW_UPDATE, struct.pack(">I", 1 << 20), stream=h2[2]))
             retried = b""
             while True:
                 d = other.next_frame((fake_peer.DATA,), 10)
@@ -334,8 +335,10 @@ def test_upload_refused_before_dispatch_is_retried_with_its_body(ctx):
     answers for streams it will not take) after part of its body went out is retried on the other
     connector with the whole body, each byte once."""
     edge, fakes = _two_fakes(ctx)
-    body = os.urandom(40000)
-    r, retried = _post_while_refused(ctx, edge, fakes, body, 1)
+    body = os.urandom(600000)
+    # Refused once 200 KB went out: less than the stream window (256 KiB), which is all a stream
+    # carries before its connector returns credit.
+    r, retried = _post_while_refused(ctx, edge, fakes, body, 200000)
     expect(retried is not None, "the refused upload was not retried: %r" % (r and (r.status, r.body[:200]),))
     expect(retried == body, "the retried stream carried %d bytes, not the %d-byte body" % (len(retried), len(body)))
     expect(r is not None and (r.status, r.body) == (200, b"ok"), "the answer: %r" % (r and (r.status, r.body[:200]),))
@@ -344,12 +347,46 @@ def test_upload_refused_before_dispatch_is_retried_with_its_body(ctx):
 
 
 @lib.timeout(60)
-def test_upload_refused_after_more_than_the_kept_body_is_not_retried(ctx):
-    """The copy of a request body kept for a retry is bounded (64 KiB, edge/public.c REPLAY_MAX):
-    a stream refused after more than that went out is answered 502, not retried with part of a
-    body."""
+def test_upload_body_waits_at_the_kept_size_until_dispatched(ctx):
+    """The copy of a request body kept for a retry is bounded (256 KiB, edge/public.c REPLAY_MAX,
+    the default stream window): until the connector says DISPATCHED the edge sends no more than
+    that, even to a connector that grants more credit, so every stream refused before DISPATCHED
+    can be retried whole. Once DISPATCHED comes, the rest of the body flows."""
     edge, fakes = _two_fakes(ctx)
-    body = os.urandom(200000)
-    r, retried = _post_while_refused(ctx, edge, fakes, body, 64 * 1024 + 1)
-    expect(retried is None, "an upload refused after more than 64 KiB was retried (%d bytes)" % len(retried or b""))
-    expect(r is not None and r.status == 502, "the answer: %r" % (r and (r.status, r.body[:200]),))
+    body = os.urandom(600000)
+    s = ctx.tls_connect(edge.https_port, HOST_A, timeout=20)
+    try:
+        s.sendall(b"POST /upload HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n\r\n" % (HOST_A.encode(), len(body))
+                  + body)
+        f, h = None, None
+        for _ in range(100):
+            for x in fakes:
+                h = x.next_frame((fake_peer.HEADERS,), 0.05)
+                if h is not None:
+                    f = x
+                    break
+            if f is not None:
+                break
+        expect(f is not None, "no fake connector got the request")
+        f.send(fake_peer.frame(fake_peer.WINDOW_UPDATE, struct.pack(">I", 1 << 20), stream=h[2]))
+        got = b""
+        while True:
+            d = f.next_frame((fake_peer.DATA,), 0.5)
+            if d is None:
+                break
+            got += d[3]
+        expect_eq(len(got), 256 * 1024, "body bytes sent before DISPATCHED, with 1 MiB more credit granted")
+        f.send(fake_peer.frame(fake_peer.DISPATCHED, b"", stream=h[2]))
+        while True:
+            d = f.next_frame((fake_peer.DATA,), 10)
+            expect(d is not None, "the body stopped at %d bytes after DISPATCHED" % len(got))
+            got += d[3]
+            if d[1] & fake_peer.END_STREAM:
+                break
+        expect(got == body, "the connector got %d bytes, not the %d-byte body" % (len(got), len(body)))
+        f.send(fake_peer.response(h[2], 200, [("content-length", "2")])
+               + fake_peer.frame(fake_peer.DATA, b"ok", fake_peer.END_STREAM, h[2]))
+        r = lib.RawHTTP(s).read_response()
+        expect(r is not None and (r.status, r.body) == (200, b"ok"), "the answer: %r" % (r and (r.status, r.body[:200]),))
+    finally:
+        s.close()
