@@ -61,7 +61,7 @@ LIBLLHTTP := $(B)/libllhttp.a
 EDGE_BIN := $(B)/culvert-edge
 CONN_BIN := $(B)/culvert-connector
 
-.PHONY: all deps test unit integration build-tests fuzz fuzz-replay demo bench clean tools install \
+.PHONY: all deps test unit integration build-tests fuzz fuzz-replay demo bench soak clean tools install \
         image container-check
 .DEFAULT_GOAL := all
 
@@ -163,6 +163,13 @@ fuzz:
 
 integration: all
 	$(PYTHON) tests/integration/run.py --build $(B) $(if $(filter 1,$(SANITIZE)),--reduced,)
+
+# `make soak [SOAK_MINUTES=120]`: RELIABILITY.md T-40, mixed load with connector restarts for that
+# long, then checks that nothing grew or leaked (tests/integration/test_soak.py). Not in `make test`.
+SOAK_MINUTES ?= 120
+soak: deps all
+	CULVERT_SOAK_MINUTES=$(SOAK_MINUTES) $(PYTHON) tests/integration/run.py --build $(B) --keep -k test_soak.; \
+	rc=$$?; grep -h " soak .* min: " $(B)/itest/test_soak.*/test.notes | cut -d' ' -f2-; exit $$rc
 
 # Everything the tests run, built in parallel.
 build-tests: all $(UNIT_BIN) $(FUZZ_REPLAY)

@@ -169,7 +169,8 @@ struct preq {
     char host[HOSTNAME_MAX + 1];
     size_t host_len;
     struct buf meta;          /* the request block, kept for one retry until DISPATCHED */
-    struct buf replay;        /* the body given to the stream so far, kept with |meta| (REPLAY_MAX) */
+    struct buf replay;        /* the body given to the stream so far, kept with |meta| (its cap:
+                                 REPLAY_MAX, or stream_send_buffer if smaller) */
     uint64_t body_sent;       /* request body bytes given to the stream */
     uint64_t body_progress;   /* body bytes read since the deadline last started (preq_arm) */
     int64_t resp_clen;
@@ -1614,7 +1615,9 @@ static int on_request_head(struct http1_parser *p, const struct http1_head *h, v
     if (rq == NULL)
         return CV_ENOMEM;
     rq->pc = pc;
-    buf_init(&rq->replay, REPLAY_MAX);
+    /* A retried stream takes the copy in one write: no more than its send queue holds. */
+    buf_init(&rq->replay, e->limits.stream_send_buffer < REPLAY_MAX ? (size_t)e->limits.stream_send_buffer
+                                                                    : REPLAY_MAX);
     list_init(&rq->expect_node);
     list_init(&rq->wait_node);
     pc->req = rq;
@@ -1858,8 +1861,9 @@ static void pconn_process(struct pconn *pc)
 
             /* Until DISPATCHED, no more body than is kept for a retry: the stream window would not
              * let much more out before the connector's credit anyway (REPLAY_MAX). */
-            if (buf_len(&rq->meta) > 0 && (rq->flags & RQ_F_HAS_BODY) && space > REPLAY_MAX - rq->body_sent)
-                space = (size_t)(REPLAY_MAX - rq->body_sent);
+            if (buf_len(&rq->meta) > 0 && (rq->flags & RQ_F_HAS_BODY) &&
+                space > rq->replay.cap - rq->body_sent)
+                space = (size_t)(rq->replay.cap - rq->body_sent);
             if (space == 0) {
                 if (!(pc->flags & PC_F_READ_STOPPED)) {
                     pc->flags |= PC_F_READ_STOPPED;
