@@ -1198,6 +1198,14 @@ def tcp_wmem_max():
         return int(f.read().split()[2])
 
 
+def fd_count(pid):
+    """How many descriptors process |pid| has open (0 when it is gone)."""
+    try:
+        return len(os.listdir("/proc/%d/fd" % pid))
+    except OSError:
+        return 0
+
+
 def proc_status_kib(pid):
     """{"VmRSS": KiB, "VmHWM": KiB} from /proc/PID/status ({} when the process is gone)."""
     out = {}

@@ -281,25 +281,28 @@ def _two_fakes(ctx):
     return edge, [fake_peer.FakeConnector(ctx, edge, ta["token"]) for _ in range(2)]
 
 
+def _post_to_fakes(ctx, edge, fakes, body):
+    """Sends POST /upload with |body| for HOST_A; returns (the visitor's socket, the fake connector
+    that got the request, its HEADERS frame)."""
+    s = ctx.tls_connect(edge.https_port, HOST_A, timeout=20)
+    s.sendall(b"POST /upload HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n\r\n" % (HOST_A.encode(), len(body))
+              + body)
+    for _ in range(100):
+        for f in fakes:
+            h = f.next_frame((fake_peer.HEADERS,), 0.05)
+            if h is not None:
+                return s, f, h
+    s.close()
+    raise AssertionError("no fake connector got the request")
+
+
 def _post_while_refused(ctx, edge, fakes, body, refuse_after):
     """POSTs |body| to /upload. The fake connector that takes the stream reads |refuse_after| body
     bytes, then refuses it (RESET REFUSED_STREAM, no DISPATCHED), as a connector going away
     does. Returns (the visitor's response, the body bytes the other fake got on a retried stream, or
     None if no stream reached it)."""
-    s = ctx.tls_connect(edge.https_port, HOST_A, timeout=20)
+    s, first, h = _post_to_fakes(ctx, edge, fakes, body)
     try:
-        s.sendall(b"POST /upload HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n\r\n" % (HOST_A.encode(), len(body))
-                  + body)
-        first = None
-        for _ in range(100):
-            for f in fakes:
-                h = f.next_frame((fake_peer.HEADERS,), 0.05)
-                if h is not None:
-                    first = f
-                    break
-            if first is not None:
-                break
-        expect(first is not None, "no fake connector got the request")
         got = 0
         while got < refuse_after:
             d = first.next_frame((fake_peer.DATA,), 10)
@@ -354,20 +357,8 @@ def test_upload_body_waits_at_the_kept_size_until_dispatched(ctx):
     can be retried whole. Once DISPATCHED comes, the rest of the body flows."""
     edge, fakes = _two_fakes(ctx)
     body = os.urandom(600000)
-    s = ctx.tls_connect(edge.https_port, HOST_A, timeout=20)
+    s, f, h = _post_to_fakes(ctx, edge, fakes, body)
     try:
-        s.sendall(b"POST /upload HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n\r\n" % (HOST_A.encode(), len(body))
-                  + body)
-        f, h = None, None
-        for _ in range(100):
-            for x in fakes:
-                h = x.next_frame((fake_peer.HEADERS,), 0.05)
-                if h is not None:
-                    f = x
-                    break
-            if f is not None:
-                break
-        expect(f is not None, "no fake connector got the request")
         f.send(fake_peer.frame(fake_peer.WINDOW_UPDATE, struct.pack(">I", 1 << 20), stream=h[2]))
         got = b""
         while True:

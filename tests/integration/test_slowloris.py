@@ -19,13 +19,6 @@ MAX_CONNECTIONS = 2500
 RATE = 1000  # real requests per second (RELIABILITY.md's wrk at 1,000 req/s), from 4 connections
 
 
-def fd_count(pid):
-    try:
-        return len(os.listdir("/proc/%d/fd" % pid))
-    except OSError:
-        return 0
-
-
 def p99(results):
     lat = sorted(r.t1 - r.t0 for r in results)
     return lat[min(len(lat) - 1, int(len(lat) * 0.99))] if lat else 0.0
@@ -48,7 +41,7 @@ def slow_round(ctx, st, target, tag, watch_pid):
         while not os.path.exists(out) and slow.alive() and time.monotonic() < t_end:
             # Not more often: listing 2,000 descriptors holds this process's GIL, which the load
             # client's threads need.
-            fd_max = max(fd_max, fd_count(watch_pid))
+            fd_max = max(fd_max, lib.fd_count(watch_pid))
             time.sleep(0.5)
     finally:
         load.stop()
@@ -85,7 +78,7 @@ def test_slowloris_and_slow_handshakes_are_closed_on_time_while_real_traffic_flo
     st = lib.Stack(ctx, origin=False, edge_kw=edge_kw)
     decoy = ctx.edge(name="decoy", **edge_kw)
     pid = st.edge.proc.pid
-    fds0 = fd_count(pid)
+    fds0 = lib.fd_count(pid)
     _, base, _, _ = slow_round(ctx, st, decoy, "decoy", pid)
     recs, during, window, fd_max = slow_round(ctx, st, st.edge, "edge", pid)
     ctx.note("edge fds %d before, %d at most" % (fds0, fd_max))
@@ -127,5 +120,5 @@ def test_slowloris_and_slow_handshakes_are_closed_on_time_while_real_traffic_flo
            "%.1f ms while the decoy held them (want at most %.1f ms)" % (
                p99(during) * 1000, p99(base) * 1000, bound * 1000))
     expect(fd_max <= MAX_CONNECTIONS, "the edge held %d descriptors (max_connections %d)" % (fd_max, MAX_CONNECTIONS))
-    ctx.wait_until(lambda: fd_count(pid) <= fds0, 5, "the edge's descriptors back to %d (now %d)" % (
-        fds0, fd_count(pid)))
+    ctx.wait_until(lambda: lib.fd_count(pid) <= fds0, 5, "the edge's descriptors back to %d (now %d)" % (
+        fds0, lib.fd_count(pid)))

@@ -34,13 +34,6 @@ UPLOADERS = 5
 UPLOAD_BYTES = 1 << 20
 
 
-def fd_count(pid):
-    try:
-        return len(os.listdir("/proc/%d/fd" % pid))
-    except OSError:
-        return 0
-
-
 def streams_open(conn):
     r = lib.http_get("127.0.0.1", conn.metrics_port, "/metrics", timeout=2)
     if r is None or r[0] != 200:
@@ -133,7 +126,7 @@ def test_soak_mixed_load_with_connector_restarts_leaks_nothing(ctx):
     conns = [ctx.connector(edge, t["token"], ingress=[{"service": origin.url}], ha=2, name="c%d" % i,
                            args=["--region", "r%d" % i]) for i in (1, 2)]
     ha_lib.wait_connections(ctx, edge, "app", {"r1": 2, "r2": 2}, 10)
-    fds0 = fd_count(edge.proc.pid)
+    fds0 = lib.fd_count(edge.proc.pid)
     stop = threading.Event()
     load = ha_lib.Load(ctx, edge, host, threads=4, duration=duration + 60, rate=200).start()
     wss = WebSockets(ctx, edge, host, WS_COUNT, stop)
@@ -151,7 +144,7 @@ def test_soak_mixed_load_with_connector_restarts_leaks_nothing(ctx):
         while time.monotonic() - t0 < duration:
             streams = [streams_open(c) for c in conns]
             samples.append((time.monotonic() - t0, lib.proc_status_kib(edge.proc.pid).get("VmRSS", 0),
-                            fd_count(edge.proc.pid), streams))
+                            lib.fd_count(edge.proc.pid), streams))
             expect(edge.proc.alive(), "the edge exited during the soak")
             if time.monotonic() >= next_restart:
                 c = conns[restarts % 2]
@@ -171,7 +164,7 @@ def test_soak_mixed_load_with_connector_restarts_leaks_nothing(ctx):
         for u in ups:
             u.join(60)
     ctx.wait_until(lambda: all(streams_open(c) == 0 for c in conns), 30, "the connectors' streams to close")
-    ctx.wait_until(lambda: fd_count(edge.proc.pid) <= fds0, 30, "the edge's descriptors back to %d" % fds0)
+    ctx.wait_until(lambda: lib.fd_count(edge.proc.pid) <= fds0, 30, "the edge's descriptors back to %d" % fds0)
     failed_uploads = [d for ok, d in uploads if not ok]
     n = len(samples)
     tenth = max(1, n // 10)
