@@ -1239,15 +1239,13 @@ static void st_on_writable(struct mux_stream *s, void *sdata)
 static void st_on_dispatched(struct mux_stream *s, void *sdata)
 {
     struct preq *rq = sdata;
+    int capped = buf_len(&rq->meta) > 0 && (rq->flags & RQ_F_HAS_BODY) && !(rq->flags & RQ_F_IN_DONE);
 
     (void)s;
     rq->flags |= RQ_F_DISPATCHED;
-    if (buf_len(&rq->meta) > 0 && (rq->flags & RQ_F_HAS_BODY) && !(rq->flags & RQ_F_IN_DONE)) {
-        no_retry(rq); /* the block and the body copy are not needed any more */
-        body_resume(rq); /* reading may have waited at REPLAY_MAX */
-        return;
-    }
-    no_retry(rq);
+    no_retry(rq); /* the block and the body copy are not needed any more */
+    if (capped)
+        body_resume(rq); /* reading may have waited at the copy's cap */
 }
 
 static const struct mux_stream_hooks stream_hooks = {

@@ -296,6 +296,21 @@ def _post_to_fakes(ctx, edge, fakes, body):
     raise AssertionError("no fake connector got the request")
 
 
+def _read_to_end(fake, got, what):
+    """Appends the DATA of |fake|'s next frames to |got| until END_STREAM; returns it."""
+    while True:
+        d = fake.next_frame((fake_peer.DATA,), 10)
+        expect(d is not None, "%s stopped after %d body bytes" % (what, len(got)))
+        got += d[3]
+        if d[1] & fake_peer.END_STREAM:
+            return got
+
+
+def _answer_ok(fake, sid):
+    fake.send(fake_peer.response(sid, 200, [("content-length", "2")])
+              + fake_peer.frame(fake_peer.DATA, b"ok", fake_peer.END_STREAM, sid))
+
+
 def _post_while_refused(ctx, edge, fakes, body, refuse_after):
     """POSTs |body| to /upload. The fake connector that takes the stream reads |refuse_after| body
     bytes, then refuses it (RESET REFUSED_STREAM, no DISPATCHED), as a connector going away
@@ -314,15 +329,8 @@ def _post_while_refused(ctx, edge, fakes, body, refuse_after):
         h2 = other.next_frame((fake_peer.HEADERS,), 2)
         if h2 is not None:
             other.send(fake_peer.frame(fake_peer.WINDOW_UPDATE, struct.pack(">I", 1 << 20), stream=h2[2]))
-            retried = b""
-            while True:
-                d = other.next_frame((fake_peer.DATA,), 10)
-                expect(d is not None, "the retried stream stopped after %d body bytes" % len(retried))
-                retried += d[3]
-                if d[1] & fake_peer.END_STREAM:
-                    break
-            other.send(fake_peer.response(h2[2], 200, [("content-length", "2")])
-                       + fake_peer.frame(fake_peer.DATA, b"ok", fake_peer.END_STREAM, h2[2]))
+            retried = _read_to_end(other, b"", "the retried stream")
+            _answer_ok(other, h2[2])
         r = lib.RawHTTP(s).read_response()
         ctx.note("refused after %d body bytes; retried with %s; answer %r" % (
             got, "nothing" if retried is None else "%d bytes" % len(retried), r and (r.status, r.body[:100])))
@@ -368,15 +376,9 @@ def test_upload_body_waits_at_the_kept_size_until_dispatched(ctx):
             got += d[3]
         expect_eq(len(got), 256 * 1024, "body bytes sent before DISPATCHED, with 1 MiB more credit granted")
         f.send(fake_peer.frame(fake_peer.DISPATCHED, b"", stream=h[2]))
-        while True:
-            d = f.next_frame((fake_peer.DATA,), 10)
-            expect(d is not None, "the body stopped at %d bytes after DISPATCHED" % len(got))
-            got += d[3]
-            if d[1] & fake_peer.END_STREAM:
-                break
+        got = _read_to_end(f, got, "the body after DISPATCHED")
         expect(got == body, "the connector got %d bytes, not the %d-byte body" % (len(got), len(body)))
-        f.send(fake_peer.response(h[2], 200, [("content-length", "2")])
-               + fake_peer.frame(fake_peer.DATA, b"ok", fake_peer.END_STREAM, h[2]))
+        _answer_ok(f, h[2])
         r = lib.RawHTTP(s).read_response()
         expect(r is not None and (r.status, r.body) == (200, b"ok"), "the answer: %r" % (r and (r.status, r.body[:200]),))
     finally:
